@@ -1,0 +1,16 @@
+//! Everything two or more of the sidecar binaries need.
+//!
+//! Each module owns one job; binaries are thin glue over these modules:
+//! - [`units`]: human durations (`500ms`, `5s`, `1m`) and byte sizes (`64KiB`).
+//! - [`clock`]: the timestamps we print (busybox/GNU `date` layout, RFC 3339).
+//! - [`shutdown`]: SIGTERM/SIGINT handling for a process that runs as PID 1.
+//! - [`cli`]: the shared `main` wrapper: logging, runtime, error reporting, exit codes.
+//! - [`applets`]: the tiny `cat` that makes `kubectl exec ... cat FILE` work in a scratch image.
+//! - [`metrics`]: Prometheus text exposition and the `/metrics`, `/healthz`, `/readyz` server.
+
+pub mod applets;
+pub mod cli;
+pub mod clock;
+pub mod metrics;
+pub mod shutdown;
+pub mod units;

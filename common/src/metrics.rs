@@ -1,0 +1,522 @@
+//! Prometheus metrics and health endpoints, shared by the aggregator, the
+//! adapter and the client (`--listen ADDR`).
+//!
+//! A [`Registry`] is passed to whoever records (no global), hands out cheap
+//! atomic handles ([`Counter`], [`Gauge`], [`Histogram`]) and renders the
+//! text exposition format 0.0.4 on demand. Asking twice for the same name and
+//! labels returns the same handle, so per-file series can be created lazily.
+//! [`serve`] answers `/metrics`, `/healthz` (process alive) and `/readyz`
+//! (set ready by the binary once it does its job) with hyper, until shutdown.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::shutdown::Shutdown;
+
+/// A value that only goes up (lines read, failures).
+#[derive(Clone, Debug, Default)]
+pub struct Counter(Arc<AtomicU64>);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    pub fn add(&self, amount: u64) {
+        self.0.fetch_add(amount, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A value that goes up and down (files followed, a flag as 0/1, a timestamp).
+#[derive(Clone, Debug, Default)]
+pub struct Gauge(Arc<AtomicU64>);
+
+impl Gauge {
+    pub fn set(&self, value: f64) {
+        self.0.store(value.to_bits(), Ordering::Relaxed);
+    }
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+}
+
+/// Observations counted into fixed cumulative buckets (latency in seconds).
+#[derive(Clone, Debug)]
+pub struct Histogram(Arc<HistogramState>);
+
+#[derive(Debug)]
+struct HistogramState {
+    upper_bounds: Vec<f64>,
+    bucket_counts: Vec<AtomicU64>,
+    count: AtomicU64,
+    sum: Mutex<f64>,
+}
+
+impl Histogram {
+    fn new(upper_bounds: &[f64]) -> Self {
+        Self(Arc::new(HistogramState {
+            upper_bounds: upper_bounds.to_vec(),
+            bucket_counts: upper_bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum: Mutex::new(0.0),
+        }))
+    }
+
+    pub fn observe(&self, value: f64) {
+        let state = &self.0;
+        for (bound, bucket) in state.upper_bounds.iter().zip(&state.bucket_counts) {
+            if value <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        state.count.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut sum) = state.sum.lock() {
+            *sum += value;
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.0.count.load(Ordering::Relaxed)
+    }
+}
+
+/// Latency buckets in seconds, as the blackbox exporter and most HTTP dashboards use.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+type Labels = Vec<(String, String)>;
+
+enum Series {
+    Counter(Counter),
+    Gauge(Gauge),
+    GaugeFn(Box<dyn Fn() -> f64 + Send + Sync>),
+    Histogram(Histogram),
+}
+
+struct Family {
+    help: String,
+    kind: &'static str,
+    series: BTreeMap<Labels, Series>,
+}
+
+/// The set of metrics one process exposes.
+#[derive(Default)]
+pub struct Registry {
+    families: Mutex<BTreeMap<String, Family>>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The counter `name{labels}`, created on first use.
+    pub fn counter(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> Counter {
+        self.series(
+            name,
+            help,
+            "counter",
+            labels,
+            || Series::Counter(Counter::default()),
+            |series| match series {
+                Series::Counter(counter) => Some(counter.clone()),
+                _ => None,
+            },
+        )
+        .unwrap_or_default()
+    }
+
+    /// The gauge `name{labels}`, created on first use.
+    pub fn gauge(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> Gauge {
+        self.series(
+            name,
+            help,
+            "gauge",
+            labels,
+            || Series::Gauge(Gauge::default()),
+            |series| match series {
+                Series::Gauge(gauge) => Some(gauge.clone()),
+                _ => None,
+            },
+        )
+        .unwrap_or_default()
+    }
+
+    /// A gauge computed when scraped (e.g. seconds since the last checkpoint).
+    pub fn gauge_fn(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        compute: impl Fn() -> f64 + Send + Sync + 'static,
+    ) {
+        let mut compute = Some(compute);
+        let create = || match compute.take() {
+            Some(compute) => Series::GaugeFn(Box::new(compute)),
+            None => Series::Gauge(Gauge::default()),
+        };
+        let _ = self.series(name, help, "gauge", labels, create, |_| Some(()));
+    }
+
+    /// The histogram `name{labels}` with the given bucket upper bounds.
+    pub fn histogram(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        upper_bounds: &[f64],
+    ) -> Histogram {
+        let create = || Series::Histogram(Histogram::new(upper_bounds));
+        self.series(
+            name,
+            help,
+            "histogram",
+            labels,
+            create,
+            |series| match series {
+                Series::Histogram(histogram) => Some(histogram.clone()),
+                _ => None,
+            },
+        )
+        .unwrap_or_else(|| Histogram::new(upper_bounds))
+    }
+
+    /// Finds or creates a series and maps it while the lock is held. A name
+    /// reused with another type is a programming error; the caller then gets
+    /// a detached handle (recorded nowhere) instead of a panic.
+    fn series<T>(
+        &self,
+        name: &str,
+        help: &str,
+        kind: &'static str,
+        labels: &[(&str, &str)],
+        create: impl FnOnce() -> Series,
+        map: impl FnOnce(&Series) -> Option<T>,
+    ) -> Option<T> {
+        let mut families = self.families.lock().ok()?;
+        let family = families.entry(name.to_owned()).or_insert_with(|| Family {
+            help: help.to_owned(),
+            kind,
+            series: BTreeMap::new(),
+        });
+        if family.kind != kind {
+            tracing::error!(
+                metric = name,
+                "metric registered twice with different types"
+            );
+            return None;
+        }
+        let key: Labels = labels
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect();
+        map(family.series.entry(key).or_insert_with(create))
+    }
+
+    /// The text exposition format, families sorted by name.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let Ok(families) = self.families.lock() else {
+            return out;
+        };
+        for (name, family) in families.iter() {
+            let _ = writeln!(out, "# HELP {name} {}", escape_help(&family.help));
+            let _ = writeln!(out, "# TYPE {name} {}", family.kind);
+            for (labels, series) in &family.series {
+                match series {
+                    Series::Counter(counter) => {
+                        sample(&mut out, name, labels, None, counter.get() as f64)
+                    }
+                    Series::Gauge(gauge) => sample(&mut out, name, labels, None, gauge.get()),
+                    Series::GaugeFn(compute) => sample(&mut out, name, labels, None, compute()),
+                    Series::Histogram(histogram) => {
+                        render_histogram(&mut out, name, labels, histogram)
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+fn render_histogram(out: &mut String, name: &str, labels: &Labels, histogram: &Histogram) {
+    let state = &histogram.0;
+    for (bound, bucket) in state.upper_bounds.iter().zip(&state.bucket_counts) {
+        let le = format_value(*bound);
+        sample(
+            out,
+            &format!("{name}_bucket"),
+            labels,
+            Some(&le),
+            bucket.load(Ordering::Relaxed) as f64,
+        );
+    }
+    let count = state.count.load(Ordering::Relaxed) as f64;
+    sample(out, &format!("{name}_bucket"), labels, Some("+Inf"), count);
+    let sum = state.sum.lock().map(|sum| *sum).unwrap_or(0.0);
+    sample(out, &format!("{name}_sum"), labels, None, sum);
+    sample(out, &format!("{name}_count"), labels, None, count);
+}
+
+fn sample(out: &mut String, name: &str, labels: &Labels, le: Option<&str>, value: f64) {
+    out.push_str(name);
+    if !labels.is_empty() || le.is_some() {
+        out.push('{');
+        let mut first = true;
+        let le_pair = le.map(|le| ("le".to_owned(), le.to_owned()));
+        for (key, value) in labels.iter().chain(le_pair.as_ref()) {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            let _ = write!(out, "{key}=\"{}\"", escape_label(value));
+        }
+        out.push('}');
+    }
+    let _ = writeln!(out, " {}", format_value(value));
+}
+
+fn format_value(value: f64) -> String {
+    if value.is_infinite() {
+        if value > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
+    } else if value.is_nan() {
+        "NaN".into()
+    } else {
+        value.to_string()
+    }
+}
+
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn escape_help(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// Liveness and readiness, as `/healthz` and `/readyz` report them.
+#[derive(Debug)]
+pub struct Health {
+    ready: AtomicBool,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            ready: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Health {
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `shutdown`.
+/// Binaries bind `0.0.0.0:PORT` (kubelet probes come from the pod IP); tests bind port 0.
+pub async fn serve(
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    health: Arc<Health>,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
+    loop {
+        let (stream, _peer) = tokio::select! {
+            _ = shutdown.requested() => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // EMFILE and friends: keep serving the connections we have.
+                    tracing::warn!(%error, "metrics listener: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let registry = registry.clone();
+        let health = health.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let response = respond(&request, &registry, &health);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "metrics connection ended with an error");
+            }
+        });
+    }
+}
+
+fn respond(
+    request: &Request<Incoming>,
+    registry: &Registry,
+    health: &Health,
+) -> Response<Full<Bytes>> {
+    let text = |status: StatusCode, content_type: &str, body: String| {
+        Response::builder()
+            .status(status)
+            .header("content-type", content_type)
+            .body(Full::new(Bytes::from(body)))
+            .unwrap_or_default()
+    };
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "method not allowed\n".into(),
+        );
+    }
+    match request.uri().path() {
+        "/metrics" => text(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            registry.render(),
+        ),
+        "/healthz" | "/livez" => text(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/readyz" if health.is_ready() => text(StatusCode::OK, "text/plain", "ready\n".into()),
+        "/readyz" => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "not ready\n".into(),
+        ),
+        _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_with_labels_render_in_text_format() {
+        let registry = Registry::new();
+        registry
+            .counter(
+                "lines_total",
+                "Lines read.",
+                &[("file", "/var/log/app.log")],
+            )
+            .add(3);
+        registry
+            .counter(
+                "lines_total",
+                "Lines read.",
+                &[("file", "/var/log/app.log")],
+            )
+            .inc();
+        registry
+            .gauge("files_followed", "Files followed.", &[])
+            .set(2.0);
+        assert_eq!(
+            registry.render(),
+            "# HELP files_followed Files followed.\n# TYPE files_followed gauge\nfiles_followed 2\n\
+             # HELP lines_total Lines read.\n# TYPE lines_total counter\n\
+             lines_total{file=\"/var/log/app.log\"} 4\n"
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let registry = Registry::new();
+        registry.counter("c", "h", &[("file", "a\"b\\c\nd")]).inc();
+        assert!(registry.render().contains(r#"c{file="a\"b\\c\nd"} 1"#));
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let registry = Registry::new();
+        let latency = registry.histogram("latency_seconds", "Latency.", &[], &[0.1, 1.0]);
+        latency.observe(0.05);
+        latency.observe(0.5);
+        latency.observe(5.0);
+        let text = registry.render();
+        assert!(
+            text.contains("latency_seconds_bucket{le=\"0.1\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("latency_seconds_bucket{le=\"1\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("latency_seconds_bucket{le=\"+Inf\"} 3\n"),
+            "{text}"
+        );
+        assert!(text.contains("latency_seconds_sum 5.55\n"), "{text}");
+        assert!(text.contains("latency_seconds_count 3\n"), "{text}");
+    }
+
+    #[test]
+    fn gauge_fn_is_computed_at_scrape_time() {
+        let registry = Registry::new();
+        let source = Gauge::default();
+        let read = source.clone();
+        registry.gauge_fn("age_seconds", "Age.", &[], move || read.get() * 2.0);
+        source.set(21.0);
+        assert!(registry.render().contains("age_seconds 42\n"));
+    }
+
+    #[test]
+    fn a_name_reused_with_another_type_does_not_panic() {
+        let registry = Registry::new();
+        registry.counter("x", "h", &[]).inc();
+        registry.gauge("x", "h", &[]).set(5.0);
+        assert!(registry.render().contains("x 1\n"));
+    }
+
+    #[tokio::test]
+    async fn server_answers_metrics_health_and_readiness() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let registry = Arc::new(Registry::new());
+        registry.counter("hits_total", "Hits.", &[]).add(7);
+        let health = Arc::new(Health::default());
+        let shutdown = Shutdown::new();
+        let server = tokio::spawn(serve(listener, registry, health.clone(), shutdown.clone()));
+        let get = |path: &'static str| async move {
+            let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+            let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).await.unwrap();
+            response
+        };
+        let metrics = get("/metrics").await;
+        assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+        assert!(metrics.contains("hits_total 7"), "{metrics}");
+        assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
+        assert!(get("/readyz").await.starts_with("HTTP/1.1 503"));
+        health.set_ready(true);
+        assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
+        assert!(get("/nope").await.starts_with("HTTP/1.1 404"));
+        shutdown.trigger();
+        server.await.unwrap().unwrap();
+    }
+}

@@ -1,0 +1,214 @@
+//! Test support for the binaries' `tests/cli.rs`: start the real binary,
+//! collect its stdout and stderr in the background, wait for expected output
+//! with a deadline (never a bare sleep), send it signals.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Default deadline for output a test expects: generous, because CI machines
+/// are slow and noisy; a passing test never waits for it.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A running binary whose output is being collected.
+pub struct Running {
+    child: Child,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<thread::JoinHandle<()>>,
+}
+
+/// Starts `command` with piped stdout and stderr (and stdin closed unless set).
+pub fn spawn(mut command: Command) -> Running {
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|error| panic!("starting {command:?}: {error}"));
+    let stdout = Arc::new(Mutex::new(Vec::new()));
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let readers = vec![
+        collect(child.stdout.take().expect("piped"), stdout.clone()),
+        collect(child.stderr.take().expect("piped"), stderr.clone()),
+    ];
+    Running {
+        child,
+        stdout,
+        stderr,
+        readers,
+    }
+}
+
+fn collect(
+    mut source: impl Read + Send + 'static,
+    sink: Arc<Mutex<Vec<u8>>>,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut buffer = [0u8; 64 * 1024];
+        loop {
+            match source.read(&mut buffer) {
+                Ok(0) | Err(_) => return,
+                Ok(read) => sink
+                    .lock()
+                    .expect("not poisoned")
+                    .extend_from_slice(&buffer[..read]),
+            }
+        }
+    })
+}
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything printed on stdout so far, lossily decoded.
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.stdout.lock().expect("not poisoned")).into_owned()
+    }
+
+    /// Everything printed on stdout so far, as bytes.
+    pub fn stdout_bytes(&self) -> Vec<u8> {
+        self.stdout.lock().expect("not poisoned").clone()
+    }
+
+    /// Everything printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().expect("not poisoned")).into_owned()
+    }
+
+    /// Waits until `done(stdout)` holds, or panics after `DEADLINE` showing both streams.
+    pub fn wait_for_stdout(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        self.wait_for(what, DEADLINE, || done(&self.stdout()))
+            .then(|| self.stdout())
+            .unwrap_or_default()
+    }
+
+    /// Waits until stdout contains `needle`.
+    pub fn wait_for_stdout_containing(&self, needle: &str) -> String {
+        self.wait_for_stdout(&format!("stdout containing {needle:?}"), |out| {
+            out.contains(needle)
+        })
+    }
+
+    /// Waits until stderr contains `needle`.
+    pub fn wait_for_stderr_containing(&self, needle: &str) -> String {
+        self.wait_for(&format!("stderr containing {needle:?}"), DEADLINE, || {
+            self.stderr().contains(needle)
+        });
+        self.stderr()
+    }
+
+    fn wait_for(&self, what: &str, deadline: Duration, done: impl Fn() -> bool) -> bool {
+        let started = Instant::now();
+        while !done() {
+            if started.elapsed() > deadline {
+                panic!(
+                    "timed out after {deadline:?} waiting for {what}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                    self.stdout(),
+                    self.stderr()
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGTERM`) to the process.
+    pub fn signal(&self, signal: i32) {
+        send_signal(self.child.id(), signal);
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns the status and how long it took.
+    pub fn terminate(mut self) -> (ExitStatus, Duration, Output) {
+        let started = Instant::now();
+        self.signal(libc::SIGTERM);
+        let status = self.wait_with_deadline(DEADLINE);
+        let elapsed = started.elapsed();
+        (status, elapsed, self.finish())
+    }
+
+    /// Waits for the process to exit by itself, at most `deadline`.
+    pub fn wait(mut self) -> (ExitStatus, Output) {
+        let status = self.wait_with_deadline(DEADLINE);
+        (status, self.finish())
+    }
+
+    fn wait_with_deadline(&mut self, deadline: Duration) -> ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for the child") {
+                return status;
+            }
+            if started.elapsed() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "process did not exit within {deadline:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                    self.stdout(),
+                    self.stderr()
+                );
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn finish(mut self) -> Output {
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        Output {
+            stdout: self.stdout(),
+            stderr: self.stderr(),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// What a finished process printed.
+#[derive(Debug)]
+pub struct Output {
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Sends `signal` to `pid`.
+#[allow(unsafe_code)]
+pub fn send_signal(pid: u32, signal: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    let result = unsafe { libc::kill(pid as libc::pid_t, signal) };
+    assert_eq!(result, 0, "kill({pid}, {signal}) failed");
+}
+
+/// Polls `done` every 10 ms until it holds, or panics after `DEADLINE` with `what`.
+pub fn eventually(what: &str, done: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "timed out after {DEADLINE:?} waiting for {what}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Appends `text` to the file at `path` in one write, creating it.
+pub fn append(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|error| panic!("opening {}: {error}", path.display()));
+    file.write_all(text.as_bytes()).expect("appending");
+}
