@@ -1,6 +1,14 @@
 //! `cargo xtask ...`: the project's build, test, lab, image and benchmark tasks.
 //! One module per task; this file only routes the command line.
 
+mod bench;
+mod bench_adapter;
+mod bench_aggregator;
+mod bench_client;
+mod e2e;
+mod images;
+mod lab;
+mod loadtest;
 mod test;
 mod util;
 
@@ -22,11 +30,26 @@ struct Cli {
 enum Task {
     /// Everything CI checks: fmt, clippy, unit and process tests, then the end-to-end pod tests.
     Test(test::TestArgs),
+    /// Build the static release binaries and the scratch images.
+    Images(images::ImagesArgs),
+    /// Run the lab's pods locally with podman: `lab up [POD...]`, `lab down`, `lab status`.
+    Lab(lab::LabArgs),
+    /// Play each lab pod with podman and check what the lab promises.
+    E2e(e2e::E2eArgs),
+    /// Benchmarks: figures and ratios against the tools users would otherwise pick.
+    Bench(bench::BenchArgs),
+    /// Log-throughput load test: writer at stepped rates, followers side by side.
+    Loadtest(loadtest::LoadtestArgs),
 }
 
 fn main() -> ExitCode {
     let outcome = match Cli::parse().task {
         Task::Test(args) => test::run_task(args),
+        Task::Images(args) => images::run(args),
+        Task::Lab(args) => lab::run(args),
+        Task::E2e(args) => e2e::run(args),
+        Task::Bench(args) => bench::run(args),
+        Task::Loadtest(args) => loadtest::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
