@@ -12,5 +12,7 @@ pub mod applets;
 pub mod cli;
 pub mod clock;
 pub mod metrics;
+pub mod multiline;
 pub mod shutdown;
+pub mod tail;
 pub mod units;
