@@ -11,6 +11,7 @@
 pub mod applets;
 pub mod cli;
 pub mod clock;
+pub mod follow;
 pub mod metrics;
 pub mod multiline;
 pub mod shutdown;

@@ -1,0 +1,230 @@
+//! The async driver: when to call [`Follower::poll_once`].
+//!
+//! A poll runs when inotify (through `notify`, watching the followed paths'
+//! parent directories non-recursively, so late creation and renames are
+//! seen) reports any change, and on every `poll_interval` tick regardless:
+//! events are hints, and the tick is what guarantees progress. When the
+//! watcher cannot be created or a directory cannot be watched (inotify
+//! instances or watches exhausted, `fs.inotify.max_user_*`), we warn once,
+//! tell the sink, and carry on with the tick alone.
+//!
+//! On shutdown the files are read to their end, bounded by the drain
+//! deadline, then [`Follower::finish`] hands over incomplete last lines.
+//! `poll_once` is bounded by its read budget, and the loop yields between
+//! busy polls, so a signal is seen promptly even while catching up a big file.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{EventKind, RecursiveMode, Watcher};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::{Event, Flow, Follower, PollOutcome};
+use crate::shutdown::Shutdown;
+
+/// Where the followed lines go, for [`run`].
+pub trait Sink {
+    /// One event; return [`Flow::Pause`] to stop reading until [`Sink::ready`].
+    fn event(&mut self, event: Event<'_>) -> io::Result<Flow>;
+
+    /// Everything available was read and the driver is about to wait: flush
+    /// buffered output here so readers see lines promptly.
+    fn idle(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// After a pause: completes when the sink can take events again.
+    fn ready(&mut self) -> impl Future<Output = io::Result<()>> {
+        async { Ok(()) }
+    }
+
+    /// Watching is impossible and the driver now relies on polling alone
+    /// (called once, after the warning is logged); for metrics.
+    fn polling_fallback(&mut self, reason: &str) {
+        let _ = reason;
+    }
+}
+
+/// A watcher constructor: receives the wake-up callback, returns a watcher.
+/// [`run`] uses inotify; tests pass one that fails.
+pub type WatcherFactory =
+    fn(Box<dyn FnMut(notify::Result<notify::Event>) + Send>) -> notify::Result<Box<dyn Watcher>>;
+
+fn inotify_watcher(
+    handler: Box<dyn FnMut(notify::Result<notify::Event>) + Send>,
+) -> notify::Result<Box<dyn Watcher>> {
+    Ok(Box::new(notify::RecommendedWatcher::new(
+        handler,
+        notify::Config::default(),
+    )?))
+}
+
+/// Follows until `shutdown`, then drains (at most `drain_timeout`) and
+/// finishes. Returns a sink error, or an I/O error of an open file.
+pub async fn run<S: Sink>(
+    follower: &mut Follower,
+    sink: &mut S,
+    shutdown: &Shutdown,
+    drain_timeout: Duration,
+) -> io::Result<()> {
+    run_with_watcher(follower, sink, shutdown, drain_timeout, inotify_watcher).await
+}
+
+/// [`run`] with another watcher, e.g. one that fails to test the fallback.
+pub async fn run_with_watcher<S: Sink>(
+    follower: &mut Follower,
+    sink: &mut S,
+    shutdown: &Shutdown,
+    drain_timeout: Duration,
+    make_watcher: WatcherFactory,
+) -> io::Result<()> {
+    let wake = Arc::new(Notify::new());
+    let mut watching = Watching::new(follower.options().force_poll, &wake, make_watcher, sink);
+    let interval = follower.options().poll_interval;
+    while !shutdown.is_requested() {
+        match follower.poll_once(&mut |event| sink.event(event))? {
+            PollOutcome::Busy => {
+                tokio::task::yield_now().await;
+                continue;
+            }
+            PollOutcome::Paused => {
+                tokio::select! {
+                    ready = sink.ready() => ready?,
+                    _ = shutdown.requested() => {}
+                }
+                continue;
+            }
+            PollOutcome::Idle => {}
+        }
+        watching.sync(follower.watched_dirs(), sink);
+        sink.idle()?;
+        tokio::select! {
+            _ = shutdown.requested() => {}
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+    drain(follower, sink, Instant::now() + drain_timeout).await
+}
+
+/// Reads every file to its end, then hands over incomplete last lines, all
+/// before `deadline`.
+async fn drain<S: Sink>(
+    follower: &mut Follower,
+    sink: &mut S,
+    deadline: Instant,
+) -> io::Result<()> {
+    loop {
+        match follower.poll_once(&mut |event| sink.event(event))? {
+            PollOutcome::Idle => break,
+            PollOutcome::Busy if Instant::now() < deadline => tokio::task::yield_now().await,
+            PollOutcome::Paused => match tokio::time::timeout_at(deadline, sink.ready()).await {
+                Ok(ready) => ready?,
+                Err(_) => break,
+            },
+            PollOutcome::Busy => break,
+        }
+    }
+    if Instant::now() >= deadline {
+        tracing::warn!("drain deadline reached before every file was read to its end");
+    }
+    while follower.finish(&mut |event| sink.event(event))? == PollOutcome::Paused {
+        match tokio::time::timeout_at(deadline, sink.ready()).await {
+            Ok(ready) => ready?,
+            Err(_) => break,
+        }
+    }
+    sink.idle()
+}
+
+/// The inotify side: which directories are watched, and whether we fell back.
+struct Watching {
+    watcher: Option<Box<dyn Watcher>>,
+    dirs: BTreeSet<PathBuf>,
+    warned: bool,
+}
+
+impl Watching {
+    fn new<S: Sink>(
+        force_poll: bool,
+        wake: &Arc<Notify>,
+        make_watcher: WatcherFactory,
+        sink: &mut S,
+    ) -> Self {
+        let mut watching = Self {
+            watcher: None,
+            dirs: BTreeSet::new(),
+            warned: false,
+        };
+        if force_poll {
+            return watching;
+        }
+        let wake = wake.clone();
+        let handler = Box::new(move |event: notify::Result<notify::Event>| {
+            // Our own opens show up as access events: waking on them would
+            // make us poll in a loop.
+            if let Ok(event) = &event {
+                if matches!(event.kind, EventKind::Access(_)) {
+                    return;
+                }
+            }
+            wake.notify_one();
+        });
+        match make_watcher(handler) {
+            Ok(watcher) => watching.watcher = Some(watcher),
+            Err(error) => watching.fall_back(&format!("cannot start inotify: {error}"), sink),
+        }
+        watching
+    }
+
+    fn fall_back<S: Sink>(&mut self, reason: &str, sink: &mut S) {
+        if !self.warned {
+            self.warned = true;
+            tracing::warn!("{reason}; polling for changes instead");
+            sink.polling_fallback(reason);
+        }
+    }
+
+    /// Watches exactly `wanted` (those that exist).
+    fn sync<S: Sink>(&mut self, wanted: Vec<PathBuf>, sink: &mut S) {
+        let Some(watcher) = self.watcher.as_mut() else {
+            return;
+        };
+        let wanted: BTreeSet<PathBuf> = wanted.into_iter().collect();
+        let stale: Vec<PathBuf> = self.dirs.difference(&wanted).cloned().collect();
+        for dir in stale {
+            let _ = watcher.unwatch(&dir);
+            self.dirs.remove(&dir);
+        }
+        let mut failure = None;
+        for dir in wanted {
+            if self.dirs.contains(&dir) {
+                continue;
+            }
+            match watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    self.dirs.insert(dir);
+                }
+                // Not there yet: the tick covers it, and we retry next time.
+                Err(error) if is_not_found(&error) => {}
+                Err(error) => failure = Some(format!("cannot watch {}: {error}", dir.display())),
+            }
+        }
+        if let Some(reason) = failure {
+            self.fall_back(&reason, sink);
+        }
+    }
+}
+
+fn is_not_found(error: &notify::Error) -> bool {
+    match &error.kind {
+        notify::ErrorKind::PathNotFound => true,
+        notify::ErrorKind::Io(io_error) => io_error.kind() == io::ErrorKind::NotFound,
+        _ => false,
+    }
+}

@@ -1,0 +1,704 @@
+//! Following files by name, like GNU `tail -F`, without losing or repeating
+//! a line: the engine under `reader`, `log-aggregator --follow` and
+//! `adapter FILE`.
+//!
+//! # Shape
+//! [`Follower`] is synchronous and deterministic: [`Follower::poll_once`]
+//! re-stats every followed path, notices new, replaced, truncated and deleted
+//! files, reads what is available and hands each complete line to a sink.
+//! Nothing happens between two calls, so tests drive it step by step. The
+//! async driver [`run`] calls it when inotify (through `notify`) says a
+//! watched directory changed and on a periodic tick; file-change events are
+//! hints to look again, never the truth, and when watching is impossible
+//! (inotify instances or watches exhausted) the tick alone drives it.
+//!
+//! # Guarantees
+//! - Identity is (device, inode) ([`FileId`]); a path is followed by name.
+//! - Rename rotation (logrotate's default): the renamed file is read to its
+//!   end, and kept open for [`FollowOptions::rotate_wait`] for late writes of
+//!   a writer that has not reopened yet, while the new file at the path is
+//!   read from its start. Delete + recreate: the same, but a deleted file is
+//!   closed as soon as it is drained, so its disk space is freed.
+//! - Truncation (copytruncate) is detected when the size drops below the read
+//!   position: the file is read again from offset 0 ([`NoticeKind::Truncated`]).
+//!   The window copytruncate cannot close: lines written between the copy and
+//!   the truncation are in neither file we read, and if the file grows past
+//!   our position again before we look, the truncation is not seen and the
+//!   bytes before our position are skipped. Polling often narrows it; only
+//!   rename rotation closes it.
+//! - A line is handed to the sink once its `\n` arrives, without the `\n`.
+//!   An incomplete last line is held (bounded) until completed, or handed over
+//!   when the file is let go (deleted, rotated away, truncated) or by
+//!   [`Follower::finish`] at shutdown.
+//! - Memory is bounded whatever the file: reads use one 64 KiB buffer, and a
+//!   line longer than [`FollowOptions::max_line_bytes`] is cut at the limit,
+//!   flagged `truncated`, and the rest up to its newline skipped.
+//! - Bytes pass through untouched: no UTF-8 decoding on the data path.
+//! - Backpressure: a sink returning [`Flow::Pause`] stops reading at once; the
+//!   file on disk is the buffer. The next poll resumes at the next line.
+//! - Checkpoints: [`Checkpoint::offset`] is just after the last line the sink
+//!   accepted; [`Follower::resume`] starts there after a restart, so nothing
+//!   is lost and nothing repeated. A file replaced while we were down is read
+//!   from its start.
+//! - Files present when a path or glob is added start at its [`StartAt`]
+//!   (applied at the first poll); files that appear later are always read from
+//!   their start. A glob match that is the same file (by id) as one already
+//!   followed (a rotated file renamed into the pattern) is not read twice.
+//!
+//! A checkpoint also carries a fingerprint of the file's first bytes, so a
+//! new file that got a deleted file's inode number is not taken for it.
+//!
+//! # API changes
+//! - v1 (first commit): as below. [`Follower::finish`] returns a
+//!   [`PollOutcome`] (it may be paused) and only hands over the incomplete
+//!   last lines of files read to their end: call `poll_once` until idle first
+//!   (the driver does, bounded by its drain deadline).
+
+mod driver;
+mod source;
+#[cfg(test)]
+mod tests;
+
+use std::fs::Metadata;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub use driver::{Sink, WatcherFactory, run, run_with_watcher};
+use source::{ReadEnd, Source};
+
+/// Default for [`FollowOptions::max_line_bytes`]: Docker's and Kubernetes'
+/// own log line limit is 16 KiB per chunk; 64 KiB keeps a stack trace line.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 64 * 1024;
+/// Default for [`FollowOptions::poll_interval`]: GNU tail's `-s` default.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Default for [`FollowOptions::rotate_wait`]: long enough for an
+/// application to reopen its log after logrotate's `postrotate` signal.
+pub const DEFAULT_ROTATE_WAIT: Duration = Duration::from_secs(5);
+/// Default for [`FollowOptions::read_budget`]: how much one file may be read
+/// in one poll, so a file being caught up cannot starve the others or delay
+/// a shutdown signal.
+pub const DEFAULT_READ_BUDGET: u64 = 1024 * 1024;
+/// Size of the one read buffer every file shares.
+pub const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// A file's identity: (device, inode), stable across renames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl FileId {
+    /// The identity of the file `meta` describes.
+    pub fn of(meta: &Metadata) -> Self {
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
+}
+
+/// Where to start reading a file that is present when its path or glob is
+/// added (files appearing later are always read from their start).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartAt {
+    Beginning,
+    End,
+    /// A byte offset, which must be the start of a line (e.g. from
+    /// [`crate::tail::last_lines_offset`]); beyond the end means "from 0".
+    Offset(u64),
+}
+
+/// The follower's knobs; see the `DEFAULT_*` constants.
+#[derive(Clone, Debug)]
+pub struct FollowOptions {
+    /// Longer lines are cut here and flagged `truncated` (at least 1).
+    pub max_line_bytes: usize,
+    /// The driver's periodic re-check, with or without inotify.
+    pub poll_interval: Duration,
+    /// Never use inotify: poll every `poll_interval` only.
+    pub force_poll: bool,
+    /// How long a file rotated away by rename stays open for late writes.
+    pub rotate_wait: Duration,
+    /// Bytes read from one file in one poll before moving on.
+    pub read_budget: u64,
+}
+
+impl Default for FollowOptions {
+    fn default() -> Self {
+        Self {
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            force_poll: false,
+            rotate_wait: DEFAULT_ROTATE_WAIT,
+            read_budget: DEFAULT_READ_BUDGET,
+        }
+    }
+}
+
+/// A saved read position: `offset` is just after the last line handed to
+/// the sink in the file `id`, followed under `path`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    pub path: PathBuf,
+    pub id: FileId,
+    pub offset: u64,
+    /// A hash of the file's first bytes (up to [`FINGERPRINT_BYTES`], never
+    /// past `offset`): ext4 reuses a deleted file's inode number at once, so
+    /// after a restart the same id may be another file. `None`: not checked.
+    #[serde(default)]
+    pub fingerprint: Option<u64>,
+}
+
+/// How many leading bytes [`Checkpoint::fingerprint`] covers.
+pub const FINGERPRINT_BYTES: u64 = 1024;
+
+/// What the follower hands to its sink.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// One line of `path`, without its `\n`; `truncated` when it was longer
+    /// than `max_line_bytes` and cut.
+    Line {
+        path: &'a Path,
+        line: &'a [u8],
+        truncated: bool,
+    },
+    /// Something happened to the file at `path`.
+    Notice { path: &'a Path, kind: NoticeKind },
+}
+
+/// What happened to a followed path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoticeKind {
+    /// A file appeared at a path that had none (or a glob matched a new file).
+    Appeared,
+    /// The path now names another file (rename or delete + create).
+    Rotated,
+    /// The file shrank below our position: it is read again from its start.
+    Truncated,
+    /// The path no longer exists.
+    Removed,
+    /// The path cannot be read (permission, not a regular file...): retried
+    /// on every poll, reported once until it changes.
+    Unreadable(io::ErrorKind),
+}
+
+/// What a sink says after each event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// Event accepted; stop reading now (backpressure).
+    Pause,
+}
+
+/// How a [`Follower::poll_once`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PollOutcome {
+    /// Everything available was read: wait for a hint or the tick.
+    Idle,
+    /// A read budget was used up: call again soon (after yielding).
+    Busy,
+    /// The sink returned [`Flow::Pause`]: call again when it can take more.
+    Paused,
+}
+
+/// Errors of the follower's own (setup) operations.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    #[error("bad glob pattern {pattern:?}: {source}")]
+    Pattern {
+        pattern: String,
+        source: glob::PatternError,
+    },
+}
+
+type SinkFn<'s> = dyn FnMut(Event<'_>) -> io::Result<Flow> + 's;
+
+/// What we last knew of a path, for notices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Seen {
+    /// Not polled yet.
+    Never,
+    Missing,
+    Present,
+}
+
+struct Retired {
+    source: Source,
+    deadline: Instant,
+}
+
+/// One followed name.
+struct Watch {
+    path: PathBuf,
+    from_glob: bool,
+    /// Where to start the file found at the first poll; `None` afterwards.
+    initial: Option<StartAt>,
+    seen: Seen,
+    current: Option<Source>,
+    /// Files rotated away from this name, drained before being let go.
+    retired: Vec<Retired>,
+    /// A notice decided but not yet handed over (a pause came first).
+    notice: Option<NoticeKind>,
+    /// The error last reported as `Unreadable`, so it is reported once.
+    failing: Option<io::ErrorKind>,
+}
+
+impl Watch {
+    fn new(path: PathBuf, from_glob: bool, initial: Option<StartAt>, seen: Seen) -> Self {
+        Self {
+            path,
+            from_glob,
+            initial,
+            seen,
+            current: None,
+            retired: Vec::new(),
+            notice: None,
+            failing: None,
+        }
+    }
+}
+
+struct GlobSpec {
+    pattern: String,
+    /// The start for matches found at its first poll; `None` afterwards.
+    initial: Option<StartAt>,
+}
+
+/// Follows paths and globs; see the module documentation.
+pub struct Follower {
+    options: FollowOptions,
+    watches: Vec<Watch>,
+    globs: Vec<GlobSpec>,
+    resume: Vec<Checkpoint>,
+    buf: Vec<u8>,
+    /// Where the next poll starts, so a sink that keeps pausing on one file
+    /// cannot starve the others.
+    cursor: usize,
+}
+
+impl Follower {
+    pub fn new(mut options: FollowOptions) -> Self {
+        options.max_line_bytes = options.max_line_bytes.max(1);
+        options.read_budget = options.read_budget.max(1);
+        Self {
+            options,
+            watches: Vec::new(),
+            globs: Vec::new(),
+            resume: Vec::new(),
+            buf: vec![0; READ_BUFFER_BYTES],
+            cursor: 0,
+        }
+    }
+
+    pub fn options(&self) -> &FollowOptions {
+        &self.options
+    }
+
+    /// Follows `path` by name. It need not exist yet: it is waited for, and
+    /// read from its start when it appears. A file present at the first poll
+    /// starts at `start`. Adding a path twice has no effect.
+    pub fn add_path(&mut self, path: PathBuf, start: StartAt) {
+        if self.watches.iter().any(|watch| watch.path == path) {
+            return;
+        }
+        self.watches
+            .push(Watch::new(path, false, Some(start), Seen::Never));
+    }
+
+    /// Follows every file matching `pattern` (glob syntax), now and later.
+    /// Matches present at the first poll start at `start`; later ones are
+    /// read from their start.
+    pub fn add_glob(&mut self, pattern: &str, start: StartAt) -> Result<(), FollowError> {
+        glob::Pattern::new(pattern).map_err(|source| FollowError::Pattern {
+            pattern: pattern.to_owned(),
+            source,
+        })?;
+        self.globs.push(GlobSpec {
+            pattern: pattern.to_owned(),
+            initial: Some(start),
+        });
+        Ok(())
+    }
+
+    /// Restarts from saved positions: at the first poll, a file whose id has
+    /// a checkpoint starts at its offset (from 0 if the file is now shorter);
+    /// a path with a checkpoint whose file was replaced is read from its
+    /// start. Call after adding paths and globs, before the first poll.
+    pub fn resume(&mut self, checkpoints: &[Checkpoint]) {
+        self.resume.extend_from_slice(checkpoints);
+    }
+
+    /// Re-stats every path, discovers glob matches, detects rotation and
+    /// truncation, and hands every complete line available to `sink`.
+    /// Errors of one file become [`NoticeKind::Unreadable`]; an `Err` is a
+    /// sink error (or an I/O error reading an open file).
+    pub fn poll_once(&mut self, sink: &mut SinkFn<'_>) -> io::Result<PollOutcome> {
+        self.discover();
+        let count = self.watches.len();
+        let mut outcome = PollOutcome::Idle;
+        let now = Instant::now();
+        for step in 0..count {
+            let index = (self.cursor + step) % count;
+            match self.poll_watch(index, now, sink)? {
+                PollOutcome::Paused => {
+                    self.cursor = index;
+                    return Ok(PollOutcome::Paused);
+                }
+                PollOutcome::Busy => outcome = PollOutcome::Busy,
+                PollOutcome::Idle => {}
+            }
+        }
+        self.cursor = 0;
+        self.resume.clear();
+        // Glob matches that are gone and drained are forgotten; if the name
+        // comes back it is a new file.
+        self.watches.retain(|watch| {
+            !(watch.from_glob
+                && watch.seen == Seen::Missing
+                && watch.current.is_none()
+                && watch.retired.is_empty()
+                && watch.notice.is_none())
+        });
+        Ok(outcome)
+    }
+
+    /// At shutdown, after `poll_once` returned `Idle` (or the drain deadline
+    /// passed): hands over the incomplete last line of every file read to its
+    /// end. Lines cut by a deadline in the middle of a file are not split.
+    pub fn finish(&mut self, sink: &mut SinkFn<'_>) -> io::Result<PollOutcome> {
+        for watch in &mut self.watches {
+            let sources = watch
+                .retired
+                .iter_mut()
+                .map(|retired| &mut retired.source)
+                .chain(watch.current.as_mut());
+            for source in sources {
+                if source.at_eof && source.flush_pending(&watch.path, sink)? == Flow::Pause {
+                    return Ok(PollOutcome::Paused);
+                }
+            }
+        }
+        Ok(PollOutcome::Idle)
+    }
+
+    /// The read position of every open file (rotated ones included).
+    pub fn checkpoints(&self) -> Vec<Checkpoint> {
+        let mut checkpoints = Vec::new();
+        for watch in &self.watches {
+            let sources = watch
+                .retired
+                .iter()
+                .map(|retired| &retired.source)
+                .chain(watch.current.as_ref());
+            for source in sources {
+                checkpoints.push(Checkpoint {
+                    path: watch.path.clone(),
+                    id: source.id,
+                    offset: source.line_start,
+                    fingerprint: source.fingerprint(source.line_start).ok(),
+                });
+            }
+        }
+        checkpoints
+    }
+
+    /// The directories whose changes should wake the driver: each followed
+    /// path's parent and each glob's fixed leading directory.
+    pub fn watched_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = self
+            .watches
+            .iter()
+            .map(|watch| parent_dir(&watch.path))
+            .chain(self.globs.iter().map(|spec| glob_base(&spec.pattern)))
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        dirs
+    }
+
+    /// How many files are open (followed plus rotated ones being drained).
+    pub fn open_files(&self) -> usize {
+        self.watches
+            .iter()
+            .map(|watch| watch.retired.len() + usize::from(watch.current.is_some()))
+            .sum()
+    }
+
+    /// The followed paths (explicit ones and current glob matches).
+    pub fn paths(&self) -> Vec<&Path> {
+        self.watches
+            .iter()
+            .map(|watch| watch.path.as_path())
+            .collect()
+    }
+
+    /// Adds a watch for every new glob match.
+    fn discover(&mut self) {
+        for spec_index in 0..self.globs.len() {
+            let initial = self.globs[spec_index].initial.take();
+            let Ok(paths) = glob::glob(&self.globs[spec_index].pattern) else {
+                continue;
+            };
+            let mut found: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
+            found.sort();
+            for path in found {
+                if self.watches.iter().any(|watch| watch.path == path) {
+                    continue;
+                }
+                let Ok(meta) = std::fs::metadata(&path) else {
+                    continue;
+                };
+                if meta.is_dir() {
+                    continue;
+                }
+                let id = FileId::of(&meta);
+                if self.is_current_anywhere(id) {
+                    // Another name for a file we already read (a link).
+                    continue;
+                }
+                let seen = if initial.is_some() {
+                    Seen::Never
+                } else {
+                    Seen::Missing
+                };
+                let mut watch = Watch::new(path, true, initial, seen);
+                if let Some(source) = self.take_retired(id) {
+                    // A rotated file renamed into the pattern: carry on where
+                    // we are in it instead of reading it again.
+                    watch.current = Some(source);
+                    watch.seen = Seen::Present;
+                    watch.initial = None;
+                }
+                self.watches.push(watch);
+            }
+        }
+    }
+
+    fn is_current_anywhere(&self, id: FileId) -> bool {
+        self.watches
+            .iter()
+            .any(|watch| watch.current.as_ref().is_some_and(|source| source.id == id))
+    }
+
+    fn take_retired(&mut self, id: FileId) -> Option<Source> {
+        for watch in &mut self.watches {
+            if let Some(index) = watch.retired.iter().position(|r| r.source.id == id) {
+                return Some(watch.retired.remove(index).source);
+            }
+        }
+        None
+    }
+
+    fn poll_watch(
+        &mut self,
+        index: usize,
+        now: Instant,
+        sink: &mut SinkFn<'_>,
+    ) -> io::Result<PollOutcome> {
+        let options = &self.options;
+        let resume = &self.resume;
+        let buf = &mut self.buf;
+        let watch = &mut self.watches[index];
+        let initial = watch.initial.take();
+
+        // 1. What does the name point at now? Events are hints: stat.
+        let mut truncated = false;
+        let mut open_new = false;
+        match std::fs::metadata(&watch.path) {
+            Ok(meta) if meta.is_dir() => {
+                report_failure(watch, io::ErrorKind::IsADirectory);
+            }
+            Ok(meta) => {
+                let id = FileId::of(&meta);
+                match &watch.current {
+                    Some(current) => {
+                        let fd_meta = current.file.metadata()?;
+                        // A deleted file whose inode number was reused by
+                        // the new file at the path is still another file.
+                        if current.id != id || Source::unlinked(&fd_meta) {
+                            retire(watch, now + options.rotate_wait);
+                            open_new = true;
+                        } else if fd_meta.len() < current.pos {
+                            truncated = true;
+                        }
+                    }
+                    None => open_new = true,
+                }
+            }
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                if watch.current.is_some() {
+                    retire(watch, now + options.rotate_wait);
+                    watch.notice = Some(NoticeKind::Removed);
+                }
+                watch.seen = Seen::Missing;
+            }
+            Err(error) => report_failure(watch, error.kind()),
+        }
+
+        if open_new {
+            match Source::open(&watch.path) {
+                Ok((mut source, meta)) => {
+                    let size = meta.len();
+                    let saved = resume.iter().find(|checkpoint| {
+                        checkpoint.id == source.id
+                            && checkpoint.fingerprint.is_none_or(|fingerprint| {
+                                source.fingerprint(checkpoint.offset).ok() == Some(fingerprint)
+                            })
+                    });
+                    let start = if let Some(checkpoint) = saved {
+                        StartAt::Offset(checkpoint.offset)
+                    } else if resume
+                        .iter()
+                        .any(|checkpoint| checkpoint.path == watch.path)
+                    {
+                        StartAt::Beginning
+                    } else {
+                        initial.unwrap_or(StartAt::Beginning)
+                    };
+                    source.seek(match start {
+                        StartAt::Beginning => 0,
+                        StartAt::End => size,
+                        StartAt::Offset(offset) if offset <= size => offset,
+                        StartAt::Offset(_) => 0,
+                    });
+                    watch.notice = match (watch.seen, watch.retired.is_empty()) {
+                        (Seen::Never, _) => watch.notice,
+                        (Seen::Present, false) => Some(NoticeKind::Rotated),
+                        (_, _) => Some(NoticeKind::Appeared),
+                    };
+                    watch.current = Some(source);
+                    watch.seen = Seen::Present;
+                    watch.failing = None;
+                }
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                    watch.seen = Seen::Missing;
+                }
+                Err(error) => report_failure(watch, error.kind()),
+            }
+        } else if watch.seen == Seen::Never {
+            watch.seen = if watch.current.is_some() {
+                Seen::Present
+            } else {
+                Seen::Missing
+            };
+        }
+
+        let mut outcome = PollOutcome::Idle;
+
+        // 2. Files rotated away first: their lines are older.
+        let mut position = 0;
+        while position < watch.retired.len() {
+            let retired = &mut watch.retired[position];
+            let end = retired.source.read(
+                &watch.path,
+                buf,
+                options.max_line_bytes,
+                options.read_budget,
+                sink,
+            )?;
+            match end {
+                ReadEnd::Paused => return Ok(PollOutcome::Paused),
+                ReadEnd::Budget => {
+                    outcome = PollOutcome::Busy;
+                    position += 1;
+                }
+                ReadEnd::Eof => {
+                    let meta = retired.source.file.metadata()?;
+                    if Source::unlinked(&meta) || now >= retired.deadline {
+                        // Let go: a deleted file's space is freed on close.
+                        let flow = retired.source.flush_pending(&watch.path, sink)?;
+                        watch.retired.remove(position);
+                        if flow == Flow::Pause {
+                            return Ok(PollOutcome::Paused);
+                        }
+                    } else {
+                        position += 1;
+                    }
+                }
+            }
+        }
+
+        // 3. Truncated in place (copytruncate): read again from the start.
+        if truncated {
+            if let Some(current) = watch.current.as_mut() {
+                let flow = current.flush_pending(&watch.path, sink)?;
+                current.seek(0);
+                watch.notice = Some(NoticeKind::Truncated);
+                if flow == Flow::Pause {
+                    return Ok(PollOutcome::Paused);
+                }
+            }
+        }
+
+        // 4. What happened, then the current file's new lines.
+        if let Some(kind) = watch.notice.take() {
+            if sink(Event::Notice {
+                path: &watch.path,
+                kind,
+            })? == Flow::Pause
+            {
+                return Ok(PollOutcome::Paused);
+            }
+        }
+        if let Some(current) = watch.current.as_mut() {
+            match current.read(
+                &watch.path,
+                buf,
+                options.max_line_bytes,
+                options.read_budget,
+                sink,
+            )? {
+                ReadEnd::Paused => return Ok(PollOutcome::Paused),
+                ReadEnd::Budget => outcome = PollOutcome::Busy,
+                ReadEnd::Eof => {}
+            }
+        }
+        Ok(outcome)
+    }
+}
+
+/// Moves the current file to the rotated-away list, to be drained.
+fn retire(watch: &mut Watch, deadline: Instant) {
+    if let Some(source) = watch.current.take() {
+        watch.retired.push(Retired { source, deadline });
+    }
+}
+
+/// Records an error to be reported once (until it changes or clears).
+fn report_failure(watch: &mut Watch, kind: io::ErrorKind) {
+    if watch.failing != Some(kind) {
+        watch.failing = Some(kind);
+        watch.notice = Some(NoticeKind::Unreadable(kind));
+    }
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// The longest leading run of components without glob syntax, minus the
+/// last one when the whole pattern is literal.
+fn glob_base(pattern: &str) -> PathBuf {
+    let mut base = PathBuf::new();
+    let path = Path::new(pattern);
+    let components: Vec<Component<'_>> = path.components().collect();
+    for (position, component) in components.iter().enumerate() {
+        let text = component.as_os_str().to_string_lossy();
+        let last = position + 1 == components.len();
+        if last || text.contains(['*', '?', '[']) {
+            break;
+        }
+        base.push(component);
+    }
+    if base.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        base
+    }
+}

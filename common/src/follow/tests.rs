@@ -1,0 +1,424 @@
+//! The follower against real files in temp dirs, one behaviour per test.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+
+/// What a sink saw, as text: lines as is, notices as `!Kind`, truncated
+/// lines with a trailing `~`.
+#[derive(Default)]
+struct Seen {
+    events: Vec<String>,
+    pause_every: Option<usize>,
+    count: usize,
+}
+
+impl Seen {
+    fn sink(&mut self) -> impl FnMut(Event<'_>) -> io::Result<Flow> + '_ {
+        |event| {
+            let text = match event {
+                Event::Line {
+                    line, truncated, ..
+                } => {
+                    let mut text = String::from_utf8_lossy(line).into_owned();
+                    if truncated {
+                        text.push('~');
+                    }
+                    text
+                }
+                Event::Notice { kind, .. } => format!("!{kind:?}"),
+            };
+            self.events.push(text);
+            self.count += 1;
+            Ok(match self.pause_every {
+                Some(every) if self.count % every == 0 => Flow::Pause,
+                _ => Flow::Continue,
+            })
+        }
+    }
+
+    fn take(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.events)
+    }
+}
+
+fn options() -> FollowOptions {
+    FollowOptions {
+        rotate_wait: Duration::ZERO,
+        ..FollowOptions::default()
+    }
+}
+
+fn poll(follower: &mut Follower, seen: &mut Seen) -> Vec<String> {
+    while follower.poll_once(&mut seen.sink()).unwrap() != PollOutcome::Idle {}
+    seen.take()
+}
+
+fn write(path: &Path, text: &str) {
+    fs::write(path, text).unwrap();
+}
+
+fn append(path: &Path, text: &str) {
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+}
+
+fn setup(start: StartAt) -> (tempfile::TempDir, PathBuf, Follower, Seen) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    let mut follower = Follower::new(options());
+    follower.add_path(path.clone(), start);
+    (dir, path, follower, Seen::default())
+}
+
+#[test]
+fn reads_existing_lines_then_new_ones() {
+    let (_dir, path, mut follower, mut seen) = setup(StartAt::Beginning);
+    write(&path, "one\ntwo\n");
+    assert_eq!(poll(&mut follower, &mut seen), ["one", "two"]);
+    append(&path, "three\n");
+    assert_eq!(poll(&mut follower, &mut seen), ["three"]);
+    assert!(poll(&mut follower, &mut seen).is_empty());
+}
+
+#[test]
+fn start_at_end_skips_existing_lines() {
+    let (_dir, path, mut follower, mut seen) = setup(StartAt::End);
+    write(&path, "old\n");
+    assert!(poll(&mut follower, &mut seen).is_empty());
+    append(&path, "new\n");
+    assert_eq!(poll(&mut follower, &mut seen), ["new"]);
+}
+
+#[test]
+fn late_creation_is_waited_for_and_read_from_its_start() {
+    let (_dir, path, mut follower, mut seen) = setup(StartAt::End);
+    assert!(poll(&mut follower, &mut seen).is_empty());
+    write(&path, "first\n");
+    assert_eq!(poll(&mut follower, &mut seen), ["!Appeared", "first"]);
+}
+
+#[test]
+fn partial_line_is_held_until_its_newline() {
+    let (_dir, path, mut follower, mut seen) = setup(StartAt::Beginning);
+    write(&path, "hel");
+    assert!(poll(&mut follower, &mut seen).is_empty());
+    append(&path, "lo\nwor");
+    assert_eq!(poll(&mut follower, &mut seen), ["hello"]);
+    assert_eq!(follower.checkpoints()[0].offset, 6);
+    follower.finish(&mut seen.sink()).unwrap();
+    assert_eq!(seen.take(), ["wor"]);
+    assert_eq!(follower.checkpoints()[0].offset, 9);
+}
+
+#[test]
+fn rename_rotation_under_continued_writes_loses_nothing() {
+    let (dir, path, mut follower, mut seen) = setup(StartAt::Beginning);
+    let mut writer = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap();
+    writer.write_all(b"a1\n").unwrap();
+    assert_eq!(poll(&mut follower, &mut seen), ["a1"]);
+    writer.write_all(b"a2\n").unwrap();
+    fs::rename(&path, dir.path().join("app.log.1")).unwrap();
+    // The writer has not reopened yet: its next line goes to the old file.
+    writer.write_all(b"a3\n").unwrap();
+    write(&path, "b1\n");
+    assert_eq!(
+        poll(&mut follower, &mut seen),
+        ["a2", "a3", "!Rotated", "b1"]
+    );
+}
+
+#[test]
+fn rotated_file_is_kept_for_late_writes_until_rotate_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    let mut follower = Follower::new(FollowOptions {
+        rotate_wait: Duration::from_secs(3600),
+        ..FollowOptions::default()
+    });
+    follower.add_path(path.clone(), StartAt::Beginning);
+    let mut seen = Seen::default();
+    let mut writer = fs::File::create(&path).unwrap();
+    assert!(poll(&mut follower, &mut seen).is_empty());
+    fs::rename(&path, dir.path().join("app.log.1")).unwrap();
+    write(&path, "new\n");
+    assert_eq!(poll(&mut follower, &mut seen), ["!Rotated", "new"]);
+    writer.write_all(b"late\n").unwrap();
+    assert_eq!(poll(&mut follower, &mut seen), ["late"]);
+    assert_eq!(follower.open_files(), 2);
+}
+
+#[test]
+fn delete_and_recreate_reads_the_new_file_from_its_start() {
+    let (_dir, path, mut follower, mut seen) = setup(StartAt::Beginning);
+    write(&path, "old1\n");
+    assert_eq!(poll(&mut follower, &mut seen), ["old1"]);
+    append(&path, "old2\n");
+    fs::remove_file(&path).unwrap();
+    write(&path, "new1\n");
+    assert_eq!(poll(&mut follower, &mut seen), ["old2", "!Rotated", "new1"]);
+}
+
+#[test]
+fn delete_then_later_create_notices_both() {
+    let (_dir, path, mut follower, mut seen) = setup(StartAt::Beginning);
+    write(&path, "x\n");
+    assert_eq!(poll(&mut follower, &mut seen), ["x"]);
+    fs::remove_file(&path).unwrap();
+    assert_eq!(poll(&mut follower, &mut seen), ["!Removed"]);
+    write(&path, "y\n");
+    assert_eq!(poll(&mut follower, &mut seen), ["!Appeared", "y"]);
+}
+
+#[test]
+fn truncation_then_new_writes_reads_again_from_the_start() {
+    let (_dir, path, mut follower, mut seen) = setup(StartAt::Beginning);
+    write(&path, "one\ntwo\n");
+    assert_eq!(poll(&mut follower, &mut seen), ["one", "two"]);
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&path, "three\n");
+    assert_eq!(poll(&mut follower, &mut seen), ["!Truncated", "three"]);
+}
+
+#[test]
+fn long_lines_are_cut_flagged_and_reading_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    let mut follower = Follower::new(FollowOptions {
+        max_line_bytes: 4,
+        ..options()
+    });
+    follower.add_path(path.clone(), StartAt::Beginning);
+    let mut seen = Seen::default();
+    write(&path, "abcdefgh\nok\nabcd\nxy");
+    assert_eq!(poll(&mut follower, &mut seen), ["abcd~", "ok", "abcd"]);
+    // A long line spread over polls is cut the same way.
+    append(&path, "zzzzzz");
+    assert!(poll(&mut follower, &mut seen).is_empty());
+    append(&path, "zz\nend\n");
+    assert_eq!(poll(&mut follower, &mut seen), ["xyzz~", "end"]);
+}
+
+#[test]
+fn a_line_much_longer_than_the_buffer_is_cut_and_memory_stays_bounded() {
+    let (_dir, path, mut follower, mut seen) = setup(StartAt::Beginning);
+    let long = "x".repeat(1024 * 1024 + 17);
+    write(&path, &format!("{long}\nafter\n"));
+    let events = poll(&mut follower, &mut seen);
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].len(), DEFAULT_MAX_LINE_BYTES + 1);
+    assert!(events[0].ends_with('~'));
+    assert_eq!(events[1], "after");
+}
+
+#[test]
+fn bytes_that_are_not_utf8_pass_through_untouched() {
+    let (_dir, path, mut follower, _) = setup(StartAt::Beginning);
+    fs::write(&path, b"\xff\xfe ok\n").unwrap();
+    let mut lines = Vec::new();
+    follower
+        .poll_once(&mut |event| {
+            if let Event::Line { line, .. } = event {
+                lines.push(line.to_vec());
+            }
+            Ok(Flow::Continue)
+        })
+        .unwrap();
+    assert_eq!(lines, [b"\xff\xfe ok".to_vec()]);
+}
+
+#[test]
+fn pause_stops_at_once_and_the_next_poll_resumes_exactly() {
+    let (_dir, path, mut follower, mut seen) = setup(StartAt::Beginning);
+    seen.pause_every = Some(2);
+    write(&path, "1\n2\n3\n4\n5\n");
+    assert_eq!(
+        follower.poll_once(&mut seen.sink()).unwrap(),
+        PollOutcome::Paused
+    );
+    assert_eq!(seen.take(), ["1", "2"]);
+    assert_eq!(follower.checkpoints()[0].offset, 4);
+    assert_eq!(
+        follower.poll_once(&mut seen.sink()).unwrap(),
+        PollOutcome::Paused
+    );
+    assert_eq!(seen.take(), ["3", "4"]);
+    assert_eq!(poll(&mut follower, &mut seen), ["5"]);
+}
+
+#[test]
+fn a_sink_error_leaves_the_line_unconsumed() {
+    let (_dir, path, mut follower, mut seen) = setup(StartAt::Beginning);
+    write(&path, "a\nb\n");
+    let mut calls = 0;
+    let result = follower.poll_once(&mut |_| {
+        calls += 1;
+        if calls == 2 {
+            Err(io::Error::other("full"))
+        } else {
+            Ok(Flow::Continue)
+        }
+    });
+    assert!(result.is_err());
+    assert_eq!(poll(&mut follower, &mut seen), ["b"]);
+}
+
+#[test]
+fn checkpoints_and_resume_give_no_loss_and_no_duplicate() {
+    let (_dir, path, mut follower, mut seen) = setup(StartAt::Beginning);
+    write(&path, "1\n2\n3");
+    assert_eq!(poll(&mut follower, &mut seen), ["1", "2"]);
+    let saved = follower.checkpoints();
+    drop(follower);
+    append(&path, "\n4\n");
+    let mut restarted = Follower::new(options());
+    restarted.add_path(path.clone(), StartAt::End);
+    restarted.resume(&saved);
+    assert_eq!(poll(&mut restarted, &mut seen), ["3", "4"]);
+}
+
+#[test]
+fn resume_reads_a_file_replaced_while_down_from_its_start() {
+    let (_dir, path, mut follower, mut seen) = setup(StartAt::Beginning);
+    write(&path, "old\n");
+    assert_eq!(poll(&mut follower, &mut seen), ["old"]);
+    let saved = follower.checkpoints();
+    drop(follower);
+    fs::remove_file(&path).unwrap();
+    write(&path, "new\n");
+    let mut restarted = Follower::new(options());
+    restarted.add_path(path.clone(), StartAt::End);
+    restarted.resume(&saved);
+    assert_eq!(poll(&mut restarted, &mut seen), ["new"]);
+}
+
+#[test]
+fn glob_discovers_new_files_and_reads_them_from_their_start() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("a.log"), "a-old\n");
+    let mut follower = Follower::new(options());
+    follower
+        .add_glob(&format!("{}/*.log", dir.path().display()), StartAt::End)
+        .unwrap();
+    let mut seen = Seen::default();
+    assert!(poll(&mut follower, &mut seen).is_empty());
+    write(&dir.path().join("b.log"), "b1\n");
+    write(&dir.path().join("b.txt"), "ignored\n");
+    assert_eq!(poll(&mut follower, &mut seen), ["!Appeared", "b1"]);
+    assert_eq!(follower.watched_dirs(), [dir.path().to_path_buf()]);
+}
+
+#[test]
+fn a_rotated_file_renamed_into_the_glob_is_not_read_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    write(&path, "1\n");
+    let mut follower = Follower::new(FollowOptions {
+        rotate_wait: Duration::from_secs(3600),
+        ..FollowOptions::default()
+    });
+    follower
+        .add_glob(
+            &format!("{}/app.log*", dir.path().display()),
+            StartAt::Beginning,
+        )
+        .unwrap();
+    let mut seen = Seen::default();
+    assert_eq!(poll(&mut follower, &mut seen), ["1"]);
+    append(&path, "2\n");
+    fs::rename(&path, dir.path().join("app.log.1")).unwrap();
+    write(&path, "3\n");
+    let mut events = poll(&mut follower, &mut seen);
+    events.sort();
+    assert_eq!(events, ["!Rotated", "2", "3"]);
+}
+
+#[test]
+fn bad_glob_is_an_error_naming_the_pattern() {
+    let mut follower = Follower::new(options());
+    let error = follower.add_glob("/var/log/[", StartAt::End).unwrap_err();
+    assert!(error.to_string().contains("/var/log/["), "{error}");
+}
+
+fn open_fds_to(path_suffix: &str) -> usize {
+    fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|entry| fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().contains(path_suffix))
+        .count()
+}
+
+#[test]
+fn a_deleted_files_descriptor_is_closed_once_drained() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deleted-once-drained.log");
+    let mut follower = Follower::new(FollowOptions {
+        rotate_wait: Duration::from_secs(3600),
+        ..FollowOptions::default()
+    });
+    follower.add_path(path.clone(), StartAt::Beginning);
+    let mut seen = Seen::default();
+    write(&path, "a\n");
+    assert_eq!(poll(&mut follower, &mut seen), ["a"]);
+    append(&path, "b\n");
+    fs::remove_file(&path).unwrap();
+    assert_eq!(poll(&mut follower, &mut seen), ["b", "!Removed"]);
+    assert_eq!(follower.open_files(), 0);
+    assert_eq!(open_fds_to("deleted-once-drained.log"), 0);
+}
+
+#[test]
+fn unreadable_path_is_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut follower = Follower::new(options());
+    // A directory where a file is expected.
+    follower.add_path(dir.path().to_path_buf(), StartAt::Beginning);
+    let mut seen = Seen::default();
+    assert_eq!(
+        poll(&mut follower, &mut seen),
+        ["!Unreadable(IsADirectory)"]
+    );
+    assert!(poll(&mut follower, &mut seen).is_empty());
+}
+
+#[test]
+fn read_budget_bounds_one_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.log");
+    write(&path, &"0123456789\n".repeat(20_000));
+    let mut follower = Follower::new(FollowOptions {
+        read_budget: 64 * 1024,
+        ..options()
+    });
+    follower.add_path(path, StartAt::Beginning);
+    let mut seen = Seen::default();
+    assert_eq!(
+        follower.poll_once(&mut seen.sink()).unwrap(),
+        PollOutcome::Busy
+    );
+    assert!(seen.take().len() < 20_000);
+}
+
+#[test]
+fn glob_base_is_the_fixed_leading_directory() {
+    assert_eq!(glob_base("/var/log/*.log"), PathBuf::from("/var/log"));
+    assert_eq!(glob_base("/var/log/*/0.log"), PathBuf::from("/var/log"));
+    assert_eq!(glob_base("*.log"), PathBuf::from("."));
+    assert_eq!(parent_dir(Path::new("log.txt")), PathBuf::from("."));
+}
