@@ -1,0 +1,3 @@
+//! Helpers shared by the client's process tests.
+
+pub mod server;
