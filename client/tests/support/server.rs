@@ -8,7 +8,8 @@
 //! Routes: `/` (200), `/status/N`, `/slow/MS` (answers after MS ms),
 //! `/slow-body/MS` (head at once, the body's end after MS ms), `/redirect/N`
 //! (a chain of N same-host redirects), `/loop` (redirects to itself), `/away`
-//! (redirects to another host), `/body/TEXT`, `/big` (2 MiB of `x`, then `END`).
+//! (redirects to another host), `/body/TEXT`, `/big` (2 MiB of `x`, then `END`),
+//! `/flaky` (200 on its 1st, 3rd, 5th... request, 503 on the others).
 #![allow(dead_code)]
 
 use std::convert::Infallible;
@@ -191,6 +192,12 @@ async fn respond(request: Request<Incoming>, seen: &Mutex<Vec<Seen>>) -> Respons
             })
             .collect(),
     });
+    let flaky_seen = seen
+        .lock()
+        .expect("not poisoned")
+        .iter()
+        .filter(|request| request.path == "/flaky")
+        .count();
     let parts: Vec<&str> = path.trim_start_matches('/').splitn(2, '/').collect();
     let number =
         |index: usize| -> u64 { parts.get(index).and_then(|p| p.parse().ok()).unwrap_or(0) };
@@ -212,6 +219,8 @@ async fn respond(request: Request<Incoming>, seen: &Mutex<Vec<Seen>>) -> Respons
         "redirect" if number(1) == 0 => full(200, "landed\n"),
         "redirect" => redirect(&format!("/redirect/{}", number(1) - 1)),
         "loop" => redirect("/loop"),
+        "flaky" if flaky_seen % 2 == 1 => full(200, "up\n"),
+        "flaky" => full(503, "down\n"),
         "away" => redirect("http://elsewhere.invalid/"),
         "body" => full(200, parts.get(1).copied().unwrap_or_default().to_owned()),
         "big" => {
