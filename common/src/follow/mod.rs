@@ -55,6 +55,8 @@
 //!   (the driver does, bounded by its drain deadline).
 
 mod driver;
+#[cfg(test)]
+mod model_tests;
 mod source;
 #[cfg(test)]
 mod tests;

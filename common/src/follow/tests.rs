@@ -422,3 +422,202 @@ fn glob_base_is_the_fixed_leading_directory() {
     assert_eq!(glob_base("*.log"), PathBuf::from("."));
     assert_eq!(parent_dir(Path::new("log.txt")), PathBuf::from("."));
 }
+
+/// The driver's side: hints, the tick, the fallback, the drain.
+mod driver {
+    use super::*;
+    use crate::shutdown::Shutdown;
+
+    struct Recorder {
+        lines: Vec<String>,
+        fallbacks: Vec<String>,
+        idles: usize,
+        readies: usize,
+        pause: bool,
+        shutdown: Shutdown,
+        /// Called on each line; may write to files, trigger the shutdown.
+        on_line: Box<dyn FnMut(&str, &Shutdown)>,
+        /// Called when the driver is idle, with the lines so far.
+        on_idle: Box<dyn FnMut(&[String], &Shutdown)>,
+    }
+
+    impl Recorder {
+        fn new(on_line: impl FnMut(&str, &Shutdown) + 'static) -> Self {
+            Self {
+                lines: Vec::new(),
+                fallbacks: Vec::new(),
+                idles: 0,
+                readies: 0,
+                pause: false,
+                shutdown: Shutdown::new(),
+                on_line: Box::new(on_line),
+                on_idle: Box::new(|_, _| {}),
+            }
+        }
+    }
+
+    impl Sink for Recorder {
+        fn event(&mut self, event: Event<'_>) -> io::Result<Flow> {
+            if let Event::Line { line, .. } = event {
+                let line = String::from_utf8_lossy(line).into_owned();
+                (self.on_line)(&line, &self.shutdown);
+                self.lines.push(line);
+            }
+            Ok(if self.pause {
+                Flow::Pause
+            } else {
+                Flow::Continue
+            })
+        }
+        fn idle(&mut self) -> io::Result<()> {
+            self.idles += 1;
+            (self.on_idle)(&self.lines, &self.shutdown);
+            Ok(())
+        }
+        async fn ready(&mut self) -> io::Result<()> {
+            self.readies += 1;
+            Ok(())
+        }
+        fn polling_fallback(&mut self, reason: &str) {
+            self.fallbacks.push(reason.to_owned());
+        }
+    }
+
+    fn failing_watcher(
+        _handler: Box<dyn FnMut(notify::Result<notify::Event>) + Send>,
+    ) -> notify::Result<Box<dyn notify::Watcher>> {
+        Err(notify::Error::generic(
+            "too many inotify instances (simulated)",
+        ))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn polling_fallback_delivers_lines_and_warns_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        write(&path, "first\n");
+        let mut follower = Follower::new(options());
+        follower.add_path(path.clone(), StartAt::Beginning);
+        let writer_path = path.clone();
+        // Each time the driver goes idle the writer appends the next line;
+        // only the tick can deliver it, as the watcher failed.
+        let mut recorder = Recorder::new(|_, _| {});
+        recorder.on_idle = Box::new(move |lines, shutdown| match lines.len() {
+            1 => append(&writer_path, "second\n"),
+            2 => append(&writer_path, "third\n"),
+            _ => shutdown.trigger(),
+        });
+        let shutdown = recorder.shutdown.clone();
+        let started = tokio::time::Instant::now();
+        run_with_watcher(
+            &mut follower,
+            &mut recorder,
+            &shutdown,
+            Duration::from_secs(1),
+            failing_watcher,
+        )
+        .await
+        .unwrap();
+        assert_eq!(recorder.lines, ["first", "second", "third"]);
+        assert_eq!(recorder.fallbacks.len(), 1, "{:?}", recorder.fallbacks);
+        assert!(recorder.fallbacks[0].contains("simulated"));
+        // Two ticks of the (paused) clock, no more.
+        assert_eq!(started.elapsed(), 2 * DEFAULT_POLL_INTERVAL);
+    }
+
+    #[tokio::test]
+    async fn inotify_wakes_the_driver_long_before_the_tick() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        let mut follower = Follower::new(FollowOptions {
+            poll_interval: Duration::from_secs(3600),
+            ..options()
+        });
+        follower.add_path(path.clone(), StartAt::Beginning);
+        let mut recorder = Recorder::new(|line, shutdown| {
+            if line == "created later" {
+                shutdown.trigger();
+            }
+        });
+        // Created once the driver has polled, watched and gone idle: only
+        // an inotify wake-up can make it look again within the hour.
+        let mut created = false;
+        recorder.on_idle = Box::new(move |_, _| {
+            if !std::mem::replace(&mut created, true) {
+                write(&path, "created later\n");
+            }
+        });
+        let shutdown = recorder.shutdown.clone();
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            run(
+                &mut follower,
+                &mut recorder,
+                &shutdown,
+                Duration::from_secs(1),
+            ),
+        )
+        .await
+        .expect("inotify should wake the driver before the one-hour tick")
+        .unwrap();
+        assert_eq!(recorder.lines, ["created later"]);
+        assert!(recorder.fallbacks.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_drains_to_the_end_and_hands_over_the_partial_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        write(&path, &"line\n".repeat(50_000));
+        append(&path, "no newline yet");
+        let mut follower = Follower::new(FollowOptions {
+            read_budget: 4096,
+            force_poll: true,
+            ..options()
+        });
+        follower.add_path(path, StartAt::Beginning);
+        let mut recorder = Recorder::new(|_, _| {});
+        let shutdown = recorder.shutdown.clone();
+        shutdown.trigger();
+        run(
+            &mut follower,
+            &mut recorder,
+            &shutdown,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        assert_eq!(recorder.lines.len(), 50_001);
+        assert_eq!(recorder.lines.last().unwrap(), "no newline yet");
+        assert!(recorder.idles >= 1, "output is flushed at the end");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paused_sink_is_waited_for_then_reading_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        write(&path, "a\nb\nc\n");
+        let mut follower = Follower::new(FollowOptions {
+            force_poll: true,
+            ..options()
+        });
+        follower.add_path(path, StartAt::Beginning);
+        let mut recorder = Recorder::new(|line, shutdown| {
+            if line == "c" {
+                shutdown.trigger();
+            }
+        });
+        recorder.pause = true;
+        let shutdown = recorder.shutdown.clone();
+        run(
+            &mut follower,
+            &mut recorder,
+            &shutdown,
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+        assert_eq!(recorder.lines, ["a", "b", "c"]);
+        assert!(recorder.readies >= 2);
+    }
+}
