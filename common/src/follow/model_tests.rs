@@ -14,7 +14,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -67,7 +67,7 @@ struct World {
     follower: Follower,
 }
 
-fn new_follower(path: &PathBuf, checkpoints: &[Checkpoint]) -> Follower {
+fn new_follower(path: &Path, checkpoints: &[Checkpoint]) -> Follower {
     let mut follower = Follower::new(FollowOptions {
         // Rotated files stay open until the end: late writes are always read.
         rotate_wait: Duration::from_secs(3600),
@@ -80,7 +80,7 @@ fn new_follower(path: &PathBuf, checkpoints: &[Checkpoint]) -> Follower {
     } else {
         StartAt::End
     };
-    follower.add_path(path.clone(), start);
+    follower.add_path(path.to_path_buf(), start);
     follower.resume(checkpoints);
     follower
 }
@@ -236,7 +236,7 @@ impl World {
     }
 }
 
-fn open_append(path: &PathBuf) -> File {
+fn open_append(path: &Path) -> File {
     OpenOptions::new()
         .create(true)
         .append(true)

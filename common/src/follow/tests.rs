@@ -428,6 +428,9 @@ mod driver {
     use super::*;
     use crate::shutdown::Shutdown;
 
+    type OnLine = dyn FnMut(&str, &Shutdown);
+    type OnIdle = dyn FnMut(&[String], &Shutdown);
+
     struct Recorder {
         lines: Vec<String>,
         fallbacks: Vec<String>,
@@ -436,9 +439,9 @@ mod driver {
         pause: bool,
         shutdown: Shutdown,
         /// Called on each line; may write to files, trigger the shutdown.
-        on_line: Box<dyn FnMut(&str, &Shutdown)>,
+        on_line: Box<OnLine>,
         /// Called when the driver is idle, with the lines so far.
-        on_idle: Box<dyn FnMut(&[String], &Shutdown)>,
+        on_idle: Box<OnIdle>,
     }
 
     impl Recorder {
