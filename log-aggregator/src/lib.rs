@@ -4,23 +4,32 @@
 //! - snapshot (default, [`snapshot`]): every interval, the last N lines of
 //!   each file under a `=== TITLE ===` header, then `---`: the lab's busybox
 //!   loop, byte for byte;
-//! - stream (`--follow`): every line of every matching file, once, in order.
+//! - stream (`--follow`, [`stream`]): every line of every matching file,
+//!   once, in order, through rotation, restarts and slow readers.
 //!
 //! This file owns the flags ([`Args`]), their mapping to a plain [`Config`],
 //! and [`run`]; the logic only ever sees the config.
 
+pub mod checkpoint;
+pub mod output;
 pub mod snapshot;
+pub mod stream;
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::Parser;
 use sidecar_common::cli::{LogArgs, Tool};
+use sidecar_common::follow::{FollowOptions, StartAt};
 use sidecar_common::shutdown::Shutdown;
-use sidecar_common::units::parse_duration;
+use sidecar_common::units::{parse_bytes, parse_duration};
 
+pub use output::Format;
 pub use snapshot::{SnapshotConfig, Source};
+pub use stream::{MultilineConfig, StreamConfig};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -29,17 +38,34 @@ Examples:
 
   # The same, configured through the environment
   LOG_AGGREGATOR_SOURCES='App=/var/log/app.log,Errors=/var/log/error.log' log-aggregator
+
+  # Production: stream every line of every log as JSON, resume after restarts
+  log-aggregator --follow --output json --checkpoint-dir /var/lib/log-aggregator \\
+      --listen 0.0.0.0:9100 '/var/log/app/*.log'
+
+  # Java stack traces as one record each
+  log-aggregator --follow --multiline-start '^\\d{4}-\\d{2}-\\d{2} ' /var/log/app.log
 ";
 
-/// Shows the last lines of log files every interval, like the lab's sidecar loop.
+/// Where to start files present at start in stream mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum From {
+    /// Read what the files already hold, then follow.
+    Beginning,
+    /// Only lines written from now on.
+    End,
+}
+
+/// Shows the last lines of log files every interval (the lab's sidecar), or
+/// streams every line of them (`--follow`).
 #[derive(Parser, Debug)]
 #[command(name = "log-aggregator", version, about, after_help = EXAMPLES)]
 pub struct Args {
-    /// Time between two snapshots (after one is printed, like the script's `sleep`).
+    /// Snapshot mode: time between two snapshots (after one is printed, like the script's `sleep`).
     #[arg(long, env = "LOG_AGGREGATOR_INTERVAL", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub interval: Duration,
 
-    /// How many lines of each file a snapshot shows (`tail -n`).
+    /// Snapshot mode: how many lines of each file a snapshot shows (`tail -n`).
     #[arg(
         long,
         env = "LOG_AGGREGATOR_LINES",
@@ -48,9 +74,10 @@ pub struct Args {
     )]
     pub lines: u64,
 
-    /// Files to show, in order: `TITLE=PATH` (header `=== TITLE ===`) or
-    /// `PATH` (the path is the title). The title ends at the first `=`.
-    /// In the environment: comma-separated.
+    /// Snapshot mode: `TITLE=PATH` (header `=== TITLE ===`) or `PATH` (the
+    /// path is the title; the title ends at the first `=`). Stream mode: a
+    /// path or a glob pattern (`/var/log/*.log`). In the environment:
+    /// comma-separated.
     #[arg(
         env = "LOG_AGGREGATOR_SOURCES",
         value_delimiter = ',',
@@ -58,6 +85,101 @@ pub struct Args {
         value_name = "SOURCE"
     )]
     pub sources: Vec<String>,
+
+    /// Stream mode: write every line of every file once, following rotations.
+    #[arg(long, env = "LOG_AGGREGATOR_FOLLOW")]
+    pub follow: bool,
+
+    /// Stream mode: how lines are written.
+    #[arg(
+        long,
+        env = "LOG_AGGREGATOR_OUTPUT",
+        value_enum,
+        default_value = "plain",
+        requires = "follow"
+    )]
+    pub output: Format,
+
+    /// Stream mode: where files present at start begin (files appearing later are read whole).
+    #[arg(
+        long,
+        env = "LOG_AGGREGATOR_FROM",
+        value_enum,
+        default_value = "beginning",
+        requires = "follow"
+    )]
+    pub from: From,
+
+    /// Stream mode: longer lines are cut here, flagged and counted.
+    #[arg(long, env = "LOG_AGGREGATOR_MAX_LINE_BYTES", default_value = "64KiB", value_parser = parse_bytes, value_name = "SIZE", requires = "follow")]
+    pub max_line_bytes: u64,
+
+    /// Stream mode: how long a file rotated away by rename is kept open for late writes.
+    #[arg(long, env = "LOG_AGGREGATOR_ROTATE_WAIT", default_value = "5s", value_parser = parse_duration, value_name = "DURATION", requires = "follow")]
+    pub rotate_wait: Duration,
+
+    /// Stream mode: never use inotify, poll every --poll-interval.
+    #[arg(long, env = "LOG_AGGREGATOR_POLL", requires = "follow")]
+    pub poll: bool,
+
+    /// Stream mode: periodic re-check of every file (inotify is only a hint).
+    #[arg(long, env = "LOG_AGGREGATOR_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration, value_name = "DURATION", requires = "follow")]
+    pub poll_interval: Duration,
+
+    /// Stream mode: at SIGTERM, how long reading files to their end and
+    /// flushing stdout may take (Kubernetes kills after 30 s).
+    #[arg(long, env = "LOG_AGGREGATOR_DRAIN_TIMEOUT", default_value = "5s", value_parser = parse_duration, value_name = "DURATION", requires = "follow")]
+    pub drain_timeout: Duration,
+
+    /// Stream mode: save read positions in DIR and resume from them after a
+    /// restart. Without it, nothing is written anywhere.
+    #[arg(
+        long,
+        env = "LOG_AGGREGATOR_CHECKPOINT_DIR",
+        value_name = "DIR",
+        requires = "follow"
+    )]
+    pub checkpoint_dir: Option<PathBuf>,
+
+    /// Stream mode: how often positions are saved (bounds repeats after a crash).
+    #[arg(long, env = "LOG_AGGREGATOR_CHECKPOINT_INTERVAL", default_value = "5s", value_parser = parse_duration, value_name = "DURATION", requires = "follow")]
+    pub checkpoint_interval: Duration,
+
+    /// Stream mode: a corrupt or unknown-version checkpoint file is moved
+    /// aside (`.invalid`) and following starts without it, instead of exiting.
+    #[arg(
+        long,
+        env = "LOG_AGGREGATOR_DISCARD_INVALID_CHECKPOINT",
+        requires = "checkpoint_dir"
+    )]
+    pub discard_invalid_checkpoint: bool,
+
+    /// Stream mode: a line matching REGEX starts a record; other lines are
+    /// joined to the record before them with `\n` (stack traces).
+    #[arg(
+        long,
+        env = "LOG_AGGREGATOR_MULTILINE_START",
+        value_name = "REGEX",
+        requires = "follow"
+    )]
+    pub multiline_start: Option<String>,
+
+    /// Stream mode: a record nothing was added to for this long is written out.
+    #[arg(long, env = "LOG_AGGREGATOR_MULTILINE_TIMEOUT", default_value = "1s", value_parser = parse_duration, value_name = "DURATION", requires = "multiline_start")]
+    pub multiline_timeout: Duration,
+
+    /// Stream mode: multiline records are cut (and counted) at this size.
+    #[arg(long, env = "LOG_AGGREGATOR_MULTILINE_MAX_BYTES", default_value = "256KiB", value_parser = parse_bytes, value_name = "SIZE", requires = "multiline_start")]
+    pub multiline_max_bytes: u64,
+
+    /// Stream mode: serve /metrics, /healthz and /readyz on ADDR (e.g. 0.0.0.0:9100).
+    #[arg(
+        long,
+        env = "LOG_AGGREGATOR_LISTEN",
+        value_name = "ADDR",
+        requires = "follow"
+    )]
+    pub listen: Option<SocketAddr>,
 
     #[command(flatten)]
     pub log: LogArgs,
@@ -74,14 +196,25 @@ impl Tool for Args {
 pub enum Config {
     /// The lab's loop: see [`snapshot`].
     Snapshot(SnapshotConfig),
+    /// Every line, once: see [`stream`].
+    Stream(StreamConfig),
+}
+
+fn positive(name: &str, value: Duration) -> anyhow::Result<()> {
+    if value.is_zero() {
+        bail!("{name} must be more than zero");
+    }
+    Ok(())
 }
 
 impl Args {
     /// Checks the flags together and turns them into a [`Config`].
     pub fn into_config(self) -> anyhow::Result<Config> {
-        if self.interval.is_zero() {
-            bail!("--interval must be more than zero (a zero interval would print in a busy loop)");
+        if self.follow {
+            return self.into_stream_config().map(Config::Stream);
         }
+        positive("--interval", self.interval)
+            .context("a zero interval would print in a busy loop")?;
         let sources = self
             .sources
             .iter()
@@ -93,11 +226,57 @@ impl Args {
             sources,
         }))
     }
+
+    fn into_stream_config(self) -> anyhow::Result<StreamConfig> {
+        positive("--poll-interval", self.poll_interval)?;
+        positive("--checkpoint-interval", self.checkpoint_interval)?;
+        if self.max_line_bytes == 0 {
+            bail!("--max-line-bytes must be at least 1");
+        }
+        let multiline = match &self.multiline_start {
+            Some(pattern) => Some(MultilineConfig {
+                start: regex::bytes::Regex::new(pattern)
+                    .with_context(|| format!("bad --multiline-start regex {pattern:?}"))?,
+                timeout: self.multiline_timeout,
+                max_bytes: usize::try_from(self.multiline_max_bytes).unwrap_or(usize::MAX),
+            }),
+            None => None,
+        };
+        for pattern in self
+            .sources
+            .iter()
+            .filter(|pattern| stream::is_glob(pattern))
+        {
+            glob::Pattern::new(pattern).with_context(|| format!("bad glob pattern {pattern:?}"))?;
+        }
+        Ok(StreamConfig {
+            patterns: self.sources,
+            format: self.output,
+            from: match self.from {
+                From::Beginning => StartAt::Beginning,
+                From::End => StartAt::End,
+            },
+            follow: FollowOptions {
+                max_line_bytes: usize::try_from(self.max_line_bytes).unwrap_or(usize::MAX),
+                poll_interval: self.poll_interval,
+                force_poll: self.poll,
+                rotate_wait: self.rotate_wait,
+                ..FollowOptions::default()
+            },
+            drain_timeout: self.drain_timeout,
+            checkpoint_dir: self.checkpoint_dir,
+            checkpoint_interval: self.checkpoint_interval,
+            discard_invalid_checkpoint: self.discard_invalid_checkpoint,
+            multiline,
+            listen: self.listen,
+        })
+    }
 }
 
 /// Runs the configured mode until shutdown (SIGTERM/SIGINT).
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
     match config {
         Config::Snapshot(config) => snapshot::run(config, shutdown).await,
+        Config::Stream(config) => stream::run(config, shutdown).await,
     }
 }

@@ -1,0 +1,436 @@
+//! Stream mode's output: how a line is rendered ([`Format`], [`Formatter`])
+//! and how rendered bytes reach stdout without unbounded buffering
+//! ([`OutputPipe`]).
+//!
+//! Rendering appends to a caller-owned buffer, so plain mode costs one copy
+//! per line and no allocation. The pipe hands whole chunks of complete lines
+//! to a dedicated writer thread, which writes each with one `write_all`: no
+//! per-line syscalls, and a stdout that blocks (a slow `kubectl logs`, a
+//! full pipe) blocks only that thread.
+//!
+//! Invariants:
+//! - memory is bounded: the pipe refuses more than [`PENDING_LIMIT_BYTES`]
+//!   waiting for the writer ([`OutputPipe::has_room`] is false); the stream
+//!   driver then returns `Flow::Pause` and stops reading, so the file on
+//!   disk is the buffer;
+//! - bytes are written in the order they were handed over, and
+//!   [`OutputPipe::written`] counts those actually written, so a checkpoint
+//!   is only saved for lines that reached stdout;
+//! - a failed write (EPIPE when the reader went away) is reported to the
+//!   producer on its next hand-over, as an `io::Error`.
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread;
+
+use tokio::sync::Notify;
+
+/// How many rendered bytes may wait for the writer before reading pauses.
+/// Together with one chunk being written and one being filled, this bounds
+/// the output's memory to a few MiB whatever the input.
+pub const PENDING_LIMIT_BYTES: usize = 512 * 1024;
+
+/// The size at which the producer hands a chunk to the writer: large enough
+/// that a fast file costs one `write(2)` per 256 KiB.
+pub const CHUNK_BYTES: usize = 256 * 1024;
+
+/// How a line is written to stdout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// The line as it is in the file.
+    #[default]
+    Plain,
+    /// `<file>: <line>`.
+    Prefixed,
+    /// One JSON object per line: `file`, `line` (UTF-8, invalid bytes
+    /// replaced by U+FFFD), `time` (ingestion, RFC 3339) and `truncated`
+    /// (only when the line was cut at `--max-line-bytes`).
+    Json,
+}
+
+/// Renders lines in one [`Format`]; caches the ingestion timestamp per millisecond.
+#[derive(Debug)]
+pub struct Formatter {
+    format: Format,
+    time_millis: i64,
+    time_text: String,
+}
+
+impl Formatter {
+    pub fn new(format: Format) -> Self {
+        Self {
+            format,
+            time_millis: i64::MIN,
+            time_text: String::new(),
+        }
+    }
+
+    /// Appends `line` (without its newline) from `path`, rendered, with a newline.
+    pub fn render(&mut self, out: &mut Vec<u8>, path: &Path, line: &[u8], truncated: bool) {
+        match self.format {
+            Format::Plain => {
+                out.extend_from_slice(line);
+            }
+            Format::Prefixed => {
+                out.extend_from_slice(path.as_os_str().as_encoded_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(line);
+            }
+            Format::Json => {
+                let now = jiff::Timestamp::now();
+                let millis = now.as_millisecond();
+                if millis != self.time_millis {
+                    self.time_millis = millis;
+                    self.time_text = sidecar_common::clock::rfc3339_utc(now);
+                }
+                out.extend_from_slice(b"{\"file\":");
+                json_string(out, &path.to_string_lossy());
+                out.extend_from_slice(b",\"line\":");
+                json_string(out, &String::from_utf8_lossy(line));
+                out.extend_from_slice(b",\"time\":\"");
+                out.extend_from_slice(self.time_text.as_bytes());
+                out.push(b'"');
+                if truncated {
+                    out.extend_from_slice(b",\"truncated\":true");
+                }
+                out.push(b'}');
+            }
+        }
+        out.push(b'\n');
+    }
+}
+
+/// Appends `text` as a JSON string literal (RFC 8259 escaping).
+fn json_string(out: &mut Vec<u8>, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    for (index, &byte) in bytes.iter().enumerate() {
+        let escape: &[u8] = match byte {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..index]);
+        if escape.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(byte >> 4)]);
+            out.push(HEX[usize::from(byte & 0xf)]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        start = index + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Wakes the writer thread when bytes are pending or the pipe closes.
+    work: Condvar,
+    /// Bytes written to the sink so far.
+    written: AtomicU64,
+    /// Wakes the producer when the writer made room (or failed).
+    room: Notify,
+}
+
+struct State {
+    pending: Vec<u8>,
+    closed: bool,
+    failed: Option<io::ErrorKind>,
+}
+
+/// A bounded hand-over to a writer thread; see the module documentation.
+pub struct OutputPipe {
+    shared: Arc<Shared>,
+    handed: u64,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl OutputPipe {
+    /// Starts the writer thread over `sink` (stdout in the binary).
+    pub fn spawn<W: Write + Send + 'static>(sink: W) -> io::Result<Self> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                pending: Vec::new(),
+                closed: false,
+                failed: None,
+            }),
+            work: Condvar::new(),
+            written: AtomicU64::new(0),
+            room: Notify::new(),
+        });
+        let thread_shared = shared.clone();
+        let thread = thread::Builder::new()
+            .name("stdout-writer".into())
+            .spawn(move || write_loop(&thread_shared, sink))?;
+        Ok(Self {
+            shared,
+            handed: 0,
+            thread: Some(thread),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the writer can take more (fewer than [`PENDING_LIMIT_BYTES`] waiting).
+    pub fn has_room(&self) -> bool {
+        self.lock().pending.len() < PENDING_LIMIT_BYTES
+    }
+
+    /// Moves `chunk`'s bytes to the writer (leaving `chunk` empty, its
+    /// capacity kept). Never blocks; the caller bounds what it hands over
+    /// by checking [`OutputPipe::has_room`] first.
+    pub fn hand_over(&mut self, chunk: &mut Vec<u8>) -> io::Result<()> {
+        let length = chunk.len() as u64;
+        let mut state = self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(kind) = state.failed {
+            return Err(io::Error::new(kind, "writing to stdout"));
+        }
+        if length == 0 {
+            return Ok(());
+        }
+        if state.pending.is_empty() {
+            std::mem::swap(&mut state.pending, chunk);
+        } else {
+            state.pending.extend_from_slice(chunk);
+            chunk.clear();
+        }
+        drop(state);
+        self.handed += length;
+        self.shared.work.notify_one();
+        Ok(())
+    }
+
+    /// Bytes handed over so far.
+    pub fn handed(&self) -> u64 {
+        self.handed
+    }
+
+    /// Bytes actually written so far.
+    pub fn written(&self) -> u64 {
+        self.shared.written.load(Ordering::Acquire)
+    }
+
+    /// Completes when the writer made room or failed (then with its error).
+    pub async fn room(&self) -> io::Result<()> {
+        loop {
+            let notified = self.shared.room.notified();
+            {
+                let state = self.lock();
+                if let Some(kind) = state.failed {
+                    return Err(io::Error::new(kind, "writing to stdout"));
+                }
+                if state.pending.len() < PENDING_LIMIT_BYTES {
+                    return Ok(());
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Completes when everything handed over was written (or the write failed).
+    pub async fn flushed(&self) -> io::Result<()> {
+        loop {
+            let notified = self.shared.room.notified();
+            if let Some(kind) = self.lock().failed {
+                return Err(io::Error::new(kind, "writing to stdout"));
+            }
+            if self.written() >= self.handed {
+                return Ok(());
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for OutputPipe {
+    fn drop(&mut self) {
+        self.lock().closed = true;
+        self.shared.work.notify_one();
+        // Not joined: the thread may be stuck in a write to a stdout nobody
+        // reads, and the process must still be able to exit.
+        drop(self.thread.take());
+    }
+}
+
+fn write_loop(shared: &Shared, mut sink: impl Write) {
+    let mut writing = Vec::new();
+    loop {
+        {
+            let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+            while state.pending.is_empty() && !state.closed {
+                state = shared
+                    .work
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            if state.pending.is_empty() {
+                return;
+            }
+            writing.clear();
+            std::mem::swap(&mut writing, &mut state.pending);
+        }
+        shared.room.notify_one();
+        let outcome = sink.write_all(&writing).and_then(|()| sink.flush());
+        if let Err(error) = outcome {
+            shared
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .failed = Some(error.kind());
+            shared.room.notify_one();
+            return;
+        }
+        shared
+            .written
+            .fetch_add(writing.len() as u64, Ordering::Release);
+        shared.room.notify_one();
+        // Keep at most one chunk's worth of capacity between writes: a burst
+        // must not pin its peak buffer for the rest of the process's life.
+        if writing.capacity() > 2 * PENDING_LIMIT_BYTES {
+            writing = Vec::new();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(format: Format, line: &[u8], truncated: bool) -> String {
+        let mut out = Vec::new();
+        Formatter::new(format).render(&mut out, Path::new("/var/log/app.log"), line, truncated);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn plain_is_the_line_as_is() {
+        assert_eq!(
+            render(Format::Plain, b"hello world", false),
+            "hello world\n"
+        );
+    }
+
+    #[test]
+    fn prefixed_names_the_file() {
+        assert_eq!(
+            render(Format::Prefixed, b"hello", false),
+            "/var/log/app.log: hello\n"
+        );
+    }
+
+    #[test]
+    fn json_has_file_line_time_and_truncated_when_cut() {
+        let text = render(Format::Json, b"say \"hi\"\t\\ \x01", true);
+        assert!(text.ends_with('\n'));
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["file"], "/var/log/app.log");
+        assert_eq!(value["line"], "say \"hi\"\t\\ \u{1}");
+        assert_eq!(value["truncated"], true);
+        let time = value["time"].as_str().unwrap();
+        assert!(time.parse::<jiff::Timestamp>().is_ok(), "{time}");
+        let whole = render(Format::Json, b"x", false);
+        assert!(!whole.contains("truncated"), "{whole}");
+    }
+
+    #[test]
+    fn json_stays_valid_for_invalid_utf8() {
+        let text = render(Format::Json, b"bad \xff\xfe bytes \xc3", false);
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["line"], "bad \u{fffd}\u{fffd} bytes \u{fffd}");
+    }
+
+    /// A sink that stays blocked until released, to see the pipe refuse work.
+    struct Gate {
+        open: Arc<(Mutex<bool>, Condvar)>,
+        out: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Write for Gate {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            let (lock, condvar) = &*self.open;
+            let mut open = lock.lock().unwrap();
+            while !*open {
+                open = condvar.wait(open).unwrap();
+            }
+            self.out.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_blocked_writer_makes_the_pipe_refuse_then_everything_arrives_in_order() {
+        let open = Arc::new((Mutex::new(false), Condvar::new()));
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let mut pipe = OutputPipe::spawn(Gate {
+            open: open.clone(),
+            out: out.clone(),
+        })
+        .unwrap();
+        let mut expected = Vec::new();
+        let mut counter = 0u64;
+        // Hand over until the pipe says no: the writer holds one chunk, the
+        // rest waits, and the amount waiting is bounded.
+        while pipe.has_room() {
+            let mut chunk = Vec::new();
+            for _ in 0..1000 {
+                chunk.extend_from_slice(format!("line {counter}\n").as_bytes());
+                counter += 1;
+            }
+            expected.extend_from_slice(&chunk);
+            pipe.hand_over(&mut chunk).unwrap();
+            assert!(chunk.is_empty());
+            assert!(pipe.handed() < 4 * PENDING_LIMIT_BYTES as u64);
+        }
+        assert_eq!(pipe.written(), 0);
+        *open.0.lock().unwrap() = true;
+        open.1.notify_all();
+        pipe.room().await.unwrap();
+        pipe.flushed().await.unwrap();
+        assert_eq!(pipe.written(), pipe.handed());
+        assert_eq!(*out.lock().unwrap(), expected);
+    }
+
+    struct Broken;
+    impl Write for Broken {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_error_reaches_the_producer() {
+        let mut pipe = OutputPipe::spawn(Broken).unwrap();
+        pipe.hand_over(&mut b"x\n".to_vec()).unwrap();
+        let error = pipe.flushed().await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::BrokenPipe);
+        assert_eq!(
+            pipe.hand_over(&mut b"y\n".to_vec()).unwrap_err().kind(),
+            io::ErrorKind::BrokenPipe
+        );
+    }
+}
