@@ -1,0 +1,520 @@
+//! The synchronous heart of the adapter: raw lines in, output lines out.
+//!
+//! For each line: cut it at `--max-line-bytes` (counted), strip a trailing
+//! `\r`, join it into a record when `--multiline-start` is set, decode it
+//! (invalid UTF-8 becomes U+FFFD, on purpose and only here), parse it, apply
+//! `--rename`, `--drop` and `--add`, and append the output line to a buffer
+//! the driver writes to stdout. A line that does not parse is never lost:
+//! it is emitted as `{"message": <raw>, "parse_error": <why>}` (plus the
+//! `--add` fields) in the output format, appended raw to `--unparsed`, or
+//! dropped with `--on-error drop`, and every choice is counted.
+//!
+//! Nothing here blocks, sleeps or reads a clock: the caller passes `now`,
+//! so tests drive it line by line.
+
+use std::borrow::Cow;
+use std::io::{self, Write};
+use std::time::{Duration, Instant};
+
+use sidecar_common::metrics::{Counter, Registry};
+use sidecar_common::multiline::Multiline;
+
+use crate::formats::{FormatName, Parser};
+use crate::output::Output;
+use crate::record::{Record, Value};
+
+/// What happens to a line that does not parse (`--on-error`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnError {
+    /// Emit `{"message": <raw line>, "parse_error": <why>}` in the output format.
+    Emit,
+    /// Drop it (counted, and the count printed at exit).
+    Drop,
+}
+
+/// `--add`, `--rename` and `--drop`, applied in that order: rename, drop, add.
+#[derive(Clone, Debug, Default)]
+pub struct Edits {
+    pub add: Vec<(String, String)>,
+    pub rename: Vec<(String, String)>,
+    pub drop: Vec<String>,
+}
+
+impl Edits {
+    pub fn is_empty(&self) -> bool {
+        self.add.is_empty() && self.rename.is_empty() && self.drop.is_empty()
+    }
+
+    fn apply<'a>(&'a self, record: &mut Record<'a>) {
+        for (from, to) in &self.rename {
+            record.rename(from, to);
+        }
+        for key in &self.drop {
+            record.remove(key);
+        }
+        self.add_to(record);
+    }
+
+    fn add_to<'a>(&'a self, record: &mut Record<'a>) {
+        for (key, value) in &self.add {
+            record.set(Cow::Borrowed(key), Value::from(value.as_str()));
+        }
+    }
+}
+
+/// The counters the adapter exposes on `--listen` and prints at exit.
+#[derive(Clone, Debug)]
+pub struct Counters {
+    pub lines: Counter,
+    pub parsed: Counter,
+    pub emitted: Counter,
+    pub set_aside: Counter,
+    pub dropped: Counter,
+    pub truncated: Counter,
+}
+
+impl Counters {
+    pub fn new(registry: &Registry) -> Self {
+        let errors = |action| {
+            registry.counter(
+                "adapter_parse_errors_total",
+                "Lines (records) that did not parse, by what was done with them.",
+                &[("action", action)],
+            )
+        };
+        Self {
+            lines: registry.counter("adapter_lines_total", "Lines read.", &[]),
+            parsed: registry.counter(
+                "adapter_records_parsed_total",
+                "Records parsed and written.",
+                &[],
+            ),
+            emitted: errors("emitted"),
+            set_aside: errors("set_aside"),
+            dropped: errors("dropped"),
+            truncated: registry.counter(
+                "adapter_truncated_total",
+                "Lines or multiline records cut at --max-line-bytes.",
+                &[],
+            ),
+        }
+    }
+
+    /// The one-line summary printed on stderr at exit.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} lines read, {} records parsed, {} unparsed emitted, {} unparsed set aside, {} unparsed dropped, {} truncated",
+            self.lines.get(),
+            self.parsed.get(),
+            self.emitted.get(),
+            self.set_aside.get(),
+            self.dropped.get(),
+            self.truncated.get()
+        )
+    }
+}
+
+/// Lines to output; see the module documentation.
+pub struct Pipeline {
+    parser: Parser,
+    output: Output,
+    edits: Edits,
+    on_error: OnError,
+    unparsed: Option<Box<dyn Write + Send>>,
+    multiline: Option<(Multiline, Duration)>,
+    max_line_bytes: usize,
+    /// `--from json --to json` without edits: valid objects are copied as
+    /// they are, without building a record.
+    passthrough: bool,
+    counters: Counters,
+    out: Vec<u8>,
+}
+
+/// How the pipeline is set up; built by the binary from its flags.
+pub struct Settings {
+    pub parser: Parser,
+    pub output: Output,
+    pub edits: Edits,
+    pub on_error: OnError,
+    /// Where unparsed lines are appended raw (`--unparsed`), overriding `on_error`.
+    pub unparsed: Option<Box<dyn Write + Send>>,
+    pub multiline: Option<(Multiline, Duration)>,
+    pub max_line_bytes: usize,
+}
+
+impl Pipeline {
+    pub fn new(settings: Settings, counters: Counters) -> Self {
+        let passthrough = settings.parser.name() == FormatName::Json
+            && matches!(settings.output, Output::Json)
+            && settings.edits.is_empty();
+        Self {
+            parser: settings.parser,
+            output: settings.output,
+            edits: settings.edits,
+            on_error: settings.on_error,
+            unparsed: settings.unparsed,
+            multiline: settings.multiline,
+            max_line_bytes: settings.max_line_bytes.max(1),
+            passthrough,
+            counters,
+            out: Vec::with_capacity(128 * 1024),
+        }
+    }
+
+    /// One input line, without its `\n`; `truncated` when the reader
+    /// already cut it (it is counted here).
+    pub fn push_line(&mut self, line: &[u8], truncated: bool, now: Instant) -> io::Result<()> {
+        self.counters.lines.inc();
+        let mut line = line;
+        if line.len() > self.max_line_bytes {
+            line = &line[..self.max_line_bytes];
+            self.counters.truncated.inc();
+        } else if truncated {
+            self.counters.truncated.inc();
+        }
+        if let Some(stripped) = line.strip_suffix(b"\r") {
+            line = stripped;
+        }
+        match &mut self.multiline {
+            Some((joiner, _)) => {
+                let completed = joiner.push(line, now);
+                self.counters.truncated.add(joiner.take_truncated());
+                match completed {
+                    Some(record) => self.record(&record),
+                    None => Ok(()),
+                }
+            }
+            None => self.record(line),
+        }
+    }
+
+    /// Flushes a multiline record that waited `--multiline-timeout`.
+    pub fn tick(&mut self, now: Instant) -> io::Result<()> {
+        let due = match &mut self.multiline {
+            Some((joiner, timeout)) => joiner.flush_due(now, *timeout),
+            None => None,
+        };
+        match due {
+            Some(record) => self.record(&record),
+            None => Ok(()),
+        }
+    }
+
+    /// When [`Pipeline::tick`] next has work, if ever.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.multiline
+            .as_ref()
+            .and_then(|(joiner, timeout)| joiner.deadline(*timeout))
+    }
+
+    /// End of input: the pending multiline record, and the unparsed file flushed.
+    pub fn finish(&mut self) -> io::Result<()> {
+        let pending = match &mut self.multiline {
+            Some((joiner, _)) => joiner.finish(),
+            None => None,
+        };
+        if let Some(record) = pending {
+            self.record(&record)?;
+        }
+        self.flush_unparsed()
+    }
+
+    /// Output waiting to be written; the caller drains it.
+    pub fn output(&mut self) -> &mut Vec<u8> {
+        &mut self.out
+    }
+
+    pub fn flush_unparsed(&mut self) -> io::Result<()> {
+        match &mut self.unparsed {
+            Some(file) => file.flush(),
+            None => Ok(()),
+        }
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Keeps year-less timestamps on the current year as time goes by.
+    pub fn refresh_year(&mut self) {
+        self.parser.options_mut().now = crate::formats::current_year_month();
+    }
+
+    fn record(&mut self, raw: &[u8]) -> io::Result<()> {
+        let text = String::from_utf8_lossy(raw);
+        if self.passthrough {
+            let trimmed = text.trim();
+            if Parser::is_json_object(trimmed) {
+                self.out.extend_from_slice(trimmed.as_bytes());
+                self.out.push(b'\n');
+                self.counters.parsed.inc();
+                return Ok(());
+            }
+        }
+        let mut record = Record {
+            fields: Vec::with_capacity(12),
+        };
+        match self.parser.parse(&text, &mut record) {
+            Ok(()) => {
+                self.edits.apply(&mut record);
+                self.output.write(&record, &mut self.out);
+                self.counters.parsed.inc();
+                Ok(())
+            }
+            Err(why) => {
+                record.clear();
+                self.unparsed(raw, &text, why)
+            }
+        }
+    }
+
+    fn unparsed(&mut self, raw: &[u8], text: &str, why: Cow<'static, str>) -> io::Result<()> {
+        if let Some(file) = &mut self.unparsed {
+            file.write_all(raw)?;
+            file.write_all(b"\n")?;
+            self.counters.set_aside.inc();
+            return Ok(());
+        }
+        match self.on_error {
+            OnError::Drop => self.counters.dropped.inc(),
+            OnError::Emit => {
+                let mut record = Record::default();
+                record.push("message", text);
+                record.push("parse_error", Value::Str(why));
+                self.edits.add_to(&mut record);
+                self.output.write(&record, &mut self.out);
+                self.counters.emitted.inc();
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::Options;
+    use proptest::prelude::*;
+    use std::sync::{Arc, Mutex};
+
+    /// A `Write` the test can read back.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn pipeline(from: FormatName, change: impl FnOnce(&mut Settings)) -> Pipeline {
+        let options = Options {
+            year: Some(2026),
+            now: (2026, 11),
+            keep_time: false,
+        };
+        let mut settings = Settings {
+            parser: Parser::new(from, None, options).unwrap(),
+            output: Output::Json,
+            edits: Edits::default(),
+            on_error: OnError::Emit,
+            unparsed: None,
+            multiline: None,
+            max_line_bytes: 1024,
+        };
+        change(&mut settings);
+        Pipeline::new(settings, Counters::new(&Registry::new()))
+    }
+
+    fn run(pipeline: &mut Pipeline, lines: &[&[u8]]) -> String {
+        let now = Instant::now();
+        for line in lines {
+            pipeline.push_line(line, false, now).unwrap();
+        }
+        pipeline.finish().unwrap();
+        String::from_utf8(std::mem::take(pipeline.output())).unwrap()
+    }
+
+    #[test]
+    fn bad_lines_are_emitted_with_their_raw_text_and_the_reason() {
+        let mut adapter = pipeline(FormatName::Writer, |_| {});
+        let out = run(
+            &mut adapter,
+            &[
+                b"Wed Nov 25 14:01:13 UTC 2026 - Hello from writer",
+                b"garbage \xff line\r",
+            ],
+        );
+        assert_eq!(
+            out,
+            "{\"timestamp\":\"2026-11-25T14:01:13Z\",\"message\":\"Hello from writer\"}\n\
+             {\"message\":\"garbage \u{fffd} line\",\"parse_error\":\"date is not like 'Wed Nov 25 14:01:13 UTC 2026'\"}\n"
+        );
+        let counters = adapter.counters();
+        assert_eq!(
+            (
+                counters.lines.get(),
+                counters.parsed.get(),
+                counters.emitted.get()
+            ),
+            (2, 1, 1)
+        );
+    }
+
+    #[test]
+    fn bad_lines_go_raw_to_the_unparsed_file_or_are_dropped_and_counted() {
+        let file = Shared::default();
+        let sink = file.clone();
+        let mut adapter = pipeline(FormatName::Json, |settings| {
+            settings.unparsed = Some(Box::new(sink));
+        });
+        let out = run(&mut adapter, &[b"{\"a\":1}", b"not \xffjson", b"[1]"]);
+        assert_eq!(out, "{\"a\":1}\n");
+        assert_eq!(file.0.lock().unwrap().as_slice(), b"not \xffjson\n[1]\n");
+        assert_eq!(adapter.counters().set_aside.get(), 2);
+
+        let mut adapter = pipeline(FormatName::Json, |settings| {
+            settings.on_error = OnError::Drop
+        });
+        assert_eq!(run(&mut adapter, &[b"nope", b"{}"]), "{}\n");
+        assert_eq!(adapter.counters().dropped.get(), 1);
+        assert!(adapter.counters().summary().contains("1 unparsed dropped"));
+    }
+
+    #[test]
+    fn edits_rename_drop_then_add_also_on_bad_lines() {
+        let mut adapter = pipeline(FormatName::Logfmt, |settings| {
+            settings.edits = Edits {
+                add: vec![("pod".into(), "web-0".into()), ("level".into(), "x".into())],
+                rename: vec![("msg".into(), "message".into())],
+                drop: vec!["secret".into()],
+            };
+        });
+        let out = run(&mut adapter, &[b"level=info msg=hi secret=s3", b"=bad"]);
+        assert_eq!(
+            out,
+            "{\"level\":\"x\",\"message\":\"hi\",\"pod\":\"web-0\"}\n\
+             {\"message\":\"=bad\",\"parse_error\":\"empty key before '='\",\"pod\":\"web-0\",\"level\":\"x\"}\n"
+        );
+    }
+
+    #[test]
+    fn long_lines_are_cut_and_counted() {
+        let mut adapter = pipeline(FormatName::Logfmt, |settings| settings.max_line_bytes = 8);
+        let out = run(&mut adapter, &[b"key=0123456789"]);
+        assert_eq!(out, "{\"key\":\"0123\"}\n");
+        assert_eq!(adapter.counters().truncated.get(), 1);
+    }
+
+    #[test]
+    fn multiline_records_are_joined_before_parsing_and_flushed_on_time() {
+        let start = regex::bytes::Regex::new(r"^\d{4}-").unwrap();
+        let mut adapter = pipeline(FormatName::Writer, |settings| {
+            settings.multiline = Some((Multiline::new(start, 4096), Duration::from_secs(1)));
+        });
+        let now = Instant::now();
+        for line in [
+            &b"2026-11-25T14:01:13Z - boom"[..],
+            b"java.lang.IllegalStateException: bad",
+            b"\tat App.main(App.java:7)",
+        ] {
+            adapter.push_line(line, false, now).unwrap();
+        }
+        assert!(adapter.output().is_empty());
+        assert_eq!(adapter.next_deadline(), Some(now + Duration::from_secs(1)));
+        adapter.tick(now + Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            String::from_utf8(std::mem::take(adapter.output())).unwrap(),
+            "{\"timestamp\":\"2026-11-25T14:01:13Z\",\"message\":\"boom\\njava.lang.IllegalStateException: bad\\n\\tat App.main(App.java:7)\"}\n"
+        );
+        assert_eq!(adapter.counters().lines.get(), 3);
+        assert_eq!(adapter.counters().parsed.get(), 1);
+    }
+
+    #[test]
+    fn json_passthrough_copies_valid_objects_and_still_flags_bad_ones() {
+        let mut adapter = pipeline(FormatName::Json, |_| {});
+        let out = run(
+            &mut adapter,
+            &[b"  {\"b\": 1, \"a\": [true]}  ", b"{\"a\":"],
+        );
+        let mut lines = out.lines();
+        assert_eq!(lines.next(), Some("{\"b\": 1, \"a\": [true]}"));
+        let error: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+        assert_eq!(error["message"], "{\"a\":");
+        assert!(
+            error["parse_error"]
+                .as_str()
+                .unwrap()
+                .starts_with("invalid JSON")
+        );
+    }
+
+    const ALL_FORMATS: [FormatName; 9] = [
+        FormatName::Writer,
+        FormatName::Common,
+        FormatName::Combined,
+        FormatName::Rfc3164,
+        FormatName::Rfc5424,
+        FormatName::Logfmt,
+        FormatName::Json,
+        FormatName::Klog,
+        FormatName::Auto,
+    ];
+
+    /// Lines that look like the formats, with random bytes spliced in, to
+    /// reach deep into the parsers (plain random bytes fail at the first one).
+    fn line_strategy() -> impl Strategy<Value = Vec<u8>> {
+        let seeds = prop::sample::select(vec![
+            &b"127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] \"GET / HTTP/1.0\" 200 2326 \"-\" \"a\""[..],
+            b"<165>1 2003-10-11T22:14:15.003Z host app 1 ID [a@1 k=\"v\\\"\"] msg",
+            b"<34>Oct 11 22:14:15 host su[230]: msg",
+            b"a=1 b=\"x \\\" y\" c",
+            b"{\"a\":[1,{\"b\":null}],\"c\":\"\\u00e9\"}",
+            b"I0505 17:59:40.692994   28133 klog.go:70] hello",
+            b"Wed Nov 25 14:01:13 UTC 2026 - Hello from writer",
+        ]);
+        (
+            seeds,
+            any::<usize>(),
+            prop::collection::vec(any::<u8>(), 0..12),
+            any::<usize>(),
+        )
+            .prop_map(|(seed, at, noise, cut)| {
+                let mut line = seed.to_vec();
+                let at = at % (line.len() + 1);
+                line.splice(at..at, noise);
+                line.truncate(cut % (line.len() + 1) + line.len() / 2);
+                line.retain(|byte| *byte != b'\n');
+                line
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn any_line_gives_one_valid_json_object_and_bad_lines_keep_their_text(
+            line in prop_oneof![line_strategy(), prop::collection::vec(any::<u8>(), 0..200)],
+            format_index in 0..ALL_FORMATS.len(),
+        ) {
+            let line: Vec<u8> = line.into_iter().filter(|byte| *byte != b'\n').collect();
+            let mut adapter = pipeline(ALL_FORMATS[format_index], |_| {});
+            adapter.push_line(&line, false, Instant::now()).unwrap();
+            let out = String::from_utf8(std::mem::take(adapter.output())).unwrap();
+            prop_assert_eq!(out.matches('\n').count(), 1);
+            let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+            prop_assert!(value.is_object());
+            if let Some(why) = value.get("parse_error") {
+                prop_assert!(why.is_string());
+                let expected = String::from_utf8_lossy(&line);
+                let expected = expected.strip_suffix('\r').unwrap_or(&expected);
+                prop_assert_eq!(value["message"].as_str(), Some(expected));
+            }
+        }
+    }
+}
