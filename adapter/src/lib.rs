@@ -235,7 +235,9 @@ impl Args {
     pub fn into_config(self) -> anyhow::Result<Config> {
         let pattern = match (&self.pattern, self.from) {
             (Some(pattern), FormatName::Regex) => Some(
-                regex::Regex::new(pattern).with_context(|| format!("bad --pattern {pattern:?}"))?,
+                regex::Regex::new(pattern)
+                    .map_err(regex_error)
+                    .with_context(|| format!("bad --pattern {pattern:?}"))?,
             ),
             (Some(_), from) => bail!("--pattern is only for --from regex, not {from:?}"),
             (None, _) => None,
@@ -414,6 +416,7 @@ async fn read_stdin(
     let mut splitter = LineSplitter::new(max_line_bytes);
     let mut buffer = vec![0u8; READ_CHUNK_BYTES];
     let mut year_refresh = tokio::time::interval(Duration::from_secs(3600));
+    tracing::debug!("reading stdin");
     loop {
         let deadline = pipeline.next_deadline();
         let read = tokio::select! {

@@ -1,0 +1,250 @@
+//! The real `adapter` binary: stdin and a followed file, each way of
+//! handling bad lines, counts at exit, metrics, SIGTERM, bad flags.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use testkit::{append, spawn};
+
+fn adapter() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_adapter"));
+    command.env_remove("LOG_LEVEL");
+    command
+}
+
+/// Runs the adapter with `input` on stdin; returns (success, stdout, stderr).
+fn run_with_stdin(args: &[&str], input: &[u8]) -> (bool, String, String) {
+    let mut child = adapter()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting adapter");
+    let mut stdin = child.stdin.take().expect("piped");
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let output = child.wait_with_output().expect("waiting for adapter");
+    writer.join().expect("writer thread");
+    (
+        output.status.success(),
+        String::from_utf8(output.stdout).expect("stdout is UTF-8"),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+const WRITER_LINES: &[u8] = b"Wed Nov 25 14:01:13 UTC 2026 - Hello from writer\n\
+not a writer line \xff\n\
+Wed Nov 25 14:01:18 UTC 2026 - Hello from writer";
+
+#[test]
+fn stdin_lines_become_json_and_bad_lines_are_emitted_with_the_reason() {
+    let (ok, stdout, stderr) = run_with_stdin(&["--from", "writer"], WRITER_LINES);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        stdout,
+        "{\"timestamp\":\"2026-11-25T14:01:13Z\",\"message\":\"Hello from writer\"}\n\
+         {\"message\":\"not a writer line \u{fffd}\",\"parse_error\":\"date is not like 'Wed Nov 25 14:01:13 UTC 2026'\"}\n\
+         {\"timestamp\":\"2026-11-25T14:01:18Z\",\"message\":\"Hello from writer\"}\n"
+    );
+    assert!(
+        stderr.contains("3 lines read, 2 records parsed, 1 unparsed emitted"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn on_error_drop_drops_and_counts() {
+    let (ok, stdout, stderr) =
+        run_with_stdin(&["--from", "writer", "--on-error", "drop"], WRITER_LINES);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert!(!stdout.contains("parse_error"), "{stdout}");
+    assert!(stderr.contains("1 unparsed dropped"), "{stderr}");
+}
+
+#[test]
+fn unparsed_lines_are_appended_raw_to_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let unparsed = dir.path().join("unparsed.log");
+    std::fs::write(&unparsed, b"from before\n").unwrap();
+    let (ok, stdout, stderr) = run_with_stdin(
+        &["--from", "writer", "--unparsed", unparsed.to_str().unwrap()],
+        WRITER_LINES,
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert_eq!(
+        std::fs::read(&unparsed).unwrap(),
+        b"from before\nnot a writer line \xff\n"
+    );
+    assert!(stderr.contains("1 unparsed set aside"), "{stderr}");
+}
+
+#[test]
+fn env_vars_configure_every_flag() {
+    let mut command = adapter();
+    command
+        .env("ADAPTER_FROM", "logfmt")
+        .env("ADAPTER_TO", "template")
+        .env("ADAPTER_TEMPLATE", "{pod} {level}: {msg}")
+        .env("ADAPTER_ADD", "pod=web-0");
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"level=warn msg=\"disk almost full\"\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        "web-0 warn: disk almost full\n"
+    );
+}
+
+#[test]
+fn a_file_created_later_is_followed_from_its_start_and_sigterm_flushes_and_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log.txt");
+    let mut command = adapter();
+    command
+        .args(["--from", "writer", "--poll-interval", "100ms"])
+        .arg(&log);
+    let running = spawn(command);
+    append(&log, "Wed Nov 25 14:01:13 UTC 2026 - Hello from writer\n");
+    running.wait_for_stdout_containing("\"timestamp\":\"2026-11-25T14:01:13Z\"");
+    append(&log, "garbage\nWed Nov 25 14:01:18 UTC 2026 - ");
+    running.wait_for_stdout_containing("\"parse_error\"");
+    append(&log, "second\n");
+    running.wait_for_stdout_containing("\"message\":\"second\"");
+    let (status, elapsed, output) = running.terminate();
+    assert!(status.success(), "{status:?}\n{}", output.stderr);
+    assert!(elapsed < Duration::from_secs(1), "took {elapsed:?}");
+    assert_eq!(
+        output.stdout,
+        "{\"timestamp\":\"2026-11-25T14:01:13Z\",\"message\":\"Hello from writer\"}\n\
+         {\"message\":\"garbage\",\"parse_error\":\"date is not like 'Wed Nov 25 14:01:13 UTC 2026'\"}\n\
+         {\"timestamp\":\"2026-11-25T14:01:18Z\",\"message\":\"second\"}\n"
+    );
+    assert!(
+        output
+            .stderr
+            .contains("3 lines read, 2 records parsed, 1 unparsed emitted"),
+        "{}",
+        output.stderr
+    );
+}
+
+#[test]
+fn sigterm_while_waiting_on_stdin_exits_cleanly_within_a_second() {
+    let mut command = adapter();
+    command
+        .args(["--from", "json", "--log-level", "debug"])
+        .stdin(Stdio::piped());
+    let running = spawn(command);
+    // Signal handlers are installed before reading starts.
+    running.wait_for_stderr_containing("reading stdin");
+    let (status, elapsed, output) = running.terminate();
+    assert!(status.success(), "{status:?}\n{}", output.stderr);
+    assert!(elapsed < Duration::from_secs(1), "took {elapsed:?}");
+    assert!(output.stderr.contains("0 lines read"), "{}", output.stderr);
+}
+
+#[test]
+fn no_follow_reads_a_file_to_its_end_including_a_last_line_without_newline() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    std::fs::write(
+        &log,
+        "::1 - - [25/Nov/2026:14:01:13 +0100] \"GET / HTTP/1.1\" 200 615 \"-\" \"curl/8.5.0\"\n\
+         10.0.0.1 - bob [25/Nov/2026:14:01:14 +0100] \"POST /login HTTP/1.1\" 302 0 \"https://x/\" \"Mozilla/5.0\"",
+    )
+    .unwrap();
+    let output = adapter()
+        .args(["--from", "combined", "--to", "logfmt", "--no-follow"])
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        "host=::1 timestamp=2026-11-25T13:01:13Z message=\"GET / HTTP/1.1\" method=GET path=/ protocol=HTTP/1.1 status=200 size=615 agent=curl/8.5.0\n\
+         host=10.0.0.1 user=bob timestamp=2026-11-25T13:01:14Z message=\"POST /login HTTP/1.1\" method=POST path=/login protocol=HTTP/1.1 status=302 size=0 referrer=https://x/ agent=Mozilla/5.0\n"
+    );
+}
+
+#[test]
+fn counters_are_served_on_listen() {
+    // The binary does not print the port it got for 127.0.0.1:0: pick a free one.
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.jsonl");
+    std::fs::write(&log, "{\"a\":1}\nnot json\n").unwrap();
+    let mut command = adapter();
+    command
+        .args(["--from", "json", "--poll-interval", "100ms", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg(&log);
+    let running = spawn(command);
+    running.wait_for_stdout_containing("parse_error");
+    let scrape = || {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut body = String::new();
+        stream.read_to_string(&mut body).ok()?;
+        Some(body)
+    };
+    testkit::eventually("metrics with the counts", || {
+        scrape().is_some_and(|body| {
+            body.contains("adapter_lines_total 2\n")
+                && body.contains("adapter_parse_errors_total{action=\"emitted\"} 1\n")
+                && body.contains("adapter_records_parsed_total 1\n")
+        })
+    });
+    let (status, _, _) = running.terminate();
+    assert!(status.success());
+}
+
+#[test]
+fn a_bad_regex_is_one_clear_error_line_and_exit_1() {
+    let output = adapter()
+        .args(["--from", "regex", "--pattern", "(?<level>\\w+"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8(output.stderr).unwrap(),
+        "adapter: error: bad --pattern \"(?<level>\\\\w+\": unclosed group\n"
+    );
+}
+
+#[test]
+fn an_unwritable_unparsed_path_is_named_in_the_error() {
+    let output = adapter()
+        .args(["--unparsed", "/nonexistent/dir/unparsed.log"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr
+            .starts_with("adapter: error: opening --unparsed file /nonexistent/dir/unparsed.log: "),
+        "{stderr}"
+    );
+}
