@@ -1,7 +1,10 @@
-//! Small helpers for running commands from tasks.
+//! Small helpers for running commands from tasks: the workspace's paths, a
+//! `podman` that always uses the project's engine settings, command output
+//! capture, deadlines, and installing missing tools with apt-get.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
@@ -14,9 +17,43 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or(manifest_dir)
 }
 
+/// Cargo's target directory: `CARGO_TARGET_DIR` if set, else `<root>/target`.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => {
+            let dir = PathBuf::from(dir);
+            if dir.is_absolute() {
+                dir
+            } else {
+                workspace_root().join(dir)
+            }
+        }
+        _ => workspace_root().join("target"),
+    }
+}
+
+/// Scratch space for rendered manifests and tool installs (git-ignored).
+pub fn lab_dir() -> PathBuf {
+    workspace_root().join(".lab")
+}
+
 /// A `cargo` command run from the workspace root with the same toolchain.
 pub fn cargo() -> Command {
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(workspace_root());
+    command
+}
+
+/// The engine settings this project's pods need (see podman/containers.conf).
+pub fn containers_conf() -> PathBuf {
+    workspace_root().join("podman").join("containers.conf")
+}
+
+/// A `podman` command with `CONTAINERS_CONF` pointing at the project's file,
+/// so /etc/containers is never edited.
+pub fn podman() -> Command {
+    let mut command = Command::new("podman");
+    command.env("CONTAINERS_CONF", containers_conf());
     command.current_dir(workspace_root());
     command
 }
@@ -33,6 +70,39 @@ pub fn run(command: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs `command` quietly and returns its stdout; on failure the error
+/// carries the command and its stderr.
+pub fn output(command: &mut Command) -> anyhow::Result<String> {
+    let output = command
+        .output()
+        .with_context(|| format!("starting {}", describe(command)))?;
+    if !output.status.success() {
+        bail!(
+            "{} failed with {}: {}",
+            describe(command),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Runs `command` quietly: whether it succeeded, plus stdout and stderr.
+pub fn try_output(command: &mut Command) -> (bool, String, String) {
+    match command.output() {
+        Ok(output) => (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        ),
+        Err(error) => (
+            false,
+            String::new(),
+            format!("{}: {error}", describe(command)),
+        ),
+    }
+}
+
 /// `program arg arg ...` for messages.
 pub fn describe(command: &Command) -> String {
     std::iter::once(command.get_program())
@@ -40,4 +110,106 @@ pub fn describe(command: &Command) -> String {
         .map(|part| part.to_string_lossy().into_owned())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Whether `program` is an executable file on `PATH`.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| is_executable(&dir.join(program)))
+    })
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+}
+
+/// Whether this process runs as root (read from /proc: no libc needed).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1))
+            == Some("0")
+    })
+}
+
+/// Installs Debian packages, refusing clearly where that cannot work.
+pub fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
+    if packages.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "installing {} needs root: run `sudo apt-get install -y {}`",
+            packages.join(" "),
+            packages.join(" ")
+        );
+    }
+    if !on_path("apt-get") {
+        bail!(
+            "no apt-get here (not Debian/Ubuntu): install {} with your package manager",
+            packages.join(" ")
+        );
+    }
+    run(Command::new("apt-get")
+        .args(["update", "-qq"])
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(packages)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// Polls `probe` until it yields a value or `timeout` passes; the error names
+/// `what` and carries the last reason `probe` gave. Polling with a deadline is
+/// how the pod tests wait: never a fixed sleep.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> Result<T, String>,
+) -> anyhow::Result<T> {
+    let start = Instant::now();
+    loop {
+        match probe() {
+            Ok(value) => return Ok(value),
+            Err(reason) if start.elapsed() >= timeout => {
+                bail!("timed out after {timeout:?} waiting for {what}: {reason}")
+            }
+            Err(_) => std::thread::sleep(POLL_INTERVAL),
+        }
+    }
+}
+
+/// How often [`wait_for`] looks again: short against the pods' second-scale
+/// intervals, long enough not to load a 2-core machine with podman calls.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(300);
+
+/// 64-bit FNV-1a: a stable content hash for "did this image's input change"
+/// (std's `DefaultHasher` may change between Rust releases).
+pub fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in *part {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        // Separator, so ("ab", "c") and ("a", "bc") differ.
+        hash ^= 0xff;
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_separates_parts_and_matches_the_reference_value() {
+        assert_ne!(fnv1a(&[b"ab", b"c"]), fnv1a(&[b"a", b"bc"]));
+        assert_eq!(fnv1a(&[]), 0xcbf2_9ce4_8422_2325);
+    }
 }
