@@ -660,3 +660,34 @@ fn bad_stream_flags_give_one_clear_error_line() {
     assert!(!output.status.success(), "stream flags need --follow");
     assert!(String::from_utf8_lossy(&output.stderr).contains("--follow"));
 }
+
+#[test]
+fn an_incomplete_last_line_is_not_split_by_checkpoint_rounds() {
+    // Positions are saved between rounds of the follower; ending a round must
+    // not hand over the incomplete last line as if the file were finished.
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let path = dir.path().join("app.log");
+    append(&path, "first\nhalf of a ");
+    let mut command = aggregator();
+    command
+        .args(["--checkpoint-dir", state.to_str().unwrap()])
+        .args(["--checkpoint-interval", "10ms"])
+        .arg(&path);
+    let running = spawn(command);
+    running.wait_for_stdout_containing("first\n");
+    // Several rounds pass while the line is incomplete.
+    let saves = |expected: u64| {
+        eventually("checkpoints at the start of the incomplete line", || {
+            checkpoint_offset(&state) == Some(expected)
+        })
+    };
+    saves(6);
+    std::fs::remove_file(state.join("checkpoints.json")).unwrap();
+    saves(6);
+    append(&path, "line\n");
+    running.wait_for_stdout_containing("half of a line\n");
+    let (status, _, output) = running.terminate();
+    assert!(status.success());
+    assert_eq!(output.stdout, "first\nhalf of a line\n");
+}
