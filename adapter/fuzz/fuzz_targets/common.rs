@@ -1,0 +1,7 @@
+//! `cargo fuzz run common`: the common parser; see `shared.rs` for what is checked.
+#![no_main]
+
+#[path = "shared.rs"]
+mod shared;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| shared::check(adapter::formats::FormatName::Common, data));
