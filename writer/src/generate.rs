@@ -120,16 +120,25 @@ impl Worker {
         let mut bytes = 0u64;
         while written < limit && !stop.is_requested() {
             let now = Instant::now();
-            if end.is_some_and(|end| now >= end) {
-                break;
-            }
-            let due = match plan.period {
-                None => limit,
-                Some(period) => {
+            let past_end = end.is_some_and(|end| now >= end);
+            let due = match (plan.period, plan.duration) {
+                (None, _) if past_end => break,
+                (None, _) => limit,
+                // At the end, every burst due before it is still written, so
+                // a window holds exactly duration * rate lines. (The epsilon
+                // keeps 10 s / 10 µs from rounding up to one burst more.)
+                (Some(period), Some(duration)) if past_end => {
+                    let bursts = (duration.as_secs_f64() / period - 1e-9).ceil() as u64;
+                    bursts.saturating_mul(burst).min(limit)
+                }
+                (Some(period), _) => {
                     let bursts = ((now - start).as_secs_f64() / period).floor() as u64 + 1;
                     bursts.saturating_mul(burst).min(limit)
                 }
             };
+            if due <= written && past_end {
+                break;
+            }
             if due <= written {
                 let period = plan.period.unwrap_or_default();
                 let next = start + Duration::from_secs_f64((written / burst) as f64 * period);
@@ -167,6 +176,10 @@ impl Worker {
             self.output.write_lines(&buffer)?;
             written = seq;
             bytes += buffer.len() as u64;
+            if past_end {
+                // One last batch only: a writer that fell behind stops on time.
+                break;
+            }
         }
         Ok(TargetReport {
             name: self.source.name().to_owned(),
@@ -255,5 +268,20 @@ mod tests {
         };
         let report = worker(&path).run(&plan, &Stop::new()).unwrap();
         assert_eq!(report.lines, 21);
+    }
+
+    #[test]
+    fn a_duration_window_holds_exactly_duration_times_rate_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        // 2000 lines/s for 50 ms: lines due at 0, 0.5 ms, ... 49.5 ms.
+        let plan = Plan {
+            period: Some(0.0005),
+            burst: 1,
+            count: None,
+            duration: Some(Duration::from_millis(50)),
+        };
+        let report = worker(&path).run(&plan, &Stop::new()).unwrap();
+        assert_eq!(report.lines, 100);
     }
 }

@@ -51,8 +51,8 @@ Examples:
   # The init container: write one line, replacing the file, and exit
   writer --count 1 --truncate --layout '{message}' /config/app.conf='Configuration initialized'
 
-  # Load: 10 000 access-log lines/s for 1 minute, rotated every 10 MB, keeping 3
-  writer --rate 10000 --duration 1m --format combined --rotate-size 10MB --rotate-keep 3 /var/log/access.log
+  # Load: 10 000 access-log lines/s for 1 minute, rotated every 10 MB (5 kept)
+  writer --rate 10000 --duration 1m --format combined --rotate-size 10MB /var/log/access.log
 
   # Flat out, 1 million lines, then a JSON report on stderr
   writer --rate 0 --count 1000000 --report json /tmp/load.log
