@@ -18,7 +18,8 @@
 //!   end, and kept open for [`FollowOptions::rotate_wait`] for late writes of
 //!   a writer that has not reopened yet, while the new file at the path is
 //!   read from its start. Delete + recreate: the same, but a deleted file is
-//!   closed as soon as it is drained, so its disk space is freed.
+//!   closed once drained and quiet for [`DELETED_FILE_QUIET`], so its disk
+//!   space is freed.
 //! - Truncation (copytruncate) is detected when the size drops below the read
 //!   position: the file is read again from offset 0 ([`NoticeKind::Truncated`]).
 //!   The window copytruncate cannot close: lines written between the copy and
@@ -48,11 +49,18 @@
 //! A checkpoint also carries a fingerprint of the file's first bytes, so a
 //! new file that got a deleted file's inode number is not taken for it.
 //!
+//! To start at an offset of a file examined before adding it (e.g. the
+//! last N lines), pass `StartAt::Beginning` and [`Follower::resume`] a
+//! checkpoint with that file's id: if the path was replaced in between, the
+//! new file is then read from its start instead of from a stale offset.
+//!
 //! # API changes
 //! - v1 (first commit): as below. [`Follower::finish`] returns a
 //!   [`PollOutcome`] (it may be paused) and only hands over the incomplete
 //!   last lines of files read to their end: call `poll_once` until idle first
 //!   (the driver does, bounded by its drain deadline).
+//! - v2: `Checkpoint::fingerprint` (optional, serde default); deleted files
+//!   are kept for [`DELETED_FILE_QUIET`] after their last growth.
 
 mod driver;
 #[cfg(test)]
@@ -82,6 +90,12 @@ pub const DEFAULT_ROTATE_WAIT: Duration = Duration::from_secs(5);
 /// in one poll, so a file being caught up cannot starve the others or delay
 /// a shutdown signal.
 pub const DEFAULT_READ_BUDGET: u64 = 1024 * 1024;
+/// A deleted file is let go once read to its end and quiet (not grown) for
+/// this long, or [`FollowOptions::rotate_wait`] if shorter: a writer that
+/// has not reopened yet may still append to it (holding it costs no disk
+/// space while that writer holds it too), and once quiet, closing it frees
+/// the space.
+pub const DELETED_FILE_QUIET: Duration = Duration::from_secs(1);
 /// Size of the one read buffer every file shares.
 pub const READ_BUFFER_BYTES: usize = 64 * 1024;
 
@@ -230,6 +244,8 @@ enum Seen {
 struct Retired {
     source: Source,
     deadline: Instant,
+    /// When it last grew (or was retired).
+    grew: Instant,
 }
 
 /// One followed name.
@@ -566,7 +582,12 @@ impl Follower {
                         StartAt::Offset(offset) if offset <= size => offset,
                         StartAt::Offset(_) => 0,
                     });
+                    // A saved position past the end: truncated meanwhile.
+                    let shrunk = resume
+                        .iter()
+                        .any(|checkpoint| checkpoint.id == source.id && checkpoint.offset > size);
                     watch.notice = match (watch.seen, watch.retired.is_empty()) {
+                        (Seen::Never, _) if shrunk => Some(NoticeKind::Truncated),
                         (Seen::Never, _) => watch.notice,
                         (Seen::Present, false) => Some(NoticeKind::Rotated),
                         (_, _) => Some(NoticeKind::Appeared),
@@ -594,6 +615,7 @@ impl Follower {
         let mut position = 0;
         while position < watch.retired.len() {
             let retired = &mut watch.retired[position];
+            let before = retired.source.pos;
             let end = retired.source.read(
                 &watch.path,
                 buf,
@@ -608,8 +630,13 @@ impl Follower {
                     position += 1;
                 }
                 ReadEnd::Eof => {
+                    if retired.source.pos != before {
+                        retired.grew = now;
+                    }
                     let meta = retired.source.file.metadata()?;
-                    if Source::unlinked(&meta) || now >= retired.deadline {
+                    let quiet = options.rotate_wait.min(DELETED_FILE_QUIET);
+                    let deleted_and_quiet = Source::unlinked(&meta) && now >= retired.grew + quiet;
+                    if deleted_and_quiet || now >= retired.deadline {
                         // Let go: a deleted file's space is freed on close.
                         let flow = retired.source.flush_pending(&watch.path, sink)?;
                         watch.retired.remove(position);
@@ -665,7 +692,11 @@ impl Follower {
 /// Moves the current file to the rotated-away list, to be drained.
 fn retire(watch: &mut Watch, deadline: Instant) {
     if let Some(source) = watch.current.take() {
-        watch.retired.push(Retired { source, deadline });
+        watch.retired.push(Retired {
+            source,
+            deadline,
+            grew: Instant::now(),
+        });
     }
 }
 

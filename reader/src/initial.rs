@@ -1,0 +1,193 @@
+//! The lines printed before following: the last N lines (found by reading
+//! backwards, [`sidecar_common::tail`]) or everything from line N.
+//!
+//! The bytes are copied as they are. When following, the copy stops at the
+//! last complete line and the follower starts there, so an incomplete last
+//! line is printed once it is complete (or at exit), never cut in two.
+//! Also where bad operands are refused: a missing directory, a directory
+//! given as FILE, a file we may not read.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use sidecar_common::follow::{Checkpoint, FileId};
+use sidecar_common::shutdown::Shutdown;
+use sidecar_common::tail::last_lines_offset;
+
+use crate::Lines;
+use crate::output::Output;
+
+/// Read size for scanning and copying.
+const BLOCK_BYTES: usize = 64 * 1024;
+/// Blocks copied between two yields to the runtime (so a signal is seen).
+const BLOCKS_PER_YIELD: usize = 16;
+
+/// Prints the first lines of `path` and says where following starts in
+/// that file (`None`: the file does not exist yet).
+pub(crate) async fn print<W: Write>(
+    path: &Path,
+    lines: Lines,
+    follow: bool,
+    output: &mut Output<W>,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Option<Checkpoint>> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            let dir = match path.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir,
+                _ => Path::new("."),
+            };
+            if !dir.is_dir() {
+                bail!(
+                    "cannot follow {}: directory {} does not exist",
+                    path.display(),
+                    dir.display()
+                );
+            }
+            if !follow {
+                return Err(error)
+                    .with_context(|| format!("cannot open {} for reading", path.display()));
+            }
+            tracing::info!("{} does not exist yet; waiting for it", path.display());
+            return Ok(None);
+        }
+        Err(error) => {
+            return Err(error)
+                .with_context(|| format!("cannot open {} for reading", path.display()));
+        }
+    };
+    let reading = || format!("reading {}", path.display());
+    let meta = file.metadata().with_context(reading)?;
+    if meta.is_dir() {
+        bail!("cannot read {}: is a directory", path.display());
+    }
+    let size = meta.len();
+    let start = match lines {
+        Lines::Last(n) => last_lines_offset(&file, n),
+        Lines::From(first) => line_offset(&file, first, size),
+    }
+    .with_context(reading)?
+    .min(size);
+    let end = if follow {
+        after_last_newline(&file, start, size).with_context(reading)?
+    } else {
+        size
+    };
+    output.switch_to(path).context("writing to stdout")?;
+    let stopped = copy(&file, start, end, output, shutdown)
+        .await
+        .with_context(reading)?;
+    Ok(Some(Checkpoint {
+        path: path.to_path_buf(),
+        id: FileId::of(&meta),
+        offset: stopped,
+        fingerprint: None,
+    }))
+}
+
+/// Where line `first` (counting from 1) begins; `size` if there is none.
+fn line_offset(file: &File, first: u64, size: u64) -> io::Result<u64> {
+    let mut to_skip = first.saturating_sub(1);
+    let mut pos = 0;
+    let mut block = vec![0u8; BLOCK_BYTES];
+    while to_skip > 0 && pos < size {
+        let read = file.read_at(&mut block, pos)?;
+        if read == 0 {
+            break;
+        }
+        for newline in memchr::memchr_iter(b'\n', &block[..read]) {
+            to_skip -= 1;
+            if to_skip == 0 {
+                return Ok(pos + newline as u64 + 1);
+            }
+        }
+        pos += read as u64;
+    }
+    Ok(if to_skip == 0 { 0 } else { size })
+}
+
+/// The offset just after the last `\n` in `start..size` (`start` if none),
+/// read backwards in blocks.
+fn after_last_newline(file: &File, start: u64, size: u64) -> io::Result<u64> {
+    let mut block = vec![0u8; BLOCK_BYTES];
+    let mut end = size;
+    while end > start {
+        let begin = end.saturating_sub(BLOCK_BYTES as u64).max(start);
+        let part = &mut block[..(end - begin) as usize];
+        file.read_exact_at(part, begin)?;
+        if let Some(newline) = memchr::memrchr(b'\n', part) {
+            return Ok(begin + newline as u64 + 1);
+        }
+        end = begin;
+    }
+    Ok(start)
+}
+
+/// Copies `start..end` to the output; stops early on shutdown (returns
+/// where it stopped).
+async fn copy<W: Write>(
+    file: &File,
+    start: u64,
+    end: u64,
+    output: &mut Output<W>,
+    shutdown: &Shutdown,
+) -> io::Result<u64> {
+    let mut block = vec![0u8; BLOCK_BYTES];
+    let mut pos = start;
+    let mut blocks = 0;
+    while pos < end {
+        let want = usize::try_from(end - pos)
+            .unwrap_or(BLOCK_BYTES)
+            .min(BLOCK_BYTES);
+        let read = file.read_at(&mut block[..want], pos)?;
+        if read == 0 {
+            break;
+        }
+        output.write_raw(&block[..read])?;
+        pos += read as u64;
+        blocks += 1;
+        if blocks % BLOCKS_PER_YIELD == 0 {
+            tokio::task::yield_now().await;
+            if shutdown.is_requested() {
+                break;
+            }
+        }
+    }
+    Ok(pos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_with(text: &str) -> (tempfile::NamedTempFile, File) {
+        let mut named = tempfile::NamedTempFile::new().unwrap();
+        named.write_all(text.as_bytes()).unwrap();
+        let file = File::open(named.path()).unwrap();
+        (named, file)
+    }
+
+    #[test]
+    fn line_offset_counts_from_one() {
+        let (_named, file) = file_with("a\nbb\nc\n");
+        assert_eq!(line_offset(&file, 1, 7).unwrap(), 0);
+        assert_eq!(line_offset(&file, 2, 7).unwrap(), 2);
+        assert_eq!(line_offset(&file, 3, 7).unwrap(), 5);
+        assert_eq!(line_offset(&file, 4, 7).unwrap(), 7);
+        assert_eq!(line_offset(&file, 9, 7).unwrap(), 7);
+        assert_eq!(line_offset(&file, 0, 7).unwrap(), 0);
+    }
+
+    #[test]
+    fn the_copy_stops_before_an_incomplete_last_line() {
+        let (_named, file) = file_with("a\nb\npart");
+        assert_eq!(after_last_newline(&file, 0, 8).unwrap(), 4);
+        assert_eq!(after_last_newline(&file, 4, 8).unwrap(), 4);
+        let (_named, file) = file_with("a\n");
+        assert_eq!(after_last_newline(&file, 0, 2).unwrap(), 2);
+    }
+}

@@ -1,0 +1,232 @@
+//! `reader`: the lab's `tail -f /data/log.txt`, done like GNU `tail -F`.
+//!
+//! Prints the last lines of each file (or from line N), then follows each
+//! file by name with [`sidecar_common::follow`]: a missing file is waited for,
+//! a file replaced by rename or delete + create is read from its start, a
+//! file truncated in place is read again from its start, and nothing is lost
+//! or printed twice across those. Several files get GNU's `==> FILE <==`
+//! headers when the output switches between them. Notices (replaced,
+//! truncated, appeared) go to stderr; stdout carries only the files' bytes.
+//!
+//! This file owns the flags ([`Args`]), their mapping to a plain [`Config`],
+//! the first lines ([`initial`]) and [`run`].
+
+mod initial;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use sidecar_common::cli::{LogArgs, Tool};
+use sidecar_common::follow::{self, FollowOptions, Follower, StartAt};
+use sidecar_common::shutdown::Shutdown;
+use sidecar_common::units::{parse_bytes, parse_duration};
+
+use crate::output::Output;
+
+/// On SIGTERM, how long we may spend reading what is left before the last
+/// flush: the process must be gone within a second.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_millis(500);
+
+const EXAMPLES: &str = "\
+Examples:
+  # The lab's reader container: last 10 lines, then follow (waits for the file)
+  reader /data/log.txt
+
+  # The last 3 lines, or everything from line 2
+  reader -n 3 /data/log.txt
+  reader -n +2 /data/log.txt
+
+  # Print the last 5 lines and exit, like `tail -n 5`
+  reader --no-follow -n 5 /var/log/app.log
+
+  # Two files, with `==> FILE <==` headers when the output switches
+  reader /var/log/app.log /var/log/error.log
+
+  # Where inotify is not available or not trusted (some network filesystems)
+  reader --poll --poll-interval 500ms /shared/data.txt
+
+Files in READER_FILES are separated by newlines.
+";
+
+/// Prints the last lines of files, then follows them by name like `tail -F`.
+#[derive(Parser, Debug)]
+#[command(name = "reader", version, about, after_help = EXAMPLES)]
+pub struct Args {
+    /// Files to print and follow; each may not exist yet.
+    #[arg(
+        required = true,
+        env = "READER_FILES",
+        value_delimiter = '\n',
+        value_name = "FILE"
+    )]
+    pub files: Vec<PathBuf>,
+
+    /// Print the last N lines, or with `+N` everything from line N on.
+    #[arg(
+        short = 'n',
+        long,
+        env = "READER_LINES",
+        default_value = "10",
+        value_name = "N|+N",
+        allow_hyphen_values = true
+    )]
+    pub lines: Lines,
+
+    /// Print the lines and exit instead of following.
+    #[arg(long, env = "READER_NO_FOLLOW")]
+    pub no_follow: bool,
+
+    /// Never use inotify: look for changes every --poll-interval only.
+    #[arg(long, env = "READER_POLL")]
+    pub poll: bool,
+
+    /// How often files are re-checked (with inotify too, as a safety net).
+    #[arg(long, env = "READER_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub poll_interval: Duration,
+
+    /// Lines longer than this are cut (the rest of the line is skipped).
+    #[arg(long, env = "READER_MAX_LINE_BYTES", default_value = "64KiB", value_parser = parse_bytes, value_name = "BYTES")]
+    pub max_line_bytes: u64,
+
+    /// How long a file rotated away by rename is still read for late writes.
+    #[arg(long, env = "READER_ROTATE_WAIT", default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub rotate_wait: Duration,
+
+    /// Never print `==> FILE <==` headers.
+    #[arg(short, long, env = "READER_QUIET", conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Always print `==> FILE <==` headers, even for one file.
+    #[arg(short, long, env = "READER_VERBOSE")]
+    pub verbose: bool,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+impl Tool for Args {
+    fn logging(&self) -> &LogArgs {
+        &self.log
+    }
+}
+
+/// Which lines are printed before following.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lines {
+    /// The last N lines (`-n N`).
+    Last(u64),
+    /// From line N on, counting from 1 (`-n +N`).
+    From(u64),
+}
+
+impl FromStr for Lines {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad =
+            || format!("expected a number of lines (`10`) or a first line (`+2`), got {text:?}");
+        if let Some(from) = text.strip_prefix('+') {
+            from.parse().map(Lines::From).map_err(|_| bad())
+        } else {
+            text.strip_prefix('-')
+                .unwrap_or(text)
+                .parse()
+                .map(Lines::Last)
+                .map_err(|_| bad())
+        }
+    }
+}
+
+/// What `run` needs, free of clap.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub files: Vec<PathBuf>,
+    pub lines: Lines,
+    pub follow: bool,
+    pub headers: bool,
+    pub follow_options: FollowOptions,
+}
+
+impl Args {
+    pub fn into_config(self) -> anyhow::Result<Config> {
+        if self.poll_interval.is_zero() {
+            bail!("--poll-interval must be more than zero");
+        }
+        let max_line_bytes = usize::try_from(self.max_line_bytes)
+            .ok()
+            .filter(|bytes| *bytes > 0)
+            .context("--max-line-bytes must be more than zero")?;
+        Ok(Config {
+            headers: !self.quiet && (self.verbose || self.files.len() > 1),
+            files: self.files,
+            lines: self.lines,
+            follow: !self.no_follow,
+            follow_options: FollowOptions {
+                max_line_bytes,
+                poll_interval: self.poll_interval,
+                force_poll: self.poll,
+                rotate_wait: self.rotate_wait,
+                ..FollowOptions::default()
+            },
+        })
+    }
+}
+
+/// Prints the first lines, then follows until `shutdown`.
+pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
+    let stdout = std::io::stdout();
+    let mut output = Output::new(stdout.lock(), config.headers);
+    let mut follower = Follower::new(config.follow_options.clone());
+    let mut starts = Vec::new();
+    for path in &config.files {
+        if let Some(start) =
+            initial::print(path, config.lines, config.follow, &mut output, &shutdown).await?
+        {
+            starts.push(start);
+        }
+        // A file that is missing, or replaced before the first poll, is
+        // read from its start; the one we printed from, after what we printed.
+        follower.add_path(path.clone(), StartAt::Beginning);
+    }
+    follower.resume(&starts);
+    output.flush().context("writing to stdout")?;
+    if !config.follow {
+        return Ok(ExitCode::SUCCESS);
+    }
+    follow::run(&mut follower, &mut output, &shutdown, DRAIN_TIMEOUT)
+        .await
+        .context("following")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_a_count_or_a_first_line() {
+        assert_eq!("10".parse(), Ok(Lines::Last(10)));
+        assert_eq!("-3".parse(), Ok(Lines::Last(3)));
+        assert_eq!("+2".parse(), Ok(Lines::From(2)));
+        assert!("ten".parse::<Lines>().unwrap_err().contains("ten"));
+    }
+
+    #[test]
+    fn headers_only_for_several_files_unless_asked() {
+        let config = |args: &[&str]| {
+            Args::try_parse_from(["reader"].iter().chain(args))
+                .unwrap()
+                .into_config()
+                .unwrap()
+        };
+        assert!(!config(&["a"]).headers);
+        assert!(config(&["a", "b"]).headers);
+        assert!(config(&["-v", "a"]).headers);
+        assert!(!config(&["-q", "a", "b"]).headers);
+    }
+}
