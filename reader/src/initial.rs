@@ -17,8 +17,8 @@ use sidecar_common::follow::{Checkpoint, FileId};
 use sidecar_common::shutdown::Shutdown;
 use sidecar_common::tail::last_lines_offset;
 
-use crate::Lines;
 use crate::output::Output;
+use crate::{Config, Lines};
 
 /// Read size for scanning and copying.
 const BLOCK_BYTES: usize = 64 * 1024;
@@ -29,11 +29,11 @@ const BLOCKS_PER_YIELD: usize = 16;
 /// that file (`None`: the file does not exist yet).
 pub(crate) async fn print<W: Write>(
     path: &Path,
-    lines: Lines,
-    follow: bool,
+    config: &Config,
     output: &mut Output<W>,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Option<Checkpoint>> {
+    let (lines, follow) = (config.lines, config.follow);
     let file = match File::open(path) {
         Ok(file) => file,
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
@@ -78,7 +78,8 @@ pub(crate) async fn print<W: Write>(
         size
     };
     output.switch_to(path).context("writing to stdout")?;
-    let stopped = copy(&file, start, end, output, shutdown)
+    let limit = LineLimit::new(config.follow_options.max_line_bytes);
+    let stopped = copy(&file, start, end, limit, output, shutdown)
         .await
         .with_context(reading)?;
     Ok(Some(Checkpoint {
@@ -133,6 +134,7 @@ async fn copy<W: Write>(
     file: &File,
     start: u64,
     end: u64,
+    mut limit: LineLimit,
     output: &mut Output<W>,
     shutdown: &Shutdown,
 ) -> io::Result<u64> {
@@ -147,7 +149,7 @@ async fn copy<W: Write>(
         if read == 0 {
             break;
         }
-        output.write_raw(&block[..read])?;
+        limit.write(&block[..read], output)?;
         pos += read as u64;
         blocks += 1;
         if blocks % BLOCKS_PER_YIELD == 0 {
@@ -160,6 +162,39 @@ async fn copy<W: Write>(
     Ok(pos)
 }
 
+/// Cuts lines at `--max-line-bytes` in the first lines too, as the
+/// follower does for the lines that come later.
+struct LineLimit {
+    max: usize,
+    /// Bytes of the current line seen so far.
+    len: usize,
+}
+
+impl LineLimit {
+    fn new(max: usize) -> Self {
+        Self { max, len: 0 }
+    }
+
+    fn write<W: Write>(&mut self, mut chunk: &[u8], output: &mut Output<W>) -> io::Result<()> {
+        while !chunk.is_empty() {
+            let newline = memchr::memchr(b'\n', chunk);
+            let piece = &chunk[..newline.unwrap_or(chunk.len())];
+            let room = self.max.saturating_sub(self.len).min(piece.len());
+            output.write_raw(&piece[..room])?;
+            self.len += piece.len();
+            match newline {
+                Some(at) => {
+                    output.write_raw(b"\n")?;
+                    self.len = 0;
+                    chunk = &chunk[at + 1..];
+                }
+                None => break,
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +204,16 @@ mod tests {
         named.write_all(text.as_bytes()).unwrap();
         let file = File::open(named.path()).unwrap();
         (named, file)
+    }
+
+    #[test]
+    fn long_lines_are_cut_across_blocks() {
+        let mut output = Output::new(Vec::new(), false);
+        let mut limit = LineLimit::new(4);
+        for chunk in ["abcdef\nxy", "zzzz", "\nok\n12"] {
+            limit.write(chunk.as_bytes(), &mut output).unwrap();
+        }
+        assert_eq!(output.into_inner(), b"abcd\nxyzz\nok\n12");
     }
 
     #[test]

@@ -184,9 +184,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<ExitCode>
     let mut follower = Follower::new(config.follow_options.clone());
     let mut starts = Vec::new();
     for path in &config.files {
-        if let Some(start) =
-            initial::print(path, config.lines, config.follow, &mut output, &shutdown).await?
-        {
+        if let Some(start) = initial::print(path, &config, &mut output, &shutdown).await? {
             starts.push(start);
         }
         // A file that is missing, or replaced before the first poll, is

@@ -51,6 +51,11 @@ impl<W: Write> Output<W> {
     pub(crate) fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
+
+    #[cfg(test)]
+    pub(crate) fn into_inner(self) -> W {
+        self.out.into_inner().map_err(|_| "flushing").unwrap()
+    }
 }
 
 impl<W: Write> Sink for Output<W> {
@@ -101,7 +106,7 @@ mod tests {
                 })
                 .unwrap();
         }
-        let text = String::from_utf8(output.out.into_inner().unwrap()).unwrap();
+        let text = String::from_utf8(output.into_inner()).unwrap();
         assert_eq!(text, "==> a <==\n1\n2\n\n==> b <==\n3\n\n==> a <==\n4\n");
     }
 }

@@ -287,6 +287,16 @@ fn bytes_that_are_not_utf8_are_passed_through() {
     assert_eq!(running.stdout_bytes(), b"\xff\xfe\nok\n");
 }
 
+#[test]
+fn lines_longer_than_max_line_bytes_are_cut() {
+    let (_dir, path) = temp_file("log.txt", "0123456789\nok\n");
+    let running = start(&["--max-line-bytes", "4", s(&path)]);
+    running.wait_for_stdout_containing("ok\n");
+    append(&path, "abcdefgh\nend\n");
+    running.wait_for_stdout_containing("end\n");
+    assert_eq!(stop(running).stdout, "0123\nok\nabcd\nend\n");
+}
+
 // --- bad input ---
 
 #[test]

@@ -533,6 +533,7 @@ impl Follower {
                 let id = FileId::of(&meta);
                 match &watch.current {
                     Some(current) => {
+                        watch.failing = None;
                         let fd_meta = current.file.metadata()?;
                         // A deleted file whose inode number was reused by
                         // the new file at the path is still another file.
