@@ -313,10 +313,17 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<ExitCode>
         }
         // Start-to-start spacing; a try longer than the interval delays the
         // next one instead of overlapping it.
-        next_start = (next_start + config.interval).max(Instant::now());
-        tokio::select! {
-            _ = shutdown.requested() => break Ending::Interrupted,
-            _ = tokio::time::sleep_until(next_start) => {}
+        let now = Instant::now();
+        next_start = (next_start + config.interval).max(now);
+        if next_start > now {
+            tokio::select! {
+                _ = shutdown.requested() => break Ending::Interrupted,
+                _ = tokio::time::sleep_until(next_start) => {}
+            }
+        } else if shutdown.is_requested() {
+            // No timer when the next try is due now: tokio's timer wheel
+            // has millisecond ticks, which would cap `--interval 0`.
+            break Ending::Interrupted;
         }
     };
     if !config.once {

@@ -1,5 +1,469 @@
-//! `cargo xtask bench client` (being written).
+//! `cargo xtask bench client`: requests per second and latency of
+//! `client --interval 0 --count N` against nginx on loopback, next to what a
+//! user would otherwise run, all in one run against one nginx:
+//! - `curl` doing the same N requests in one process (a config file repeating
+//!   the URL, transfers one after another, no `--parallel`), once reusing its
+//!   connection (curl's default) and once with a new connection per request
+//!   (`Connection: close`, what `client` and kubelet's prober do);
+//! - the lab's shell loop, `curl -s URL > /dev/null && echo "$(date) - ..."`,
+//!   without its `sleep`.
+//!
+//! Also the resident memory of `client` in loop mode, and peak RSS of each
+//! contender (GNU `/usr/bin/time -f %M`, when installed).
+//!
+//! nginx is Debian's (`apt-get install -y nginx`), started here with a
+//! temporary config on a free loopback port (`master_process off`, one
+//! process, access log off, the 615-byte default page) and stopped after.
+//! N comes from `CLIENT_BENCH_COUNT` (default 1000); the one-process
+//! contenders run 3 times and the fastest run is shown. Figures, not a test.
+
+use std::fmt::Write as _;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::util;
+
+const DEFAULT_COUNT: usize = 1000;
+
+/// Runs of each one-process contender; the fastest is kept, since other work
+/// on a shared machine only ever slows a run down. The shell loop runs once
+/// (it takes 100x longer, so the same noise matters 100x less).
+const RUNS: usize = 3;
+
+/// Roughly the size of nginx's own welcome page, which the lab's client fetches.
+const PAGE_BYTES: usize = 615;
 
 pub fn run() -> anyhow::Result<()> {
-    anyhow::bail!("cargo xtask bench client is not implemented yet")
+    let count = match std::env::var("CLIENT_BENCH_COUNT") {
+        Ok(text) => text
+            .parse()
+            .with_context(|| format!("CLIENT_BENCH_COUNT={text:?} is not a number"))?,
+        Err(_) => DEFAULT_COUNT,
+    };
+    let nginx = find_nginx()?;
+    let curl =
+        which("curl").context("curl is needed for the comparison: apt-get install -y curl")?;
+    util::run(util::cargo().args(["build", "--release", "-p", "client"]))?;
+    let client = target_dir().join("release").join("client");
+    let work = std::env::temp_dir().join(format!("bench-client-{}", std::process::id()));
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let outcome = (|| {
+        let server = Nginx::start(&nginx, &work)?;
+        let url = format!("http://127.0.0.1:{}/", server.port);
+        eprintln!("bench client: {count} requests to {url} (nginx, loopback) per contender");
+        let rows = measure(&client, &curl, &url, count, &work)?;
+        let rss = client_loop_rss(&client, &url)?;
+        drop(server);
+        Ok::<_, anyhow::Error>((rows, rss))
+    })();
+    let _ = std::fs::remove_dir_all(&work);
+    let (rows, rss) = outcome?;
+    let size = std::fs::metadata(&client)
+        .map(|meta| meta.len())
+        .unwrap_or(0);
+    println!("{}", render(count, &rows, &rss, size));
+    Ok(())
+}
+
+/// One contender's figures.
+struct Row {
+    what: String,
+    wall: Duration,
+    /// Per-request latency percentiles in ms (p50, p99), when the tool reports them.
+    p50_p99: Option<(f64, f64)>,
+    peak_rss_kib: Option<u64>,
+}
+
+fn measure(
+    client: &Path,
+    curl: &Path,
+    url: &str,
+    count: usize,
+    work: &Path,
+) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let count_text = count.to_string();
+
+    // Warm-up: page cache, nginx's first accept, the binaries.
+    run_quiet(Command::new(client).args(["--interval", "0", "--count", "20", url]))?;
+
+    let (wall, summary, rss) = best_of(|| {
+        timed(Command::new(client).args([
+            "--interval",
+            "0",
+            "--count",
+            &count_text,
+            "--name",
+            "nginx",
+            url,
+        ]))
+    })?;
+    if !summary.contains(&format!("{count} tries, {count} ok, 0 failed")) {
+        bail!("client did not succeed on every try:\n{summary}");
+    }
+    rows.push(Row {
+        what: format!("`client --interval 0 --count {count}`"),
+        wall,
+        p50_p99: client_percentiles(&summary),
+        peak_rss_kib: rss,
+    });
+
+    for (what, extra) in [
+        ("`curl -K urls` (one process, keep-alive)", None),
+        (
+            "`curl -K urls -H 'Connection: close'` (one process, new connection each)",
+            Some("Connection: close"),
+        ),
+    ] {
+        let config = work.join("curl-urls.conf");
+        let mut text = String::new();
+        for _ in 0..count {
+            let _ = writeln!(text, "url = \"{url}\"\noutput = \"/dev/null\"");
+        }
+        std::fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;
+        let mut command = Command::new(curl);
+        command
+            .args(["-s", "-f", "-w", "%{time_total}\\n", "-K"])
+            .arg(&config);
+        if let Some(header) = extra {
+            command.args(["-H", header]);
+        }
+        let (wall, stdout, rss) = best_of(|| timed_stdout(&mut command))?;
+        let mut latencies: Vec<f64> = stdout
+            .lines()
+            .filter_map(|line| line.trim().parse::<f64>().ok())
+            .map(|seconds| seconds * 1000.0)
+            .collect();
+        if latencies.len() != count {
+            bail!(
+                "curl reported {} transfers, expected {count}",
+                latencies.len()
+            );
+        }
+        latencies.sort_by(f64::total_cmp);
+        rows.push(Row {
+            what: what.to_owned(),
+            wall,
+            p50_p99: Some((percentile(&latencies, 0.5), percentile(&latencies, 0.99))),
+            peak_rss_kib: rss,
+        });
+    }
+
+    let script = format!(
+        "i=0; while [ $i -lt {count} ]; do \
+         {curl} -s {url} > /dev/null && echo \"$(date) - Successfully connected to nginx\"; \
+         i=$((i+1)); done",
+        curl = curl.display()
+    );
+    let (wall, _, rss) = timed(Command::new("sh").args(["-c", &script]))?;
+    rows.push(Row {
+        what: "the lab's `sh` loop: `curl -s URL > /dev/null && echo \"$(date) - ...\"`".to_owned(),
+        wall,
+        p50_p99: None,
+        peak_rss_kib: rss,
+    });
+    Ok(rows)
+}
+
+/// The fastest of [`RUNS`] runs of `measure`.
+fn best_of(
+    mut measure: impl FnMut() -> anyhow::Result<(Duration, String, Option<u64>)>,
+) -> anyhow::Result<(Duration, String, Option<u64>)> {
+    let mut best = measure()?;
+    for _ in 1..RUNS {
+        let next = measure()?;
+        if next.0 < best.0 {
+            best = next;
+        }
+    }
+    Ok(best)
+}
+
+/// Resident memory of `client` in loop mode after a few hundred tries.
+struct LoopRss {
+    tries: usize,
+    rss_kib: u64,
+    hwm_kib: u64,
+}
+
+fn client_loop_rss(client: &Path, url: &str) -> anyhow::Result<LoopRss> {
+    let child = Command::new(client)
+        .args(["--interval", "10ms", "--name", "nginx", url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting client in loop mode")?;
+    std::thread::sleep(Duration::from_secs(3));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let output = child
+        .wait_with_output()
+        .context("waiting for client in loop mode")?;
+    let summary = String::from_utf8_lossy(&output.stderr);
+    let tries = summary
+        .lines()
+        .find_map(|line| line.strip_suffix(" ok, 0 failed"))
+        .and_then(|line| line.split_whitespace().next())
+        .and_then(|tries| tries.parse().ok())
+        .unwrap_or(0);
+    let status = status.context("reading the client's /proc/PID/status")?;
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok(LoopRss {
+        tries,
+        rss_kib: field("VmRSS:"),
+        hwm_kib: field("VmHWM:"),
+    })
+}
+
+fn render(count: usize, rows: &[Row], rss: &LoopRss, client_size: u64) -> String {
+    let mut out = String::new();
+    let base = rows[0].wall.as_secs_f64();
+    let _ = writeln!(
+        out,
+        "\n### client against nginx on loopback, {count} sequential requests each (best of {RUNS}, shell loop once)\n"
+    );
+    let _ = writeln!(
+        out,
+        "| contender | wall s | requests/s | p50 ms | p99 ms | peak RSS | its wall / client's |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+    for row in rows {
+        let wall = row.wall.as_secs_f64();
+        let (p50, p99) = row.p50_p99.map_or_else(
+            || {
+                let mean = wall * 1000.0 / count as f64;
+                (format!("{mean:.3} (mean)"), "n/a".to_owned())
+            },
+            |(p50, p99)| (format!("{p50:.3}"), format!("{p99:.3}")),
+        );
+        let rss = row.peak_rss_kib.map_or_else(
+            || "n/a".to_owned(),
+            |kib| format!("{:.1} MiB", kib as f64 / 1024.0),
+        );
+        let ratio = if std::ptr::eq(row, &rows[0]) {
+            "1.00x".to_owned()
+        } else {
+            format!("{:.2}x", wall / base)
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {wall:.2} | {:.0} | {p50} | {p99} | {rss} | {ratio} |",
+            row.what,
+            count as f64 / wall
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n`client` in loop mode (`--interval 10ms`, {} tries in 3 s): VmRSS {:.1} MiB, VmHWM {:.1} MiB; \
+         release binary {:.2} MiB (stripped).",
+        rss.tries,
+        rss.rss_kib as f64 / 1024.0,
+        rss.hwm_kib as f64 / 1024.0,
+        client_size as f64 / (1024.0 * 1024.0)
+    );
+    let _ = writeln!(
+        out,
+        "Latency: client's from its summary (successful tries, resolve to end of body); \
+         curl's from `-w %{{time_total}}`; the shell loop's is wall time per iteration \
+         (curl and date processes included)."
+    );
+    out
+}
+
+fn client_percentiles(summary: &str) -> Option<(f64, f64)> {
+    let line = summary
+        .lines()
+        .find(|line| line.starts_with("latency ms (ok tries): "))?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let value = |name: &str| -> Option<f64> {
+        let at = words.iter().position(|word| *word == name)?;
+        words.get(at + 1)?.parse().ok()
+    };
+    Some((value("p50")?, value("p99")?))
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// Runs `command` with stdout discarded, under `/usr/bin/time -f %M` when it
+/// exists; returns wall time, stderr (without time's line) and peak RSS in KiB.
+fn timed(command: &mut Command) -> anyhow::Result<(Duration, String, Option<u64>)> {
+    let (wall, _stdout, stderr, rss) = timed_with(command, false)?;
+    Ok((wall, stderr, rss))
+}
+
+/// Like [`timed`], keeping stdout.
+fn timed_stdout(command: &mut Command) -> anyhow::Result<(Duration, String, Option<u64>)> {
+    let (wall, stdout, _stderr, rss) = timed_with(command, true)?;
+    Ok((wall, stdout, rss))
+}
+
+const GNU_TIME: &str = "/usr/bin/time";
+const RSS_MARK: &str = "bench-peak-rss-kib=";
+
+fn timed_with(
+    command: &mut Command,
+    keep_stdout: bool,
+) -> anyhow::Result<(Duration, String, String, Option<u64>)> {
+    let mut wrapped = if Path::new(GNU_TIME).exists() {
+        let mut wrapped = Command::new(GNU_TIME);
+        wrapped
+            .args(["-f", &format!("{RSS_MARK}%M"), "--"])
+            .arg(command.get_program())
+            .args(command.get_args());
+        wrapped
+    } else {
+        let mut plain = Command::new(command.get_program());
+        plain.args(command.get_args());
+        plain
+    };
+    wrapped
+        .stdout(if keep_stdout {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let output = wrapped
+        .output()
+        .with_context(|| format!("running {}", util::describe(command)))?;
+    let wall = started.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if !output.status.success() {
+        bail!(
+            "{} failed with {}:\n{stderr}",
+            util::describe(command),
+            output.status
+        );
+    }
+    let rss = stderr
+        .lines()
+        .find_map(|line| line.strip_prefix(RSS_MARK))
+        .and_then(|kib| kib.trim().parse().ok());
+    let stderr = stderr
+        .lines()
+        .filter(|line| !line.starts_with(RSS_MARK))
+        .collect::<Vec<_>>()
+        .join("\n");
+    Ok((
+        wall,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr,
+        rss,
+    ))
+}
+
+fn run_quiet(command: &mut Command) -> anyhow::Result<()> {
+    let status = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .with_context(|| format!("running {}", util::describe(command)))?;
+    if !status.success() {
+        bail!("{} failed with {status}", util::describe(command));
+    }
+    Ok(())
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| util::workspace_root().join("target"))
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .chain(["/usr/sbin".into(), "/usr/bin".into(), "/sbin".into()])
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+fn find_nginx() -> anyhow::Result<PathBuf> {
+    which("nginx").context("nginx is not installed: apt-get install -y nginx")
+}
+
+/// Our own nginx instance: one process, a temp prefix, a free loopback port.
+struct Nginx {
+    child: Child,
+    port: u16,
+}
+
+impl Nginx {
+    fn start(binary: &Path, work: &Path) -> anyhow::Result<Self> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .context("finding a free port")?
+            .port();
+        let root = work.join("www");
+        std::fs::create_dir_all(&root)?;
+        let mut page = String::from("<!DOCTYPE html><html><body><h1>Welcome to nginx!</h1>");
+        while page.len() < PAGE_BYTES - "</body></html>\n".len() {
+            page.push(' ');
+        }
+        page.push_str("</body></html>\n");
+        std::fs::write(root.join("index.html"), page)?;
+        let dir = work.display();
+        let config = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {dir}/nginx.pid;\n\
+             error_log {dir}/error.log warn;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n\
+             \x20 fastcgi_temp_path {dir}/fastcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n\
+             \x20 server {{\n    listen 127.0.0.1:{port};\n    root {dir}/www;\n    index index.html;\n  }}\n}}\n"
+        );
+        let config_path = work.join("nginx.conf");
+        std::fs::write(&config_path, config)?;
+        let child = Command::new(binary)
+            .arg("-p")
+            .arg(work)
+            .arg("-c")
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let mut nginx = Self { child, port };
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = nginx.child.try_wait()? {
+                bail!(
+                    "nginx exited with {status}; see {}",
+                    work.join("error.log").display()
+                );
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                bail!("nginx did not listen on 127.0.0.1:{port} within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(nginx)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
