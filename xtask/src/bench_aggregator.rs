@@ -1,5 +1,608 @@
-//! `cargo xtask bench aggregator` (being written).
+//! `cargo xtask bench aggregator`: log-aggregator against what a user would
+//! otherwise run, in one run on the same generated files.
+//!
+//! 1. Throughput: stream mode (plain, json) and GNU `tail -n +1 -F` reading
+//!    one large file from its start; each run ends when every line has come
+//!    out on its stdout (newlines counted by the bench). Lines/s, MB/s of
+//!    input, CPU seconds and peak RSS (`VmHWM`, read from /proc just before
+//!    the process is stopped).
+//! 2. Following a file while `writer --rate 0` appends as fast as it can:
+//!    lines counted and the lag between the writer's exit and the last line
+//!    out, for stream mode and `tail -F`.
+//! 3. Idle: CPU and RSS over a window of stream mode, snapshot mode and the
+//!    lab's busybox loop side by side on the lab's two files, with a line
+//!    appended to each every 3 s as the lab's app does.
+//!
+//! Settings (environment, as `cargo xtask bench` takes no per-bench flags):
+//! `AGGREGATOR_BENCH_SIZE` (default `1GB`; e.g. `100MB` for a quick run),
+//! `AGGREGATOR_BENCH_IDLE_SECS` (default 60), `AGGREGATOR_BENCH_WRITER_LINES`
+//! (default 2000000). Figures, not a test: it never fails on speed.
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::util;
+
+/// One line of the generated input: about 110 bytes, like an access log.
+fn input_line(number: u64) -> String {
+    format!(
+        "2026-11-25T14:01:13.{:03}Z INFO [worker-{}] request id={number:010} path=/api/v1/items/{} status=200 duration_ms={}\n",
+        number % 1000,
+        number % 8,
+        number % 977,
+        number % 250
+    )
+}
+
+struct Settings {
+    size: u64,
+    idle: Duration,
+    writer_lines: u64,
+}
+
+impl Settings {
+    fn from_env() -> anyhow::Result<Self> {
+        let size = match std::env::var("AGGREGATOR_BENCH_SIZE") {
+            Ok(text) => parse_size(&text)?,
+            Err(_) => 1_000_000_000,
+        };
+        let idle = match std::env::var("AGGREGATOR_BENCH_IDLE_SECS") {
+            Ok(text) => Duration::from_secs(
+                text.parse()
+                    .with_context(|| format!("AGGREGATOR_BENCH_IDLE_SECS={text:?}"))?,
+            ),
+            Err(_) => Duration::from_secs(60),
+        };
+        let writer_lines = match std::env::var("AGGREGATOR_BENCH_WRITER_LINES") {
+            Ok(text) => text
+                .parse()
+                .with_context(|| format!("AGGREGATOR_BENCH_WRITER_LINES={text:?}"))?,
+            Err(_) => 2_000_000,
+        };
+        Ok(Self {
+            size,
+            idle,
+            writer_lines,
+        })
+    }
+}
+
+fn parse_size(text: &str) -> anyhow::Result<u64> {
+    let lower = text.trim().to_ascii_lowercase();
+    let digits = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
+    let number: u64 = lower[..digits]
+        .parse()
+        .with_context(|| format!("bad size {text:?} (e.g. 100MB, 1GB)"))?;
+    let unit = match &lower[digits..] {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        other => bail!("bad unit {other:?} in size {text:?}"),
+    };
+    Ok(number * unit)
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| util::workspace_root().join("target"))
+}
+
+/// The generated input: reused when a file of the same size is there.
+struct Input {
+    path: PathBuf,
+    bytes: u64,
+    lines: u64,
+}
+
+fn generate(dir: &Path, size: u64) -> anyhow::Result<Input> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(format!("input-{size}.log"));
+    let lines_path = dir.join(format!("input-{size}.lines"));
+    if let (Ok(meta), Ok(lines)) = (
+        std::fs::metadata(&path),
+        std::fs::read_to_string(&lines_path),
+    ) {
+        if let Ok(lines) = lines.trim().parse() {
+            eprintln!("reusing {} ({} bytes)", path.display(), meta.len());
+            return Ok(Input {
+                path,
+                bytes: meta.len(),
+                lines,
+            });
+        }
+    }
+    eprintln!("generating {} ({size} bytes)...", path.display());
+    let mut out = BufWriter::with_capacity(
+        1 << 20,
+        File::create(&path).with_context(|| format!("creating {}", path.display()))?,
+    );
+    let (mut bytes, mut lines) = (0u64, 0u64);
+    while bytes < size {
+        let line = input_line(lines);
+        out.write_all(line.as_bytes())?;
+        bytes += line.len() as u64;
+        lines += 1;
+    }
+    out.flush()?;
+    std::fs::write(&lines_path, lines.to_string())?;
+    Ok(Input { path, bytes, lines })
+}
+
+/// CPU seconds (self and waited-for children) and RSS figures of a live process.
+#[derive(Clone, Copy, Debug, Default)]
+struct ProcStats {
+    cpu_seconds: f64,
+    rss_kib: u64,
+    /// The process's own memory, without the mapped binary and libraries.
+    anon_kib: u64,
+    peak_rss_kib: u64,
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|output| String::from_utf8(output.stdout).ok())
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn proc_stats(pid: u32, ticks: f64) -> anyhow::Result<ProcStats> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    let after_name = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("odd /proc stat")?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // Fields 14-17 of stat(5): utime, stime, cutime, cstime; index 0 here is field 3.
+    let cpu_ticks: f64 = fields
+        .get(11..15)
+        .context("short /proc stat")?
+        .iter()
+        .map(|field| field.parse::<f64>().unwrap_or(0.0))
+        .sum();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    Ok(ProcStats {
+        cpu_seconds: cpu_ticks / ticks,
+        rss_kib: kib("VmRSS:"),
+        anon_kib: kib("RssAnon:"),
+        peak_rss_kib: kib("VmHWM:"),
+    })
+}
+
+struct Throughput {
+    name: String,
+    lines: u64,
+    input_bytes: u64,
+    seconds: f64,
+    stats: ProcStats,
+}
+
+impl Throughput {
+    fn lines_per_second(&self) -> f64 {
+        self.lines as f64 / self.seconds
+    }
+    fn mb_per_second(&self) -> f64 {
+        self.input_bytes as f64 / 1e6 / self.seconds
+    }
+}
+
+/// Reads `child`'s stdout until `bytes` bytes came out; returns when. Bytes,
+/// not lines, are counted: the bench runs as a debug build, and a per-byte
+/// loop here would be slower than the tools it measures.
+fn read_bytes_out(child: &mut Child, bytes: u64) -> anyhow::Result<Instant> {
+    let mut stdout = child.stdout.take().context("stdout not piped")?;
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut seen = 0u64;
+    while seen < bytes {
+        let read = stdout.read(&mut buffer)?;
+        if read == 0 {
+            bail!("output ended after {seen} of {bytes} bytes");
+        }
+        seen += read as u64;
+    }
+    let done = Instant::now();
+    // Keep the pipe open (not read) until the process is stopped.
+    child.stdout = Some(stdout);
+    Ok(done)
+}
+
+/// The size of stream mode's JSON output for the generated input, whose
+/// lines need no escaping: each line gains a fixed envelope.
+fn json_output_bytes(input: &Input) -> u64 {
+    let path = input.path.display().to_string();
+    let envelope =
+        format!("{{\"file\":\"{path}\",\"line\":\"\",\"time\":\"2026-11-25T14:01:13.123Z\"}}");
+    // The line's own newline becomes the record's.
+    input.bytes + input.lines * envelope.len() as u64
+}
+
+fn stop(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn throughput(
+    name: &str,
+    mut command: Command,
+    input: &Input,
+    output_bytes: u64,
+    ticks: f64,
+) -> anyhow::Result<Throughput> {
+    eprintln!("+ {}", util::describe(&command));
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let started = Instant::now();
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("starting {}", util::describe(&command)))?;
+    let done = read_bytes_out(&mut child, output_bytes)?;
+    let stats = proc_stats(child.id(), ticks)?;
+    stop(child);
+    Ok(Throughput {
+        name: name.to_owned(),
+        lines: input.lines,
+        input_bytes: input.bytes,
+        seconds: (done - started).as_secs_f64(),
+        stats,
+    })
+}
+
+struct Following {
+    name: String,
+    lines: u64,
+    writer_seconds: f64,
+    lag_seconds: f64,
+    stats: ProcStats,
+}
+
+/// Follows an empty file while `writer --rate 0` appends `lines` lines.
+fn follow_while_writing(
+    name: &str,
+    mut follower: Command,
+    writer: &Path,
+    file: &Path,
+    lines: u64,
+    ticks: f64,
+) -> anyhow::Result<Following> {
+    let _ = std::fs::remove_file(file);
+    File::create(file)?;
+    follower
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    eprintln!("+ {}", util::describe(&follower));
+    let mut child = follower.spawn()?;
+    // Let it open the file first: a follower that is not running yet
+    // would not be measured following.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut write = Command::new(writer);
+    write
+        .args(["--rate", "0", "--count", &lines.to_string()])
+        .arg(file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    eprintln!("+ {}", util::describe(&write));
+    let started = Instant::now();
+    let mut writing = write.spawn().context("starting writer")?;
+    // How many bytes came out so far, counted by a thread that reads until
+    // the follower is stopped; the target is known once the writer is done.
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    {
+        let mut stdout = child.stdout.take().context("stdout not piped")?;
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buffer = vec![0u8; 1 << 20];
+            while let Ok(read @ 1..) = stdout.read(&mut buffer) {
+                seen.fetch_add(read as u64, std::sync::atomic::Ordering::Release);
+            }
+        });
+    }
+    let status = writing.wait()?;
+    let written = Instant::now();
+    if !status.success() {
+        bail!("writer failed with {status}");
+    }
+    let size = std::fs::metadata(file)?.len();
+    while seen.load(std::sync::atomic::Ordering::Acquire) < size {
+        if written.elapsed() > Duration::from_secs(120) {
+            bail!(
+                "{name}: only {} of {size} bytes out 120 s after the writer ended",
+                seen.load(std::sync::atomic::Ordering::Acquire)
+            );
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let done = Instant::now();
+    let stats = proc_stats(child.id(), ticks)?;
+    stop(child);
+    Ok(Following {
+        name: name.to_owned(),
+        lines,
+        writer_seconds: (written - started).as_secs_f64(),
+        lag_seconds: done.saturating_duration_since(written).as_secs_f64(),
+        stats,
+    })
+}
+
+struct Idle {
+    name: String,
+    cpu_seconds: f64,
+    rss_kib: u64,
+    anon_kib: u64,
+}
+
+const LAB_LOOP: &str = r#"while true; do
+  if [ -f DIR/app.log ]; then
+    echo "=== Application Logs ==="
+    tail -n 5 DIR/app.log
+  fi
+  if [ -f DIR/error.log ]; then
+    echo "=== Error Logs ==="
+    tail -n 5 DIR/error.log
+  fi
+  echo "---"
+  sleep 10
+done"#;
+
+fn busybox() -> Option<PathBuf> {
+    let path = PathBuf::from("/bin/busybox");
+    if path.exists() {
+        return Some(path);
+    }
+    eprintln!("/bin/busybox missing: apt-get install -y busybox-static");
+    let _ = Command::new("apt-get")
+        .args(["install", "-y", "busybox-static"])
+        .status();
+    path.exists().then_some(path)
+}
+
+fn idle(aggregator: &Path, dir: &Path, window: Duration, ticks: f64) -> anyhow::Result<Vec<Idle>> {
+    std::fs::create_dir_all(dir)?;
+    let app = dir.join("app.log");
+    let error = dir.join("error.log");
+    for path in [&app, &error] {
+        let mut file = File::create(path)?;
+        for number in 0..1000 {
+            writeln!(file, "Wed Nov 25 14:01:13 UTC 2026 - log entry {number}")?;
+        }
+    }
+    let mut runs: Vec<(String, Command)> = Vec::new();
+    let mut stream = Command::new(aggregator);
+    stream.arg("--follow").arg(&app).arg(&error);
+    runs.push(("log-aggregator --follow (stream)".into(), stream));
+    let mut snapshot = Command::new(aggregator);
+    snapshot
+        .args(["--interval", "10s", "--lines", "5"])
+        .arg(format!("Application Logs={}", app.display()))
+        .arg(format!("Error Logs={}", error.display()));
+    runs.push(("log-aggregator (snapshot, lab flags)".into(), snapshot));
+    if let Some(busybox) = busybox() {
+        let mut lab = Command::new(busybox);
+        lab.args([
+            "sh",
+            "-c",
+            &LAB_LOOP.replace("DIR", &dir.display().to_string()),
+        ]);
+        runs.push(("lab busybox sh loop".into(), lab));
+    }
+    let mut children = Vec::new();
+    for (name, mut command) in runs {
+        eprintln!("+ {}", util::describe(&command));
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        children.push((name, command.spawn()?));
+    }
+    // Past start-up (first snapshot, first read of the files).
+    std::thread::sleep(Duration::from_secs(1));
+    let before: Vec<ProcStats> = children
+        .iter()
+        .map(|(_, child)| proc_stats(child.id(), ticks))
+        .collect::<anyhow::Result<_>>()?;
+    eprintln!(
+        "idle window: {} s, a line appended to each file every 3 s",
+        window.as_secs()
+    );
+    let started = Instant::now();
+    let mut entry = 1000;
+    while started.elapsed() < window {
+        for path in [&app, &error] {
+            let mut file = std::fs::OpenOptions::new().append(true).open(path)?;
+            writeln!(file, "Wed Nov 25 14:01:13 UTC 2026 - log entry {entry}")?;
+        }
+        entry += 1;
+        std::thread::sleep(Duration::from_secs(3).min(window.saturating_sub(started.elapsed())));
+    }
+    let mut results = Vec::new();
+    for ((name, child), before) in children.into_iter().zip(before) {
+        let after = proc_stats(child.id(), ticks)?;
+        stop(child);
+        results.push(Idle {
+            name,
+            cpu_seconds: after.cpu_seconds - before.cpu_seconds,
+            rss_kib: after.rss_kib,
+            anon_kib: after.anon_kib,
+        });
+    }
+    Ok(results)
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
 
 pub fn run() -> anyhow::Result<()> {
-    anyhow::bail!("cargo xtask bench aggregator is not implemented yet")
+    let settings = Settings::from_env()?;
+    util::run(util::cargo().args(["build", "--release", "-p", "log-aggregator"]))?;
+    let release = target_dir().join("release");
+    let aggregator = release.join("log-aggregator");
+    let writer = util::run(util::cargo().args(["build", "--release", "-p", "writer"]))
+        .map(|()| release.join("writer"))
+        .map_err(|error| eprintln!("writer not built ({error:#}): skipping the writer run"))
+        .ok();
+    let ticks = clock_ticks();
+    let work = target_dir().join("bench-aggregator");
+    let input = generate(&work, settings.size)?;
+
+    let mut plain = Command::new(&aggregator);
+    plain.arg("--follow").arg(&input.path);
+    let mut json = Command::new(&aggregator);
+    json.args(["--follow", "--output", "json"]).arg(&input.path);
+    let mut tail = Command::new("tail");
+    tail.args(["-n", "+1", "-F"]).arg(&input.path);
+    let runs = [
+        throughput("GNU tail -n +1 -F", tail, &input, input.bytes, ticks)?,
+        throughput(
+            "log-aggregator --follow (plain)",
+            plain,
+            &input,
+            input.bytes,
+            ticks,
+        )?,
+        throughput(
+            "log-aggregator --follow --output json",
+            json,
+            &input,
+            json_output_bytes(&input),
+            ticks,
+        )?,
+    ];
+
+    println!();
+    println!(
+        "### Reading {:.0} MB ({} lines) from the start",
+        input.bytes as f64 / 1e6,
+        input.lines
+    );
+    println!();
+    println!("| run | lines/s | MB/s | CPU s | peak RSS MiB | throughput vs tail -F |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let baseline = runs[0].lines_per_second();
+    for run in &runs {
+        println!(
+            "| {} | {:.0} | {:.0} | {:.2} | {:.1} | {:.2}x |",
+            run.name,
+            run.lines_per_second(),
+            run.mb_per_second(),
+            run.stats.cpu_seconds,
+            mib(run.stats.peak_rss_kib),
+            run.lines_per_second() / baseline
+        );
+    }
+
+    if let Some(writer) = writer {
+        let file = work.join("followed.log");
+        let mut ours = Command::new(&aggregator);
+        ours.arg("--follow").arg(&file);
+        let mut tail = Command::new("tail");
+        tail.args(["-n", "+1", "-F"]).arg(&file);
+        let follows = [
+            follow_while_writing(
+                "GNU tail -n +1 -F",
+                tail,
+                &writer,
+                &file,
+                settings.writer_lines,
+                ticks,
+            )?,
+            follow_while_writing(
+                "log-aggregator --follow",
+                ours,
+                &writer,
+                &file,
+                settings.writer_lines,
+                ticks,
+            )?,
+        ];
+        println!();
+        println!(
+            "### Following a file while `writer --rate 0` appends {} lines",
+            settings.writer_lines
+        );
+        println!();
+        println!("| run | lines out | writer s | lag after writer exit s | CPU s | peak RSS MiB |");
+        println!("|---|---:|---:|---:|---:|---:|");
+        for run in &follows {
+            println!(
+                "| {} | {} | {:.2} | {:.3} | {:.2} | {:.1} |",
+                run.name,
+                run.lines,
+                run.writer_seconds,
+                run.lag_seconds,
+                run.stats.cpu_seconds,
+                mib(run.stats.peak_rss_kib)
+            );
+        }
+    }
+
+    let idles = idle(&aggregator, &work.join("idle"), settings.idle, ticks)?;
+    println!();
+    println!(
+        "### Idle over {} s (the lab's two files, a line each every 3 s)",
+        settings.idle.as_secs()
+    );
+    println!();
+    println!("| run | CPU s | CPU % | RSS MiB | of which anonymous MiB | RSS vs busybox loop |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let busybox_rss = idles
+        .iter()
+        .find(|run| run.name.contains("busybox"))
+        .map(|run| run.rss_kib);
+    for run in &idles {
+        let ratio = busybox_rss
+            .map(|base| format!("{:.2}x", run.rss_kib as f64 / base as f64))
+            .unwrap_or_else(|| "n/a".into());
+        println!(
+            "| {} | {:.2} | {:.3} | {:.1} | {:.2} | {ratio} |",
+            run.name,
+            run.cpu_seconds,
+            100.0 * run.cpu_seconds / settings.idle.as_secs_f64(),
+            mib(run.rss_kib),
+            mib(run.anon_kib)
+        );
+    }
+    println!();
+    println!(
+        "Targets: plain throughput >= GNU tail -F; peak RSS < 8 MiB on the large file; idle CPU <= the busybox loop's."
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_in_decimal_and_binary_units() {
+        assert_eq!(parse_size("100MB").unwrap(), 100_000_000);
+        assert_eq!(parse_size("1GB").unwrap(), 1_000_000_000);
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("lots").is_err());
+    }
 }
