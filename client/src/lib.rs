@@ -111,7 +111,7 @@ pub struct Args {
     #[arg(long, env = "CLIENT_EXPECT_BODY", value_name = "REGEX")]
     pub expect_body: Option<String>,
 
-    /// Bytes of body read at most for --expect-body.
+    /// Bytes of body read at most (the rest is not fetched); --expect-body searches these.
     #[arg(long, env = "CLIENT_MAX_BODY", default_value = "1MiB", value_name = "SIZE",
           value_parser = units::parse_bytes)]
     pub max_body: u64,
