@@ -646,6 +646,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn connect_falls_back_to_the_next_address() {
+        // `localhost` in a pod resolves to ::1 and 127.0.0.1; a server on
+        // only one of them must still be reached.
+        let server = TestServer::start();
+        let target = Target::parse(&server.url("/")).unwrap();
+        let addresses = [TestServer::closed_port_address(), server.address()];
+        assert!(connect(&target, &addresses).await.is_ok());
+        let failure = connect(&target, &addresses[..1]).await.unwrap_err();
+        assert_eq!(failure.reason, Reason::Refused);
+    }
+
+    #[tokio::test]
     async fn garbage_is_a_bad_response() {
         let server = TestServer::garbage();
         let outcome = probe(&spec(&server.url("/"))).await;
