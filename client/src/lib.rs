@@ -327,7 +327,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<ExitCode>
         }
     };
     if !config.once {
-        eprint!("{}", stats.summary(&config.url));
+        // Not eprint!: it panics when stderr is closed, and the summary is
+        // not worth failing the exit status for.
+        let _ = std::io::stderr().write_all(stats.summary(&config.url).as_bytes());
     }
     Ok(match ending {
         Ending::Finished(code) => ExitCode::from(code),
