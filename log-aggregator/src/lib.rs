@@ -36,8 +36,8 @@ Examples:
   # The lab's sidecar: every 10 s, the last 5 lines of each log under a header
   log-aggregator --interval 10s --lines 5 'Application Logs=/var/log/app.log' 'Error Logs=/var/log/error.log'
 
-  # The same, configured through the environment
-  LOG_AGGREGATOR_SOURCES='App=/var/log/app.log,Errors=/var/log/error.log' log-aggregator
+  # The same, configured through the environment (one source per line)
+  LOG_AGGREGATOR_SOURCES=$'Application Logs=/var/log/app.log\nError Logs=/var/log/error.log' log-aggregator
 
   # Production: stream every line of every log as JSON, resume after restarts
   log-aggregator --follow --output json --checkpoint-dir /var/lib/log-aggregator \\
@@ -77,10 +77,11 @@ pub struct Args {
     /// Snapshot mode: `TITLE=PATH` (header `=== TITLE ===`) or `PATH` (the
     /// path is the title; the title ends at the first `=`). Stream mode: a
     /// path or a glob pattern (`/var/log/*.log`). In the environment:
-    /// comma-separated.
+    /// newline-separated (titles may hold spaces and commas), as for
+    /// WRITER_TARGETS and READER_FILES.
     #[arg(
         env = "LOG_AGGREGATOR_SOURCES",
-        value_delimiter = ',',
+        value_delimiter = '\n',
         required = true,
         value_name = "SOURCE"
     )]

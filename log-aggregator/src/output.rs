@@ -56,6 +56,10 @@ pub struct Formatter {
     format: Format,
     time_millis: i64,
     time_text: String,
+    /// `{"file":"<path>","line":` for the last path seen: lines come in runs
+    /// per file, so the path is escaped once per run, not once per line.
+    json_head: Vec<u8>,
+    json_head_path: std::path::PathBuf,
 }
 
 impl Formatter {
@@ -64,6 +68,8 @@ impl Formatter {
             format,
             time_millis: i64::MIN,
             time_text: String::new(),
+            json_head: Vec::new(),
+            json_head_path: std::path::PathBuf::new(),
         }
     }
 
@@ -85,9 +91,14 @@ impl Formatter {
                     self.time_millis = millis;
                     self.time_text = sidecar_common::clock::rfc3339_utc(now);
                 }
-                out.extend_from_slice(b"{\"file\":");
-                json_string(out, &path.to_string_lossy());
-                out.extend_from_slice(b",\"line\":");
+                if self.json_head.is_empty() || self.json_head_path != path {
+                    self.json_head.clear();
+                    self.json_head.extend_from_slice(b"{\"file\":");
+                    json_string(&mut self.json_head, &path.to_string_lossy());
+                    self.json_head.extend_from_slice(b",\"line\":");
+                    self.json_head_path = path.to_owned();
+                }
+                out.extend_from_slice(&self.json_head);
                 json_string(out, &String::from_utf8_lossy(line));
                 out.extend_from_slice(b",\"time\":\"");
                 out.extend_from_slice(self.time_text.as_bytes());
@@ -349,6 +360,26 @@ mod tests {
         assert!(time.parse::<jiff::Timestamp>().is_ok(), "{time}");
         let whole = render(Format::Json, b"x", false);
         assert!(!whole.contains("truncated"), "{whole}");
+    }
+
+    #[test]
+    fn json_names_the_right_file_when_files_alternate() {
+        let mut formatter = Formatter::new(Format::Json);
+        let mut out = Vec::new();
+        for path in ["/a.log", "/b \"quoted\".log", "/a.log"] {
+            formatter.render(&mut out, Path::new(path), b"x", false);
+        }
+        let files: Vec<String> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|line| {
+                serde_json::from_str::<serde_json::Value>(line).unwrap()["file"].to_string()
+            })
+            .collect();
+        assert_eq!(
+            files,
+            [r#""/a.log""#, r#""/b \"quoted\".log""#, r#""/a.log""#]
+        );
     }
 
     #[test]

@@ -157,7 +157,7 @@ fn settings_come_from_the_environment() {
         .env(
             "LOG_AGGREGATOR_SOURCES",
             format!(
-                "A={},B={}",
+                "A={}\nB={}",
                 dir.path().join("a.log").display(),
                 dir.path().join("b.log").display()
             ),
