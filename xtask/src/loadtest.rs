@@ -378,6 +378,15 @@ fn run_step(
     Ok(rows)
 }
 
+impl Drop for Running<'_> {
+    /// A step that fails half-way leaves no follower behind.
+    fn drop(&mut self) {
+        if !self.done {
+            stop(&mut self.child);
+        }
+    }
+}
+
 impl Running<'_> {
     /// Counts the lines the capture gained since the last look.
     fn poll(&mut self) -> anyhow::Result<u64> {
