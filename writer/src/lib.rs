@@ -110,8 +110,10 @@ pub struct WriteArgs {
     )]
     pub targets: Vec<String>,
 
-    /// Lab mode: time between two lines to each target; the first is written at once.
-    #[arg(long, env = "WRITER_INTERVAL", default_value = "5s", value_parser = parse_duration, value_name = "DURATION", conflicts_with = "rate")]
+    /// Lab mode: time between two lines to each target; the first is written
+    /// at once. Ignored with --rate (so an image's WRITER_INTERVAL does not
+    /// clash with a --rate given at run time).
+    #[arg(long, env = "WRITER_INTERVAL", default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub interval: Duration,
 
     /// Load mode: lines per second to each target; 0 = as fast as possible.

@@ -239,6 +239,22 @@ fn targets_from_the_environment_are_separated_by_newlines() {
 }
 
 #[test]
+fn rate_wins_over_an_interval_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let out = run(writer()
+        .env("WRITER_INTERVAL", "1h")
+        .args(["--rate", "1000", "--count", "5", "--report", "none"])
+        .arg(&log));
+    assert!(out.status.success(), "{out:?}");
+    assert_lines(
+        &log,
+        &format!(r"{DATE} - Hello from writer seq=\d target=app"),
+        5,
+    );
+}
+
+#[test]
 fn help_shows_the_lab_examples() {
     let out = run(writer().arg("--help"));
     let help = String::from_utf8(out.stdout).unwrap();
