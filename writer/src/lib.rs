@@ -64,6 +64,22 @@ Targets in WRITER_TARGETS are separated by newlines (messages may contain
 spaces and commas). A target literally named `verify` is written as `./verify`.
 ";
 
+const VERIFY_EXAMPLES: &str = "\
+Examples:
+  # What the aggregator delivered: every target's lines 1..=100000, once each
+  kubectl logs POD -c log-aggregator | writer verify --expect 100000 -
+
+  # A rotated set of files, oldest first
+  writer verify app.log.3 app.log.2 app.log.1 app.log
+
+  # A capture that started late (tail -n 10): count losses from the first line seen
+  writer verify --from-first --report json capture.txt
+
+Markers (`seq=N target=NAME` and its json, access-log and syslog spellings) are
+found anywhere in a line, through prefixes and JSON envelopes. Exit 1 on any
+lost, duplicated or unexpected line, or when no marked line was seen.
+";
+
 /// Appends timestamped lines to files, generates log load, checks deliveries.
 #[derive(Parser, Debug)]
 #[command(
@@ -72,7 +88,9 @@ spaces and commas). A target literally named `verify` is written as `./verify`.
     about,
     after_help = EXAMPLES,
     args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true
+    subcommand_negates_reqs = true,
+    // Only `verify` shadows a target name; `writer help` would be a second.
+    disable_help_subcommand = true
 )]
 pub struct Args {
     #[command(subcommand)]
@@ -94,6 +112,7 @@ impl Tool for Args {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Check a captured stream for lost, duplicated and reordered lines.
+    #[command(after_help = VERIFY_EXAMPLES)]
     Verify(VerifyArgs),
 }
 

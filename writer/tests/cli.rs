@@ -263,6 +263,9 @@ fn help_shows_the_lab_examples() {
         "{help}"
     );
     assert!(help.contains("[env: WRITER_INTERVAL="), "{help}");
+    let out = run(writer().args(["verify", "--help"]));
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(help.contains("writer verify --expect 100000 -"), "{help}");
 }
 
 #[test]
