@@ -169,6 +169,8 @@ pub struct Renderer {
     pid: u32,
     zone: TimeZone,
     times: TimeStrings,
+    /// Whether the user was told that lines exceed `pad_to` (once is enough).
+    oversize_told: bool,
 }
 
 /// Time strings for the current instant, each refreshed only when it would change.
@@ -209,6 +211,7 @@ impl Renderer {
             pid: std::process::id(),
             zone: clock::local_zone(),
             times: TimeStrings::default(),
+            oversize_told: false,
         }
     }
 
@@ -255,6 +258,10 @@ impl Renderer {
             let len = out.len() - start;
             if len < size {
                 out.splice(pad_at..pad_at, std::iter::repeat_n(b'x', size - len));
+            } else if len > size && !self.oversize_told {
+                // Never cut: a cut line would lose its marker.
+                self.oversize_told = true;
+                tracing::warn!("a line of {len} bytes is longer than --size {size}: written whole");
             }
         }
     }
