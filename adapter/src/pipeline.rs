@@ -241,7 +241,11 @@ impl Pipeline {
     }
 
     fn record(&mut self, raw: &[u8]) -> io::Result<()> {
-        let text = String::from_utf8_lossy(raw);
+        // `from_utf8` has a fast ASCII path that `from_utf8_lossy` lacks.
+        let text = match std::str::from_utf8(raw) {
+            Ok(text) => Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(raw),
+        };
         if self.passthrough {
             let trimmed = text.trim();
             if Parser::is_json_object(trimmed) {

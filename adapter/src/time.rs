@@ -140,12 +140,13 @@ impl Civil {
             nanos => (nanos, 9),
         };
         if width > 0 {
-            out.push('.');
-            let text = value.to_string();
-            for _ in text.len()..width {
-                out.push('0');
+            let mut fraction = [b'.'; 10];
+            let mut rest = value;
+            for slot in fraction[1..=width].iter_mut().rev() {
+                *slot = b'0' + (rest % 10) as u8;
+                rest /= 10;
             }
-            out.push_str(&text);
+            out.push_str(std::str::from_utf8(&fraction[..=width]).unwrap_or_default());
         }
         out.push('Z');
         Ok(())

@@ -301,7 +301,6 @@ pub fn parse_3164<'a>(
     if at != bytes.len() && skip_blanks(bytes, &mut at) == 0 {
         return Err(error("RFC 3164 timestamp is not followed by a space"));
     }
-    let first_start = at;
     let first = token(line, &mut at);
     let tag = if first.is_empty() || is_tag(first) {
         first
@@ -315,7 +314,6 @@ pub fn parse_3164<'a>(
         }
         second
     };
-    let _ = first_start;
     if !tag.is_empty() {
         let name = tag.strip_suffix(':').unwrap_or(tag);
         match name.strip_suffix(']').and_then(|name| name.split_once('[')) {
