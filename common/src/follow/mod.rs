@@ -61,6 +61,10 @@
 //!   (the driver does, bounded by its drain deadline).
 //! - v2: `Checkpoint::fingerprint` (optional, serde default); deleted files
 //!   are kept for [`DELETED_FILE_QUIET`] after their last growth.
+//! - v3 (no signature change): every `poll_once` first re-stats and opens
+//!   every path, then reads; a checkpoint given to `resume` is used once;
+//!   rotated files let go are remembered (id, offset, fingerprint) so a glob
+//!   matching them later under a new name does not read them again.
 
 mod driver;
 #[cfg(test)]
@@ -96,6 +100,8 @@ pub const DEFAULT_READ_BUDGET: u64 = 1024 * 1024;
 /// space while that writer holds it too), and once quiet, closing it frees
 /// the space.
 pub const DELETED_FILE_QUIET: Duration = Duration::from_secs(1);
+/// How many rotated-and-released files are remembered (see `released`).
+const RELEASED_MEMORY: usize = 256;
 /// Size of the one read buffer every file shares.
 pub const READ_BUFFER_BYTES: usize = 64 * 1024;
 
@@ -262,6 +268,8 @@ struct Watch {
     notice: Option<NoticeKind>,
     /// The error last reported as `Unreadable`, so it is reported once.
     failing: Option<io::ErrorKind>,
+    /// The current file shrank below our position (found by a refresh).
+    truncated: bool,
 }
 
 impl Watch {
@@ -275,6 +283,7 @@ impl Watch {
             retired: Vec::new(),
             notice: None,
             failing: None,
+            truncated: false,
         }
     }
 }
@@ -291,6 +300,9 @@ pub struct Follower {
     watches: Vec<Watch>,
     globs: Vec<GlobSpec>,
     resume: Vec<Checkpoint>,
+    /// Rotated files let go while they still had a name (newest last), so
+    /// a glob that matches them later does not read them again.
+    released: Vec<Checkpoint>,
     buf: Vec<u8>,
     /// Where the next poll starts, so a sink that keeps pausing on one file
     /// cannot starve the others.
@@ -306,6 +318,7 @@ impl Follower {
             watches: Vec::new(),
             globs: Vec::new(),
             resume: Vec::new(),
+            released: Vec::new(),
             buf: vec![0; READ_BUFFER_BYTES],
             cursor: 0,
         }
@@ -358,9 +371,12 @@ impl Follower {
         let count = self.watches.len();
         let mut outcome = PollOutcome::Idle;
         let now = Instant::now();
+        for index in 0..count {
+            self.refresh_watch(index, now)?;
+        }
         for step in 0..count {
             let index = (self.cursor + step) % count;
-            match self.poll_watch(index, now, sink)? {
+            match self.read_watch(index, now, sink)? {
                 PollOutcome::Paused => {
                     self.cursor = index;
                     return Ok(PollOutcome::Paused);
@@ -483,6 +499,12 @@ impl Follower {
                     Seen::Missing
                 };
                 let mut watch = Watch::new(path, true, initial, seen);
+                if let Some(offset) = self.released_offset(&watch.path, id) {
+                    // Let go after rotation, now matched under its new name:
+                    // go on after what was read, not again from its start.
+                    watch.initial = Some(StartAt::Offset(offset));
+                    watch.seen = Seen::Never;
+                }
                 if let Some(source) = self.take_retired(id) {
                     // A rotated file renamed into the pattern: carry on where
                     // we are in it instead of reading it again.
@@ -501,6 +523,16 @@ impl Follower {
             .any(|watch| watch.current.as_ref().is_some_and(|source| source.id == id))
     }
 
+    /// Where a released file with this id (and the same first bytes) was left.
+    fn released_offset(&self, path: &Path, id: FileId) -> Option<u64> {
+        let checkpoint = self.released.iter().rev().find(|c| c.id == id)?;
+        let file = std::fs::File::open(path).ok()?;
+        let same = checkpoint
+            .fingerprint
+            .is_none_or(|saved| source::fingerprint(&file, checkpoint.offset).ok() == Some(saved));
+        same.then_some(checkpoint.offset)
+    }
+
     fn take_retired(&mut self, id: FileId) -> Option<Source> {
         for watch in &mut self.watches {
             if let Some(index) = watch.retired.iter().position(|r| r.source.id == id) {
@@ -510,20 +542,15 @@ impl Follower {
         None
     }
 
-    fn poll_watch(
-        &mut self,
-        index: usize,
-        now: Instant,
-        sink: &mut SinkFn<'_>,
-    ) -> io::Result<PollOutcome> {
+    /// Phase 1 for one path: what does the name point at now? (Events are
+    /// hints: stat.) Opens new files and retires replaced ones, before any
+    /// reading, so even a poll that pauses at once holds every file that
+    /// exists now: one that is deleted next is still read.
+    fn refresh_watch(&mut self, index: usize, now: Instant) -> io::Result<()> {
         let options = &self.options;
-        let resume = &self.resume;
-        let buf = &mut self.buf;
+        let resume = &mut self.resume;
         let watch = &mut self.watches[index];
         let initial = watch.initial.take();
-
-        // 1. What does the name point at now? Events are hints: stat.
-        let mut truncated = false;
         let mut open_new = false;
         match std::fs::metadata(&watch.path) {
             Ok(meta) if meta.is_dir() => {
@@ -541,7 +568,7 @@ impl Follower {
                             retire(watch, now + options.rotate_wait);
                             open_new = true;
                         } else if fd_meta.len() < current.pos {
-                            truncated = true;
+                            watch.truncated = true;
                         }
                     }
                     None => open_new = true,
@@ -561,18 +588,26 @@ impl Follower {
             match Source::open(&watch.path) {
                 Ok((mut source, meta)) => {
                     let size = meta.len();
-                    let saved = resume.iter().find(|checkpoint| {
+                    // A saved position past the end: truncated meanwhile.
+                    let shrunk = resume
+                        .iter()
+                        .any(|checkpoint| checkpoint.id == source.id && checkpoint.offset > size);
+                    // A checkpoint is used once: a file found again later
+                    // (under a glob, say) continues from where we are now.
+                    let saved = resume.iter().position(|checkpoint| {
                         checkpoint.id == source.id
                             && checkpoint.fingerprint.is_none_or(|fingerprint| {
                                 source.fingerprint(checkpoint.offset).ok() == Some(fingerprint)
                             })
                     });
-                    let start = if let Some(checkpoint) = saved {
-                        StartAt::Offset(checkpoint.offset)
-                    } else if resume
-                        .iter()
-                        .any(|checkpoint| checkpoint.path == watch.path)
+                    let start = if let Some(index) = saved {
+                        StartAt::Offset(resume.remove(index).offset)
+                    } else if initial.is_some()
+                        && resume
+                            .iter()
+                            .any(|checkpoint| checkpoint.path == watch.path)
                     {
+                        // Replaced while we were down: all of it is new.
                         StartAt::Beginning
                     } else {
                         initial.unwrap_or(StartAt::Beginning)
@@ -583,10 +618,6 @@ impl Follower {
                         StartAt::Offset(offset) if offset <= size => offset,
                         StartAt::Offset(_) => 0,
                     });
-                    // A saved position past the end: truncated meanwhile.
-                    let shrunk = resume
-                        .iter()
-                        .any(|checkpoint| checkpoint.id == source.id && checkpoint.offset > size);
                     watch.notice = match (watch.seen, watch.retired.is_empty()) {
                         (Seen::Never, _) if shrunk => Some(NoticeKind::Truncated),
                         (Seen::Never, _) => watch.notice,
@@ -609,7 +640,21 @@ impl Follower {
                 Seen::Missing
             };
         }
+        Ok(())
+    }
 
+    /// Phase 2 for one path: rotated-away files, truncation, the notice,
+    /// then the current file's new lines.
+    fn read_watch(
+        &mut self,
+        index: usize,
+        now: Instant,
+        sink: &mut SinkFn<'_>,
+    ) -> io::Result<PollOutcome> {
+        let options = &self.options;
+        let released = &mut self.released;
+        let buf = &mut self.buf;
+        let watch = &mut self.watches[index];
         let mut outcome = PollOutcome::Idle;
 
         // 2. Files rotated away first: their lines are older.
@@ -640,7 +685,18 @@ impl Follower {
                     if deleted_and_quiet || now >= retired.deadline {
                         // Let go: a deleted file's space is freed on close.
                         let flow = retired.source.flush_pending(&watch.path, sink)?;
-                        watch.retired.remove(position);
+                        let source = watch.retired.remove(position).source;
+                        if !Source::unlinked(&meta) {
+                            if released.len() == RELEASED_MEMORY {
+                                released.remove(0);
+                            }
+                            released.push(Checkpoint {
+                                path: watch.path.clone(),
+                                id: source.id,
+                                offset: source.line_start,
+                                fingerprint: source.fingerprint(source.line_start).ok(),
+                            });
+                        }
                         if flow == Flow::Pause {
                             return Ok(PollOutcome::Paused);
                         }
@@ -652,7 +708,7 @@ impl Follower {
         }
 
         // 3. Truncated in place (copytruncate): read again from the start.
-        if truncated {
+        if std::mem::take(&mut watch.truncated) {
             if let Some(current) = watch.current.as_mut() {
                 let flow = current.flush_pending(&watch.path, sink)?;
                 current.seek(0);

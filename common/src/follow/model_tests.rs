@@ -4,9 +4,13 @@
 //! The follower's output must hold every line written exactly once, in order
 //! within each file.
 //!
-//! What the model assumes, and why: the follower polls at least once between
-//! two rotations (a file created and rotated away before it was ever looked
-//! at is invisible to anyone following by name), reads to the end before a
+//! The follower runs by path, or by glob with no rotate wait (so rotated
+//! files are let go and found again under their new names).
+//!
+//! What the model assumes, and why: `poll_once` is called at least once
+//! between two rotations, even if the sink pauses it at once (a file created
+//! and rotated away before it was ever looked at is invisible to anyone
+//! following by name), reads to the end before a
 //! truncation and looks once after it, before new writes (the copytruncate
 //! window, see the module docs), and a restart is graceful (drained first, as
 //! the driver does on SIGTERM). The writer ends its partial line before a
@@ -64,33 +68,45 @@ struct World {
     output: Vec<String>,
     pause_every: Option<usize>,
     events: usize,
+    glob: bool,
     follower: Follower,
 }
 
-fn new_follower(path: &Path, checkpoints: &[Checkpoint]) -> Follower {
+fn new_follower(path: &Path, checkpoints: &[Checkpoint], glob: bool) -> Follower {
     let mut follower = Follower::new(FollowOptions {
-        // Rotated files stay open until the end: late writes are always read.
-        rotate_wait: Duration::from_secs(3600),
+        // By path: rotated files stay open until the end, so late writes
+        // are read. By glob: rotated files are let go at once and found
+        // again under their new names.
+        rotate_wait: if glob {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(3600)
+        },
         read_budget: 8 * 1024,
         ..FollowOptions::default()
     });
-    // `End` proves the checkpoint wins for the file present at restart.
+    // `End` proves the checkpoint wins for the files present at restart.
     let start = if checkpoints.is_empty() {
         StartAt::Beginning
     } else {
         StartAt::End
     };
-    follower.add_path(path.to_path_buf(), start);
+    if glob {
+        let pattern = format!("{}*", path.display());
+        follower.add_glob(&pattern, start).unwrap();
+    } else {
+        follower.add_path(path.to_path_buf(), start);
+    }
     follower.resume(checkpoints);
     follower
 }
 
 impl World {
-    fn new(pause_every: Option<usize>) -> Self {
+    fn new(pause_every: Option<usize>, glob: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("app.log");
         let writer = open_append(&path);
-        let follower = new_follower(&path, &[]);
+        let follower = new_follower(&path, &[], glob);
         Self {
             _dir: dir,
             path,
@@ -103,6 +119,7 @@ impl World {
             output: Vec::new(),
             pause_every,
             events: 0,
+            glob,
             follower,
         }
     }
@@ -213,7 +230,7 @@ impl World {
             Op::Restart => {
                 self.poll_until_idle();
                 let checkpoints = self.follower.checkpoints();
-                self.follower = new_follower(&self.path, &checkpoints);
+                self.follower = new_follower(&self.path, &checkpoints, self.glob);
             }
         }
     }
@@ -276,8 +293,9 @@ proptest! {
     fn every_line_exactly_once_through_rotation_truncation_and_restart(
         ops in proptest::collection::vec(op(), 1..30),
         pause_every in proptest::option::of(1usize..5),
+        glob in any::<bool>(),
     ) {
-        let mut world = World::new(pause_every);
+        let mut world = World::new(pause_every, glob);
         for op in &ops {
             world.apply(op);
         }

@@ -74,13 +74,9 @@ impl Source {
         self.at_eof = false;
     }
 
-    /// FNV-1a of the first `min(upto, FINGERPRINT_BYTES)` bytes.
+    /// See [`fingerprint`].
     pub(super) fn fingerprint(&self, upto: u64) -> io::Result<u64> {
-        let mut head = vec![0u8; upto.min(super::FINGERPRINT_BYTES) as usize];
-        self.file.read_exact_at(&mut head, 0)?;
-        Ok(head.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-            (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
-        }))
+        fingerprint(&self.file, upto)
     }
 
     /// Whether the descriptor's file has no name left (deleted).
@@ -193,4 +189,13 @@ impl Source {
         self.line_start = self.pos;
         Ok(flow)
     }
+}
+
+/// FNV-1a of the first `min(upto, FINGERPRINT_BYTES)` bytes of `file`.
+pub(super) fn fingerprint(file: &File, upto: u64) -> io::Result<u64> {
+    let mut head = vec![0u8; upto.min(super::FINGERPRINT_BYTES) as usize];
+    file.read_exact_at(&mut head, 0)?;
+    Ok(head.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    }))
 }

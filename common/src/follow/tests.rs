@@ -384,6 +384,31 @@ fn a_rotated_file_renamed_into_the_glob_is_not_read_twice() {
 }
 
 #[test]
+fn a_rotated_file_let_go_then_matched_by_the_glob_is_not_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    let rotated = dir.path().join("app.log.1");
+    write(&path, "1\n");
+    // No rotate wait: the renamed file is let go as soon as it is drained.
+    let mut follower = Follower::new(options());
+    follower
+        .add_glob(
+            &format!("{}/app.log*", dir.path().display()),
+            StartAt::Beginning,
+        )
+        .unwrap();
+    let mut seen = Seen::default();
+    assert_eq!(poll(&mut follower, &mut seen), ["1"]);
+    append(&path, "2\n");
+    fs::rename(&path, &rotated).unwrap();
+    write(&path, "3\n");
+    assert_eq!(poll(&mut follower, &mut seen), ["2", "!Rotated", "3"]);
+    assert!(poll(&mut follower, &mut seen).is_empty());
+    append(&rotated, "late\n");
+    assert_eq!(poll(&mut follower, &mut seen), ["late"]);
+}
+
+#[test]
 fn bad_glob_is_an_error_naming_the_pattern() {
     let mut follower = Follower::new(options());
     let error = follower.add_glob("/var/log/[", StartAt::End).unwrap_err();
