@@ -555,6 +555,15 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
                 tracing::warn!("{error:#}");
             }
         }
+        // A new round starts with a poll, and the sink accepts one line
+        // before it can pause: with stdout blocked for hours, one line per
+        // round would add up. So the next round waits for room.
+        if !sink.pipe.has_room() {
+            tokio::select! {
+                room = sink.pipe.room() => room?,
+                _ = shutdown.requested() => {}
+            }
+        }
     }
 
     // Shutdown: everything read was handed to the writer; wait for it to be

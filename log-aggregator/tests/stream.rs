@@ -423,7 +423,12 @@ fn a_blocked_stdout_stops_reading_memory_stays_flat_and_nothing_is_lost() {
         }
     }
     let size = std::fs::metadata(&path).unwrap().len();
+    // Checkpoint rounds every 20 ms while blocked: they must neither grow
+    // memory nor save a position past what reached stdout.
+    let state = dir.path().join("state");
     let mut child = aggregator()
+        .args(["--checkpoint-dir", state.to_str().unwrap()])
+        .args(["--checkpoint-interval", "20ms"])
         .arg(&path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -457,6 +462,12 @@ fn a_blocked_stdout_stops_reading_memory_stays_flat_and_nothing_is_lost() {
     );
     let peak = status_kib(pid, "VmHWM:");
     assert!(peak < 20 * 1024, "peak RSS {peak} kB");
+    // A pipe holds 64 KiB: a saved position beyond that skipped unwritten lines.
+    let saved = checkpoint_offset(&state).unwrap_or(0);
+    assert!(
+        saved <= 128 * 1024,
+        "checkpoint at {saved} with stdout blocked"
+    );
     // Now drain the pipe: every line arrives, once, in order.
     let collected = Arc::new(Mutex::new(Vec::new()));
     let mut stdout = child.stdout.take().unwrap();
