@@ -210,7 +210,7 @@ impl Config {
             Some(_) if method == Method::HEAD => {
                 bail!("--expect-body needs a body, and a HEAD answer has none: use --method GET")
             }
-            Some(pattern) => Some(regex::bytes::Regex::new(pattern).map_err(|error| {
+            Some(pattern) => Some(regex_lite::Regex::new(pattern).map_err(|error| {
                 anyhow::anyhow!(
                     "invalid --expect-body regex {pattern:?}: {}",
                     one_line_regex_error(&error)
@@ -249,7 +249,7 @@ impl Config {
 
 /// regex's syntax errors are drawn over several lines (the pattern, a caret,
 /// the error); the error line alone keeps our one-line error promise.
-fn one_line_regex_error(error: &regex::Error) -> String {
+fn one_line_regex_error(error: &regex_lite::Error) -> String {
     let text = error.to_string();
     let last = text.lines().last().unwrap_or_default();
     last.trim().trim_start_matches("error: ").to_owned()

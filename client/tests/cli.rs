@@ -573,7 +573,7 @@ fn bad_input_is_one_clear_error_before_any_request() {
     assert_bad_input(&["-H", "X-Broken"], "invalid header \"X-Broken\"");
     assert_bad_input(
         &["--expect-body", "(unclosed"],
-        "invalid --expect-body regex \"(unclosed\": unclosed group",
+        "invalid --expect-body regex \"(unclosed\": found open group without closing ')'",
     );
     assert_bad_input(
         &["--expect-status", "2oo"],
