@@ -13,7 +13,6 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use sidecar_common::follow::{Checkpoint, FileId};
 use sidecar_common::shutdown::Shutdown;
 use sidecar_common::tail::last_lines_offset;
 
@@ -25,14 +24,14 @@ const BLOCK_BYTES: usize = 64 * 1024;
 /// Blocks copied between two yields to the runtime (so a signal is seen).
 const BLOCKS_PER_YIELD: usize = 16;
 
-/// Prints the first lines of `path` and says where following starts in
-/// that file (`None`: the file does not exist yet).
+/// Prints the first lines of `path`; returns the open file and where
+/// following starts in it (`None`: the file does not exist yet).
 pub(crate) async fn print<W: Write>(
     path: &Path,
     config: &Config,
     output: &mut Output<W>,
     shutdown: &Shutdown,
-) -> anyhow::Result<Option<Checkpoint>> {
+) -> anyhow::Result<Option<(File, u64)>> {
     let (lines, follow) = (config.lines, config.follow);
     let file = match File::open(path) {
         Ok(file) => file,
@@ -82,12 +81,7 @@ pub(crate) async fn print<W: Write>(
     let stopped = copy(&file, start, end, limit, output, shutdown)
         .await
         .with_context(reading)?;
-    Ok(Some(Checkpoint {
-        path: path.to_path_buf(),
-        id: FileId::of(&meta),
-        offset: stopped,
-        fingerprint: None,
-    }))
+    Ok(Some((file, stopped)))
 }
 
 /// Where line `first` (counting from 1) begins; `size` if there is none.

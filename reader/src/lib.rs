@@ -182,16 +182,16 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<ExitCode>
     let stdout = std::io::stdout();
     let mut output = Output::new(stdout.lock(), config.headers);
     let mut follower = Follower::new(config.follow_options.clone());
-    let mut starts = Vec::new();
     for path in &config.files {
-        if let Some(start) = initial::print(path, &config, &mut output, &shutdown).await? {
-            starts.push(start);
+        match initial::print(path, &config, &mut output, &shutdown).await? {
+            // The file we printed from is followed from where we stopped.
+            Some((file, offset)) => follower
+                .add_file(path.clone(), file, offset)
+                .with_context(|| format!("reading {}", path.display()))?,
+            // Missing: waited for, and read from its start.
+            None => follower.add_path(path.clone(), StartAt::Beginning),
         }
-        // A file that is missing, or replaced before the first poll, is
-        // read from its start; the one we printed from, after what we printed.
-        follower.add_path(path.clone(), StartAt::Beginning);
     }
-    follower.resume(&starts);
     output.flush().context("writing to stdout")?;
     if !config.follow {
         return Ok(ExitCode::SUCCESS);

@@ -50,9 +50,9 @@
 //! new file that got a deleted file's inode number is not taken for it.
 //!
 //! To start at an offset of a file examined before adding it (e.g. the
-//! last N lines), pass `StartAt::Beginning` and [`Follower::resume`] a
-//! checkpoint with that file's id: if the path was replaced in between, the
-//! new file is then read from its start instead of from a stale offset.
+//! last N lines), hand the open file over with [`Follower::add_file`]: if
+//! the path is replaced right after, the examined file is still read to its
+//! end before the new one is read from its start.
 //!
 //! # API changes
 //! - v1 (first commit): as below. [`Follower::finish`] returns a
@@ -65,6 +65,8 @@
 //!   every path, then reads; a checkpoint given to `resume` is used once;
 //!   rotated files let go are remembered (id, offset, fingerprint) so a glob
 //!   matching them later under a new name does not read them again.
+//! - v4: [`Follower::add_file`] (follow a path starting with a file the
+//!   caller already opened), added.
 
 mod driver;
 #[cfg(test)]
@@ -339,6 +341,24 @@ impl Follower {
             .push(Watch::new(path, false, Some(start), Seen::Never));
     }
 
+    /// Follows `path` by name, starting with `file`, already open (the file
+    /// at `path` now), at `offset` (the start of a line; past the end means
+    /// from 0). For a caller that has printed the file's first part itself
+    /// (`reader -n 10`): no window in which the path could be replaced
+    /// between its look and ours. Adding a path twice has no effect.
+    pub fn add_file(&mut self, path: PathBuf, file: std::fs::File, offset: u64) -> io::Result<()> {
+        if self.watches.iter().any(|watch| watch.path == path) {
+            return Ok(());
+        }
+        let mut source = Source::from_file(file)?;
+        let size = source.file.metadata()?.len();
+        source.seek(if offset <= size { offset } else { 0 });
+        let mut watch = Watch::new(path, false, None, Seen::Present);
+        watch.current = Some(source);
+        self.watches.push(watch);
+        Ok(())
+    }
+
     /// Follows every file matching `pattern` (glob syntax), now and later.
     /// Matches present at the first poll start at `start`; later ones are
     /// read from their start.
@@ -600,13 +620,14 @@ impl Follower {
                                 source.fingerprint(checkpoint.offset).ok() == Some(fingerprint)
                             })
                     });
-                    let start = if let Some(index) = saved {
-                        StartAt::Offset(resume.remove(index).offset)
-                    } else if initial.is_some()
+                    let replaced = saved.is_none()
+                        && initial.is_some()
                         && resume
                             .iter()
-                            .any(|checkpoint| checkpoint.path == watch.path)
-                    {
+                            .any(|checkpoint| checkpoint.path == watch.path);
+                    let start = if let Some(index) = saved {
+                        StartAt::Offset(resume.remove(index).offset)
+                    } else if replaced {
                         // Replaced while we were down: all of it is new.
                         StartAt::Beginning
                     } else {
@@ -620,6 +641,7 @@ impl Follower {
                     });
                     watch.notice = match (watch.seen, watch.retired.is_empty()) {
                         (Seen::Never, _) if shrunk => Some(NoticeKind::Truncated),
+                        (Seen::Never, _) if replaced => Some(NoticeKind::Rotated),
                         (Seen::Never, _) => watch.notice,
                         (Seen::Present, false) => Some(NoticeKind::Rotated),
                         (_, _) => Some(NoticeKind::Appeared),

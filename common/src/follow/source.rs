@@ -65,6 +65,20 @@ impl Source {
         Ok((source, meta))
     }
 
+    /// Wraps a file the caller opened (and examined).
+    pub(super) fn from_file(file: File) -> io::Result<Self> {
+        let meta = file.metadata()?;
+        Ok(Self {
+            id: FileId::of(&meta),
+            file,
+            pos: 0,
+            line_start: 0,
+            pending: Vec::new(),
+            overflow: false,
+            at_eof: false,
+        })
+    }
+
     /// Starts reading at `offset`, which must be the start of a line.
     pub(super) fn seek(&mut self, offset: u64) {
         self.pos = offset;

@@ -89,6 +89,25 @@ fn reads_existing_lines_then_new_ones() {
 }
 
 #[test]
+fn a_file_handed_over_open_is_read_to_its_end_even_if_replaced_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    write(&path, "printed\nnot yet\n");
+    let mut follower = Follower::new(options());
+    follower
+        .add_file(path.clone(), fs::File::open(&path).unwrap(), 8)
+        .unwrap();
+    append(&path, "more\n");
+    fs::remove_file(&path).unwrap();
+    write(&path, "new\n");
+    let mut seen = Seen::default();
+    assert_eq!(
+        poll(&mut follower, &mut seen),
+        ["not yet", "more", "!Rotated", "new"]
+    );
+}
+
+#[test]
 fn start_at_end_skips_existing_lines() {
     let (_dir, path, mut follower, mut seen) = setup(StartAt::End);
     write(&path, "old\n");
@@ -339,7 +358,7 @@ fn resume_reads_a_file_replaced_while_down_from_its_start() {
     let mut restarted = Follower::new(options());
     restarted.add_path(path.clone(), StartAt::End);
     restarted.resume(&saved);
-    assert_eq!(poll(&mut restarted, &mut seen), ["new"]);
+    assert_eq!(poll(&mut restarted, &mut seen), ["!Rotated", "new"]);
 }
 
 #[test]
