@@ -702,3 +702,72 @@ fn an_incomplete_last_line_is_not_split_by_checkpoint_rounds() {
     assert!(status.success());
     assert_eq!(output.stdout, "first\nhalf of a line\n");
 }
+
+#[test]
+fn without_inotify_it_warns_once_falls_back_to_polling_and_loses_nothing() {
+    // inotify needs file descriptors: with RLIMIT_NOFILE just above what the
+    // runtime itself holds, creating the watcher fails (EMFILE) while the
+    // log file can still be opened. The exact number depends on the
+    // runtime's own descriptors, so the lowest limit that starts is used.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    let mut app = Appender::open(&path);
+    app.lines(1);
+    for limit in 6..24 {
+        let mut command = Command::new("prlimit");
+        command
+            .arg(format!("--nofile={limit}"))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_log-aggregator"))
+            .env_remove("LOG_AGGREGATOR_SOURCES")
+            .env("RUST_BACKTRACE", "0")
+            // The rotated file holds a descriptor until let go: keep it short.
+            .args([
+                "--follow",
+                "--poll-interval",
+                "20ms",
+                "--rotate-wait",
+                "50ms",
+            ])
+            .arg(&path);
+        let running = spawn(command);
+        let started = Instant::now();
+        let exited = loop {
+            if running.stdout().contains("0\n") {
+                break false;
+            }
+            // Too few descriptors: the runtime fails (an error or a panic
+            // inside it), or the log file cannot be opened (an error notice).
+            let stderr = running.stderr();
+            if stderr.contains("error")
+                || stderr.contains("panicked")
+                || started.elapsed() > DEADLINE
+            {
+                break true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        if exited {
+            continue; // One more descriptor.
+        }
+        let stderr = running.stderr();
+        assert!(
+            stderr.contains("polling for changes instead"),
+            "limit {limit}: started with inotify working, no fallback seen\n{stderr}"
+        );
+        app.lines(99);
+        std::fs::rename(&path, dir.path().join("app.log.1")).unwrap();
+        app.reopen();
+        app.lines(100);
+        let out = wait_for_line_count(&running, 200);
+        assert_every_line_once_in_order(&out, 200, "polling fallback");
+        let (status, _, output) = running.terminate();
+        assert!(status.success());
+        assert_eq!(
+            output.stderr.matches("polling for changes instead").count(),
+            1
+        );
+        return;
+    }
+    panic!("no descriptor limit let it start");
+}
