@@ -505,7 +505,7 @@ fn sigterm_mid_request_exits_promptly_with_the_summary() {
         !server.requests().is_empty()
     });
     let (status, elapsed, output) = running.terminate();
-    assert!(elapsed < Duration::from_millis(500), "took {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(1), "took {elapsed:?}");
     assert!(status.success(), "{output:?}");
     assert!(
         output.stderr.contains("0 tries, 0 ok, 0 failed"),
@@ -521,7 +521,7 @@ fn sigterm_between_tries_exits_promptly_with_the_summary() {
     let running = spawn(command);
     running.wait_for_stdout_containing("Successfully connected to nginx\n");
     let (status, elapsed, output) = running.terminate();
-    assert!(elapsed < Duration::from_millis(500), "took {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(1), "took {elapsed:?}");
     assert!(status.success());
     assert!(
         output.stderr.contains("1 tries, 1 ok, 0 failed"),
@@ -539,7 +539,7 @@ fn sigterm_during_a_once_try_exits_143() {
         !server.requests().is_empty()
     });
     let (status, elapsed, _) = running.terminate();
-    assert!(elapsed < Duration::from_millis(500), "took {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(1), "took {elapsed:?}");
     assert_eq!(status.code(), Some(143));
 }
 
