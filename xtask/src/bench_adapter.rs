@@ -4,8 +4,9 @@
 //!
 //! For each format, a file of [`LINES`] realistic generated lines (fixed
 //! seed, so runs compare) is piped through the release binary with
-//! `/usr/bin/time`, best of [`RUNS`] by wall time: lines/s and MB/s on one
-//! core (the adapter is single-threaded), CPU seconds and peak RSS. The
+//! `/usr/bin/time`, best of [`RUNS`]: lines/s and MB/s per core, that is per
+//! CPU second (user + system; the machine is shared, so wall time mostly
+//! measures the neighbours), wall-clock lines/s, and peak RSS. The
 //! baselines run on the same file: `jq -c .` for json -> json, a Python
 //! `re` + `json.dumps` script for regex and combined (what people write when
 //! there is no adapter). A baseline whose tool is missing is skipped with a
@@ -257,7 +258,7 @@ fn best(
     let mut fastest: Option<Measure> = None;
     for _ in 0..runs {
         let this = measure(program, args, input, output)?;
-        if fastest.is_none_or(|best| this.wall < best.wall) {
+        if fastest.is_none_or(|best| this.cpu < best.cpu) {
             fastest = Some(this);
         }
     }
@@ -291,18 +292,28 @@ pub fn run() -> anyhow::Result<()> {
     let mut table = String::new();
     let _ = writeln!(
         table,
-        "| --from | MB | adapter lines/s | MB/s | CPU s | max RSS | baseline | baseline lines/s | ratio |"
+        "| --from | MB | lines/s per core | MB/s per core | lines/s wall | CPU s | max RSS | baseline | baseline lines/s per core | ratio |"
     );
-    let _ = writeln!(table, "|---|---:|---:|---:|---:|---:|---|---:|---:|");
-    for format in [
-        "json", "logfmt", "combined", "common", "rfc3164", "rfc5424", "klog", "writer", "regex",
+    let _ = writeln!(table, "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|");
+    for row in [
+        "json", "json+add", "logfmt", "combined", "common", "rfc3164", "rfc5424", "klog", "writer",
+        "regex",
     ] {
+        let format = row.trim_end_matches("+add");
         let input = dir.join(format!("{format}.log"));
-        let bytes = generate(format, &input)?;
+        let bytes = if input.is_file() && row != format {
+            std::fs::metadata(&input)?.len()
+        } else {
+            generate(format, &input)?
+        };
         let output = dir.join(format!("{format}.out"));
         let mut args = vec!["--from", format, "--log-level", "warn"];
         if format == "regex" {
             args.extend(["--pattern", COMBINED_PATTERN]);
+        }
+        if row != format {
+            // An edit turns off the json -> json pass-through: the full path.
+            args.extend(["--add", "pod=web-0"]);
         }
         let ours = best(&binary, &args, &input, &output, RUNS)?;
         let unparsed = std::fs::read_to_string(&output)?
@@ -311,7 +322,7 @@ pub fn run() -> anyhow::Result<()> {
         if unparsed > 0 {
             eprintln!("warning: {unparsed} generated {format} lines did not parse");
         }
-        let baseline = match format {
+        let baseline = match row {
             "json" => jq
                 .as_ref()
                 .map(|jq| ("jq -c .", jq.clone(), vec!["-c", "."])),
@@ -355,7 +366,7 @@ pub fn run() -> anyhow::Result<()> {
         eprintln!("note: python3 not found, regex baselines skipped");
     }
     println!(
-        "adapter, {LINES} lines per format -> JSON on stdout (to a file), one core, best of {RUNS}; ratio = baseline time / adapter time\n"
+        "adapter, {LINES} lines per format -> JSON on stdout (to a file), best of {RUNS} by CPU time; per core = per CPU second (user + system); ratio = baseline CPU time / adapter CPU time\n"
     );
     print!("{table}");
     Ok(())

@@ -4,4 +4,7 @@
 #[path = "shared.rs"]
 mod shared;
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| shared::check(adapter::formats::FormatName::Logfmt, data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| shared::check(
+    adapter::formats::FormatName::Logfmt,
+    data
+));

@@ -31,11 +31,17 @@ pub fn check(format: FormatName, data: &[u8]) {
         max_line_bytes: 1 << 20,
     };
     let mut pipeline = Pipeline::new(settings, Counters::new(&Registry::new()));
-    pipeline.push_line(&line, false, Instant::now()).expect("no I/O");
+    pipeline
+        .push_line(&line, false, Instant::now())
+        .expect("no I/O");
     pipeline.finish().expect("no I/O");
     let out = std::mem::take(pipeline.output());
     let text = std::str::from_utf8(&out).expect("output is UTF-8");
-    assert_eq!(text.matches('\n').count(), 1, "one output line per input line");
+    assert_eq!(
+        text.matches('\n').count(),
+        1,
+        "one output line per input line"
+    );
     let value: serde_json::Value = serde_json::from_str(text).expect("output is JSON");
     assert!(value.is_object());
     if value.get("parse_error").is_some() {
