@@ -101,7 +101,7 @@ impl Running {
         self.stderr()
     }
 
-    fn wait_for(&self, what: &str, deadline: Duration, done: impl Fn() -> bool) -> bool {
+    fn wait_for(&self, what: &str, deadline: Duration, done: impl Fn() -> bool) {
         let started = Instant::now();
         while !done() {
             if started.elapsed() > deadline {
@@ -113,7 +113,6 @@ impl Running {
             }
             thread::sleep(Duration::from_millis(10));
         }
-        true
     }
 
     /// Sends `signal` (e.g. `libc::SIGTERM`) to the process.
