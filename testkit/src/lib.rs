@@ -81,9 +81,8 @@ impl Running {
 
     /// Waits until `done(stdout)` holds, or panics after `DEADLINE` showing both streams.
     pub fn wait_for_stdout(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
-        self.wait_for(what, DEADLINE, || done(&self.stdout()))
-            .then(|| self.stdout())
-            .unwrap_or_default()
+        self.wait_for(what, DEADLINE, || done(&self.stdout()));
+        self.stdout()
     }
 
     /// Waits until stdout contains `needle`.
