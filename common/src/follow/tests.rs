@@ -610,6 +610,66 @@ mod driver {
         assert_eq!(started.elapsed(), 2 * DEFAULT_POLL_INTERVAL);
     }
 
+    /// A watcher that starts but can watch nothing: inotify watches exhausted.
+    struct NoWatchesLeft;
+
+    impl notify::Watcher for NoWatchesLeft {
+        fn new<F: notify::EventHandler>(_: F, _: notify::Config) -> notify::Result<Self> {
+            Ok(Self)
+        }
+        fn watch(&mut self, _: &Path, _: notify::RecursiveMode) -> notify::Result<()> {
+            Err(notify::Error::new(notify::ErrorKind::MaxFilesWatch))
+        }
+        fn unwatch(&mut self, _: &Path) -> notify::Result<()> {
+            Ok(())
+        }
+        fn kind() -> notify::WatcherKind {
+            notify::WatcherKind::NullWatcher
+        }
+    }
+
+    fn watches_exhausted(
+        _handler: Box<dyn FnMut(notify::Result<notify::Event>) + Send>,
+    ) -> notify::Result<Box<dyn notify::Watcher>> {
+        Ok(Box::new(NoWatchesLeft))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn exhausted_watches_fall_back_to_polling_with_one_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.log");
+        let b = dir.path().join("sub").join("b.log");
+        fs::create_dir(dir.path().join("sub")).unwrap();
+        let mut follower = Follower::new(options());
+        follower.add_path(a.clone(), StartAt::Beginning);
+        follower.add_path(b.clone(), StartAt::Beginning);
+        let mut recorder = Recorder::new(|_, _| {});
+        // Idle after idle, a new line appears that only a tick can find.
+        recorder.on_idle = Box::new(move |lines, shutdown| match lines.len() {
+            0 => append(&a, "a1\n"),
+            1 => append(&b, "b1\n"),
+            2 => append(&a, "a2\n"),
+            _ => shutdown.trigger(),
+        });
+        let shutdown = recorder.shutdown.clone();
+        run_with_watcher(
+            &mut follower,
+            &mut recorder,
+            &shutdown,
+            Duration::from_secs(1),
+            watches_exhausted,
+        )
+        .await
+        .unwrap();
+        assert_eq!(recorder.lines, ["a1", "b1", "a2"]);
+        assert_eq!(recorder.fallbacks.len(), 1, "{:?}", recorder.fallbacks);
+        assert!(
+            recorder.fallbacks[0].contains("watch limit"),
+            "{:?}",
+            recorder.fallbacks
+        );
+    }
+
     #[tokio::test]
     async fn inotify_wakes_the_driver_long_before_the_tick() {
         let dir = tempfile::tempdir().unwrap();
