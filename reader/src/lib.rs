@@ -9,7 +9,7 @@
 //! truncated, appeared) go to stderr; stdout carries only the files' bytes.
 //!
 //! This file owns the flags ([`Args`]), their mapping to a plain [`Config`],
-//! the first lines ([`initial`]) and [`run`].
+//! and [`run`]; `initial` prints the first lines, `output` owns stdout.
 
 mod initial;
 mod output;
