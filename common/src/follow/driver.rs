@@ -43,6 +43,16 @@ pub trait Sink {
         async { Ok(()) }
     }
 
+    /// Called after every poll (at least every `poll_interval`, also under
+    /// continuous load), with the follower between two reads, so its
+    /// [`Follower::checkpoints`] match the events handed so far: the place
+    /// for periodic work (saving checkpoints, refreshing gauges). It is
+    /// called often: check the clock before doing anything costly.
+    fn after_poll(&mut self, follower: &Follower) -> io::Result<()> {
+        let _ = follower;
+        Ok(())
+    }
+
     /// Watching is impossible and the driver now relies on polling alone
     /// (called once, after the warning is logged); for metrics.
     fn polling_fallback(&mut self, reason: &str) {
@@ -87,7 +97,9 @@ pub async fn run_with_watcher<S: Sink>(
     let mut watching = Watching::new(follower.options().force_poll, &wake, make_watcher, sink);
     let interval = follower.options().poll_interval;
     while !shutdown.is_requested() {
-        match follower.poll_once(&mut |event| sink.event(event))? {
+        let outcome = follower.poll_once(&mut |event| sink.event(event))?;
+        sink.after_poll(follower)?;
+        match outcome {
             PollOutcome::Busy => {
                 tokio::task::yield_now().await;
                 continue;
@@ -120,7 +132,9 @@ async fn drain<S: Sink>(
     deadline: Instant,
 ) -> io::Result<()> {
     loop {
-        match follower.poll_once(&mut |event| sink.event(event))? {
+        let outcome = follower.poll_once(&mut |event| sink.event(event))?;
+        sink.after_poll(follower)?;
+        match outcome {
             PollOutcome::Idle => break,
             PollOutcome::Busy if Instant::now() < deadline => tokio::task::yield_now().await,
             PollOutcome::Paused => match tokio::time::timeout_at(deadline, sink.ready()).await {
@@ -139,6 +153,7 @@ async fn drain<S: Sink>(
             Err(_) => break,
         }
     }
+    sink.after_poll(follower)?;
     sink.idle()
 }
 

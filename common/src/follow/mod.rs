@@ -67,6 +67,9 @@
 //!   matching them later under a new name does not read them again.
 //! - v4: [`Follower::add_file`] (follow a path starting with a file the
 //!   caller already opened), added.
+//! - v5: [`Sink::after_poll`] (default: nothing), called by the driver after
+//!   every poll and after the final `finish`: periodic work such as saving
+//!   checkpoints without ending and restarting [`run`].
 
 mod driver;
 #[cfg(test)]

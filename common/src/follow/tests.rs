@@ -516,6 +516,8 @@ mod driver {
     struct Recorder {
         lines: Vec<String>,
         fallbacks: Vec<String>,
+        /// Checkpoint offsets seen by `after_poll`.
+        saved: Vec<u64>,
         idles: usize,
         readies: usize,
         pause: bool,
@@ -531,6 +533,7 @@ mod driver {
             Self {
                 lines: Vec::new(),
                 fallbacks: Vec::new(),
+                saved: Vec::new(),
                 idles: 0,
                 readies: 0,
                 pause: false,
@@ -561,6 +564,15 @@ mod driver {
         }
         async fn ready(&mut self) -> io::Result<()> {
             self.readies += 1;
+            Ok(())
+        }
+        fn after_poll(&mut self, follower: &Follower) -> io::Result<()> {
+            self.saved.extend(
+                follower
+                    .checkpoints()
+                    .iter()
+                    .map(|checkpoint| checkpoint.offset),
+            );
             Ok(())
         }
         fn polling_fallback(&mut self, reason: &str) {
@@ -734,6 +746,11 @@ mod driver {
         .unwrap();
         assert_eq!(recorder.lines.len(), 50_001);
         assert_eq!(recorder.lines.last().unwrap(), "no newline yet");
+        // Periodic work saw the positions grow poll by poll, then the end.
+        let end = 50_000 * 5 + 14;
+        assert!(recorder.saved.len() > 2, "{:?}", recorder.saved);
+        assert!(recorder.saved.windows(2).all(|pair| pair[0] <= pair[1]));
+        assert_eq!(recorder.saved.last(), Some(&end));
         assert!(recorder.idles >= 1, "output is flushed at the end");
     }
 
