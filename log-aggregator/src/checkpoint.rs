@@ -61,21 +61,23 @@ struct VersionOnly {
     version: u64,
 }
 
-/// What went wrong with the checkpoint file; every variant names it.
+/// What went wrong with the checkpoint file; every variant names it. The
+/// cause is part of the message (and deliberately not a `source`, so that
+/// `{:#}` does not print it twice).
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("{operation} {path}: {source}")]
+    #[error("{operation} {path}: {cause}")]
     Io {
         operation: &'static str,
         path: PathBuf,
-        source: io::Error,
+        cause: io::Error,
     },
     #[error(
-        "checkpoint file {path} is not valid JSON ({source}); move it away or pass --discard-invalid-checkpoint to start without it"
+        "checkpoint file {path} is not valid JSON ({cause}); move it away or pass --discard-invalid-checkpoint to start without it"
     )]
     Corrupt {
         path: PathBuf,
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     #[error(
         "checkpoint file {path} has format version {version}, this build reads version {VERSION}; pass --discard-invalid-checkpoint to start without it"
@@ -95,10 +97,10 @@ impl CheckpointStore {
     /// The store in `dir`, created if missing (so an unwritable directory is
     /// reported at start, not at the first save).
     pub fn open(dir: &Path) -> Result<Self, CheckpointError> {
-        fs::create_dir_all(dir).map_err(|source| CheckpointError::Io {
+        fs::create_dir_all(dir).map_err(|cause| CheckpointError::Io {
             operation: "creating checkpoint directory",
             path: dir.to_owned(),
-            source,
+            cause,
         })?;
         Ok(Self {
             dir: dir.to_owned(),
@@ -117,17 +119,17 @@ impl CheckpointStore {
         let bytes = match fs::read(&self.file) {
             Ok(bytes) => bytes,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
+            Err(cause) => {
                 return Err(CheckpointError::Io {
                     operation: "reading checkpoint file",
                     path: self.file.clone(),
-                    source,
+                    cause,
                 });
             }
         };
-        let corrupt = |source| CheckpointError::Corrupt {
+        let corrupt = |cause| CheckpointError::Corrupt {
             path: self.file.clone(),
-            source,
+            cause,
         };
         // The version first, so a newer format is reported as such rather
         // than as whatever field it no longer has.
@@ -146,10 +148,10 @@ impl CheckpointStore {
     pub fn save(&self, files: &[Position]) -> Result<(), CheckpointError> {
         let io_error = |operation, path: &Path| {
             let path = path.to_owned();
-            move |source| CheckpointError::Io {
+            move |cause| CheckpointError::Io {
                 operation,
                 path,
-                source,
+                cause,
             }
         };
         let content = serde_json::to_vec(&OnDisk {
@@ -159,7 +161,7 @@ impl CheckpointStore {
         .map_err(|error| CheckpointError::Io {
             operation: "encoding checkpoint",
             path: self.file.clone(),
-            source: io::Error::other(error),
+            cause: io::Error::other(error),
         })?;
         let mut temp =
             File::create(&self.temp).map_err(io_error("creating checkpoint file", &self.temp))?;
@@ -180,10 +182,10 @@ impl CheckpointStore {
     /// keeping it for a post-mortem, so the next save starts clean.
     pub fn discard(&self) -> Result<PathBuf, CheckpointError> {
         let aside = self.dir.join(format!("{FILE_NAME}.invalid"));
-        fs::rename(&self.file, &aside).map_err(|source| CheckpointError::Io {
+        fs::rename(&self.file, &aside).map_err(|cause| CheckpointError::Io {
             operation: "moving invalid checkpoint file aside from",
             path: self.file.clone(),
-            source,
+            cause,
         })?;
         Ok(aside)
     }

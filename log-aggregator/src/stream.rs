@@ -198,6 +198,8 @@ pub struct StreamSink {
     multiline: Option<MultilineConfig>,
     joiners: HashMap<PathBuf, Joiner>,
     warned_truncated: std::collections::HashSet<PathBuf>,
+    /// inotify was found unusable: later rounds poll without trying again.
+    polling_only: bool,
 }
 
 impl StreamSink {
@@ -335,8 +337,19 @@ impl follow::Sink for StreamSink {
     }
 
     fn polling_fallback(&mut self, _reason: &str) {
+        self.polling_only = true;
         self.metrics.polling_fallback.set(1.0);
     }
+}
+
+/// Stands in for inotify in the rounds after it was found unusable
+/// (`notify::NullWatcher` never wakes anyone): the driver then relies on its
+/// tick alone, as it did in the round that fell back, without trying (and
+/// warning) again every round.
+fn no_watcher(
+    _wake: Box<dyn FnMut(notify::Result<notify::Event>) + Send>,
+) -> notify::Result<Box<dyn notify::Watcher>> {
+    Ok(Box::new(notify::NullWatcher))
 }
 
 /// A capture of read positions and how many output bytes precede them.
@@ -379,15 +392,46 @@ struct Checkpoints {
     /// The oldest capture whose bytes are not all written yet.
     waiting: Option<Capture>,
     last_saved: Arc<Mutex<Instant>>,
+    /// The last save error, reported once until it changes or clears
+    /// (a full disk must not print a warning every interval).
+    failing: Option<String>,
 }
 
 impl Checkpoints {
+    fn new(store: CheckpointStore, last_saved: Arc<Mutex<Instant>>) -> Self {
+        Self {
+            store,
+            waiting: None,
+            last_saved,
+            failing: None,
+        }
+    }
+
     fn save(&self, capture: &Capture) -> anyhow::Result<()> {
         self.store.save(&capture.positions)?;
         if let Ok(mut at) = self.last_saved.lock() {
             *at = Instant::now();
         }
         Ok(())
+    }
+
+    /// [`Checkpoints::offer`] during following: a failure is a warning
+    /// (following goes on; the age metric shows it), reported once.
+    fn offer_or_warn(&mut self, capture: Capture, written: u64) {
+        match self.offer(capture, written) {
+            Ok(()) => {
+                if self.failing.take().is_some() {
+                    tracing::info!("saving read positions works again");
+                }
+            }
+            Err(error) => {
+                let message = format!("{error:#}");
+                if self.failing.as_ref() != Some(&message) {
+                    tracing::warn!("{message} (read positions not saved; retrying every interval)");
+                    self.failing = Some(message);
+                }
+            }
+        }
     }
 
     /// Takes a new capture into account, saving the newest one already written.
@@ -442,11 +486,10 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
     let files_followed = metrics.files_followed.clone();
 
     let mut checkpoints = match &config.checkpoint_dir {
-        Some(dir) => Some(Checkpoints {
-            store: CheckpointStore::open(dir)?,
-            waiting: None,
-            last_saved: metrics.last_saved.clone(),
-        }),
+        Some(dir) => Some(Checkpoints::new(
+            CheckpointStore::open(dir)?,
+            metrics.last_saved.clone(),
+        )),
         None => None,
     };
     let resume = match &checkpoints {
@@ -492,6 +535,7 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
         multiline: config.multiline.clone(),
         joiners: HashMap::new(),
         warned_truncated: Default::default(),
+        polling_only: false,
     };
     let housekeeping = if checkpoints.is_some() {
         Some(config.checkpoint_interval)
@@ -532,17 +576,30 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
                 round.trigger();
             })
         };
-        let outcome = follow::run(&mut follower, &mut sink, &round, config.drain_timeout).await;
+        let outcome = if sink.polling_only {
+            follow::run_with_watcher(
+                &mut follower,
+                &mut sink,
+                &round,
+                config.drain_timeout,
+                no_watcher,
+            )
+            .await
+        } else {
+            follow::run(&mut follower, &mut sink, &round, config.drain_timeout).await
+        };
         timer.abort();
         match outcome {
             Ok(()) => {}
             Err(error) if is_round_end(&error) => {}
             Err(error) => return Err(error).context("following files"),
         }
-        files_followed.set(follower.open_files() as f64);
+        let open_files = follower.open_files();
+        files_followed.set(open_files as f64);
         if !ending_round.swap(false, Ordering::Relaxed) {
             break; // The real shutdown: the driver drained every file.
         }
+        tracing::debug!("housekeeping between rounds: {open_files} file(s) open");
         // Housekeeping between rounds.
         if let Some(checkpoints) = checkpoints.as_mut() {
             sink.flush_records(true);
@@ -551,9 +608,7 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
                 handed: sink.pipe.handed(),
                 positions: to_positions(follower.checkpoints()),
             };
-            if let Err(error) = checkpoints.offer(capture, sink.pipe.written()) {
-                tracing::warn!("{error:#}");
-            }
+            checkpoints.offer_or_warn(capture, sink.pipe.written());
         }
         // A new round starts with a poll, and the sink accepts one line
         // before it can pause: with stdout blocked for hours, one line per
@@ -635,11 +690,7 @@ mod tests {
     fn a_capture_is_saved_only_once_its_bytes_are_written() {
         let dir = tempfile::tempdir().unwrap();
         let store = CheckpointStore::open(dir.path()).unwrap();
-        let mut checkpoints = Checkpoints {
-            store: store.clone(),
-            waiting: None,
-            last_saved: Arc::new(Mutex::new(Instant::now())),
-        };
+        let mut checkpoints = Checkpoints::new(store.clone(), Arc::new(Mutex::new(Instant::now())));
         let saved = || store.load().unwrap().map(|files| files[0].offset);
 
         checkpoints.offer(capture(100, 10), 100).unwrap();
