@@ -342,22 +342,23 @@ pub fn run() -> anyhow::Result<()> {
             }
             None => ("-", None),
         };
-        let rate = |measure: &Measure| LINES as f64 / measure.wall.max(1e-6);
+        let per_core = |measure: &Measure| LINES as f64 / measure.cpu.max(0.01);
         let _ = writeln!(
             table,
-            "| {format} | {:.0} | {:.0} | {:.0} | {:.2} | {:.1} MiB | {name} | {} | {} |",
+            "| {row} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.1} MiB | {name} | {} | {} |",
             bytes as f64 / 1e6,
-            rate(&ours),
-            bytes as f64 / 1e6 / ours.wall.max(1e-6),
+            per_core(&ours),
+            bytes as f64 / 1e6 / ours.cpu.max(0.01),
+            LINES as f64 / ours.wall.max(1e-6),
             ours.cpu,
             ours.rss_kib as f64 / 1024.0,
-            theirs.map_or("-".into(), |theirs| format!("{:.0}", rate(&theirs))),
+            theirs.map_or("-".into(), |theirs| format!("{:.0}", per_core(&theirs))),
             theirs.map_or("-".into(), |theirs| format!(
                 "{:.1}x",
-                theirs.wall / ours.wall.max(1e-6)
+                theirs.cpu / ours.cpu.max(0.01)
             )),
         );
-        eprintln!("{format}: done");
+        eprintln!("{row}: done");
     }
     if jq.is_none() {
         eprintln!("note: jq not found, json baseline skipped (apt-get install -y jq)");
