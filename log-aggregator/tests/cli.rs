@@ -288,3 +288,45 @@ fn help_shows_the_lab_example() {
     );
     assert!(help.contains("LOG_AGGREGATOR_INTERVAL"), "{help}");
 }
+
+#[test]
+fn sigterm_ends_it_even_while_stdout_is_blocked() {
+    // A cycle larger than the pipe, and nobody reading: the cycle's write
+    // blocks, the signal must still end the process at once.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.log");
+    let lines: String = (0..200_000).map(|i| format!("line {i}\n")).collect();
+    std::fs::write(&path, lines).unwrap();
+    let mut child = aggregator()
+        .args(["--lines", "200000"])
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    testkit::eventually("the cycle to be blocked writing to the full pipe", || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(Result::ok)
+            .any(|task| {
+                std::fs::read_to_string(task.path().join("wchan"))
+                    .is_ok_and(|wchan| wchan.contains("pipe_write"))
+            })
+    });
+    let started = std::time::Instant::now();
+    testkit::send_signal(pid, libc::SIGTERM);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "did not exit");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
+}
