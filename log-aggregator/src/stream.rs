@@ -315,7 +315,7 @@ impl follow::Sink for StreamSink {
                     }
                     NoticeKind::Removed => tracing::debug!("{} was removed", path.display()),
                     NoticeKind::Unreadable(kind) => {
-                        tracing::warn!("cannot read {}: {}", path.display(), io::Error::from(kind))
+                        tracing::warn!("cannot read {}: {}", path.display(), describe(path, kind))
                     }
                 }
                 Ok(Flow::Continue)
@@ -339,6 +339,16 @@ impl follow::Sink for StreamSink {
     fn polling_fallback(&mut self, _reason: &str) {
         self.polling_only = true;
         self.metrics.polling_fallback.set(1.0);
+    }
+}
+
+/// The cause of an unreadable path in words. The notice carries only an
+/// `io::ErrorKind`, which for EMFILE, ENFILE or EIO says "uncategorized
+/// error"; opening the path again recovers the system's own message.
+fn describe(path: &Path, kind: io::ErrorKind) -> String {
+    match std::fs::File::open(path) {
+        Err(error) if error.kind() == kind => error.to_string(),
+        _ => io::Error::from(kind).to_string(),
     }
 }
 
@@ -558,6 +568,15 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
         });
     }
 
+    tracing::info!(
+        "following {} path(s) and pattern(s){}",
+        config.patterns.len(),
+        if checkpoints.is_some() {
+            ", saving read positions"
+        } else {
+            ""
+        }
+    );
     health.set_ready(true);
     loop {
         let round = Shutdown::new();
