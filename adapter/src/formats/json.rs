@@ -6,25 +6,103 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::ParseError;
 use crate::record::{Record, Value};
 
-/// An object's members in document order.
-struct Members(Vec<(String, serde_json::Value)>);
+/// A key or string value borrowed from the line when it has no escapes.
+struct Text<'a>(Cow<'a, str>);
 
-impl<'de> Deserialize<'de> for Members {
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+                formatter.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(text)))
+            }
+            fn visit_str<E>(self, text: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(text.to_owned())))
+            }
+            fn visit_string<E>(self, text: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(text)))
+            }
+        }
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
+
+/// A member's value: strings borrowed, integers and booleans as such,
+/// anything else (floats, null, arrays, objects) as a `serde_json::Value`.
+struct Member<'a>(Value<'a>);
+
+impl<'de> Deserialize<'de> for Member<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MemberVisitor;
+        impl<'de> Visitor<'de> for MemberVisitor {
+            type Value = Member<'de>;
+            fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+                formatter.write_str("a JSON value")
+            }
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Member<'de>, E> {
+                Ok(Member(Value::Str(Cow::Borrowed(text))))
+            }
+            fn visit_str<E>(self, text: &str) -> Result<Member<'de>, E> {
+                Ok(Member(Value::Str(Cow::Owned(text.to_owned()))))
+            }
+            fn visit_string<E>(self, text: String) -> Result<Member<'de>, E> {
+                Ok(Member(Value::Str(Cow::Owned(text))))
+            }
+            fn visit_bool<E>(self, flag: bool) -> Result<Member<'de>, E> {
+                Ok(Member(Value::Bool(flag)))
+            }
+            fn visit_i64<E>(self, number: i64) -> Result<Member<'de>, E> {
+                Ok(Member(Value::Int(number)))
+            }
+            fn visit_u64<E>(self, number: u64) -> Result<Member<'de>, E> {
+                Ok(Member(match i64::try_from(number) {
+                    Ok(number) => Value::Int(number),
+                    Err(_) => Value::Json(number.into()),
+                }))
+            }
+            fn visit_f64<E>(self, number: f64) -> Result<Member<'de>, E> {
+                Ok(Member(Value::Json(number.into())))
+            }
+            fn visit_unit<E>(self) -> Result<Member<'de>, E> {
+                Ok(Member(Value::Json(serde_json::Value::Null)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Member<'de>, A::Error> {
+                let value = serde_json::Value::deserialize(MapAccessDeserializer::new(map))?;
+                Ok(Member(Value::Json(value)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Member<'de>, A::Error> {
+                let value = serde_json::Value::deserialize(SeqAccessDeserializer::new(seq))?;
+                Ok(Member(Value::Json(value)))
+            }
+        }
+        deserializer.deserialize_any(MemberVisitor)
+    }
+}
+
+/// An object's members in document order.
+struct Members<'a>(Vec<(Cow<'a, str>, Value<'a>)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct MembersVisitor;
         impl<'de> Visitor<'de> for MembersVisitor {
-            type Value = Members;
+            type Value = Members<'de>;
             fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
                 formatter.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
-                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some((key, value)) = map.next_entry::<String, serde_json::Value>()? {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(12));
+                while let Some((Text(key), Member(value))) = map.next_entry()? {
                     members.push((key, value));
                 }
                 Ok(Members(members))
@@ -42,15 +120,7 @@ pub fn parse<'a>(line: &'a str, record: &mut Record<'a>) -> Result<(), ParseErro
     let Members(members) = serde_json::from_str(trimmed)
         .map_err(|error| Cow::Owned(format!("invalid JSON: {error}")))?;
     for (key, value) in members {
-        let value = match value {
-            serde_json::Value::String(text) => Value::Str(Cow::Owned(text)),
-            serde_json::Value::Bool(flag) => Value::Bool(flag),
-            serde_json::Value::Number(number) if number.is_i64() => {
-                Value::Int(number.as_i64().unwrap_or_default())
-            }
-            other => Value::Json(other),
-        };
-        record.set(Cow::Owned(key), value);
+        record.set(key, value);
     }
     Ok(())
 }
