@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::images;
 use crate::lab::{self, ContainerState};
-use crate::util::{output, podman, try_output, wait_for};
+use crate::util::{output, parse_size, podman, try_output, wait_for};
 
 /// Longest wait for all containers to run (the first pod on a fresh machine
 /// also builds podman's pause image).
@@ -510,21 +510,6 @@ fn resources_demo(pod: &Pod) -> anyhow::Result<()> {
     })
 }
 
-/// podman's human sizes: `385kB`, `134.2MB`, `1.5GB`, `12B` (decimal units).
-fn parse_size(text: &str) -> Option<f64> {
-    let text = text.trim();
-    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
-    let (number, unit) = text.split_at(split);
-    let factor = match unit {
-        "B" => 1.0,
-        "kB" | "KB" => 1e3,
-        "MB" => 1e6,
-        "GB" => 1e9,
-        _ => return None,
-    };
-    number.parse::<f64>().ok().map(|n| n * factor)
-}
-
 fn three_containers(pod: &Pod) -> anyhow::Result<()> {
     pod.wait_ready(3)?;
     for container in ["writer1", "writer2", "reader"] {
@@ -654,12 +639,5 @@ mod tests {
         assert!(aggregator_block(&block, 2).is_some());
         assert!(aggregator_block(&block, 3).is_none());
         assert!(aggregator_block(&block.replace("---", "--"), 2).is_none());
-    }
-
-    #[test]
-    fn podman_sizes_parse_in_decimal_units() {
-        assert_eq!(parse_size("385kB"), Some(385e3));
-        assert!(parse_size("134.2MB").is_some_and(|b| (b - 134.2e6).abs() < 1.0));
-        assert_eq!(parse_size("n/a"), None);
     }
 }

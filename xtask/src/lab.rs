@@ -17,8 +17,8 @@ use serde_json::Value;
 
 use crate::images;
 use crate::util::{
-    self, apt_install, containers_conf, lab_dir, on_path, output, podman, try_output, wait_for,
-    workspace_root,
+    self, apt_install, containers_conf, lab_dir, on_path, output, parse_size, podman, try_output,
+    wait_for, workspace_root,
 };
 
 /// The lab's pods (deploy/base), in the lab's order, plus the adapter.
@@ -394,13 +394,20 @@ fn status() -> anyhow::Result<()> {
 
 fn print_guide(pods: &[String]) {
     let conf = containers_conf();
-    println!("\nPods are up. podman uses the project's engine settings; first:");
-    println!("  export CONTAINERS_CONF={}", conf.display());
-    println!("kubectl                                  -> podman");
+    println!("\nPods are up. The lab's kubectl commands, as podman commands:");
     println!(
-        "  kubectl get pods                       -> cargo xtask lab status   (or: podman pod ps)"
+        "  export CONTAINERS_CONF={}   # the project's engine settings",
+        conf.display()
     );
+    let pair = |kubectl: &str, podman: &str| println!("  {kubectl:<58} # kubectl: {podman}");
+    pair("cargo xtask lab status", "kubectl get pods");
     for pod in pods {
+        for container in example_containers(pod) {
+            pair(
+                &format!("podman logs -f {pod}-{container}"),
+                &format!("kubectl logs {pod} -c {container} -f"),
+            );
+        }
         let example = match pod.as_str() {
             "multi-container-demo" => Some(("writer", "cat /data/log.txt")),
             "three-containers" => Some(("reader", "cat /shared/data.txt")),
@@ -409,18 +416,16 @@ fn print_guide(pods: &[String]) {
             "adapter-demo" => Some(("writer", "cat /data/log.txt")),
             _ => None,
         };
-        for container in example_containers(pod) {
-            println!("  kubectl logs {pod} -c {container} -f -> podman logs -f {pod}-{container}");
-        }
         if let Some((container, command)) = example {
-            println!(
-                "  kubectl exec {pod} -c {container} -- {command} -> podman exec {pod}-{container} {command}"
+            pair(
+                &format!("podman exec {pod}-{container} {command}"),
+                &format!("kubectl exec {pod} -c {container} -- {command}"),
             );
         }
     }
-    println!("  kubectl top pod --containers           -> podman stats --no-stream");
-    println!("  kubectl describe pod POD               -> podman pod inspect POD");
-    println!("  kubectl delete pod POD                 -> cargo xtask lab down POD");
+    pair("podman stats --no-stream", "kubectl top pod --containers");
+    pair("podman pod inspect POD", "kubectl describe pod POD");
+    pair("cargo xtask lab down [POD...]", "kubectl delete pod POD");
 }
 
 fn example_containers(pod: &str) -> &'static [&'static str] {
@@ -552,16 +557,40 @@ fn compare(settle: Duration) -> anyhow::Result<()> {
     images::build(false, true)?;
     let ours = measure_set("local", "deploy/overlays/local", settle)?;
     let lab = measure_set("lab-original", "deploy/lab-original", settle)?;
-    println!("| pod | container | ours (podman stats) | lab's busybox/curl/nginx | ");
-    println!("|---|---|---:|---:|");
+    println!(
+        "Idle memory per container (`podman stats`, cgroup memory incl. page cache), \
+         {}s after start:\n",
+        settle.as_secs()
+    );
+    println!("| pod | container | ours | lab's (busybox, curl, nginx) | ours / lab's |");
+    println!("|---|---|---:|---:|---:|");
+    let (mut total_ours, mut total_lab) = (0.0, 0.0);
     for (key, ours_mem) in &ours {
         let lab_mem = lab
             .iter()
             .find(|(other, _)| other == key)
-            .map(|(_, mem)| mem.as_str())
-            .unwrap_or("-");
+            .map(|(_, mem)| mem.as_str());
+        let ratio = match (parse_size(ours_mem), lab_mem.and_then(parse_size)) {
+            (Some(a), Some(b)) if b > 0.0 => {
+                total_ours += a;
+                total_lab += b;
+                format!("{:.2}", a / b)
+            }
+            _ => "-".to_owned(),
+        };
         let (pod, container) = key.split_once('/').unwrap_or((key, ""));
-        println!("| {pod} | {container} | {ours_mem} | {lab_mem} |");
+        println!(
+            "| {pod} | {container} | {ours_mem} | {} | {ratio} |",
+            lab_mem.unwrap_or("- (no lab pod)")
+        );
+    }
+    if total_lab > 0.0 {
+        println!(
+            "| **all pods the lab has** | | {:.2}MB | {:.2}MB | {:.2} |",
+            total_ours / 1e6,
+            total_lab / 1e6,
+            total_ours / total_lab
+        );
     }
     Ok(())
 }

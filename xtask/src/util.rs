@@ -203,6 +203,21 @@ pub fn fnv1a(parts: &[&[u8]]) -> u64 {
     hash
 }
 
+/// podman's human sizes: `385kB`, `134.2MB`, `1.5GB`, `12B` (decimal units).
+pub fn parse_size(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = text.split_at(split);
+    let factor = match unit {
+        "B" => 1.0,
+        "kB" | "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        _ => return None,
+    };
+    number.parse::<f64>().ok().map(|n| n * factor)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,5 +226,12 @@ mod tests {
     fn fnv1a_separates_parts_and_matches_the_reference_value() {
         assert_ne!(fnv1a(&[b"ab", b"c"]), fnv1a(&[b"a", b"bc"]));
         assert_eq!(fnv1a(&[]), 0xcbf2_9ce4_8422_2325);
+    }
+
+    #[test]
+    fn podman_sizes_parse_in_decimal_units() {
+        assert_eq!(parse_size("385kB"), Some(385e3));
+        assert!(parse_size("134.2MB").is_some_and(|b| (b - 134.2e6).abs() < 1.0));
+        assert_eq!(parse_size("n/a"), None);
     }
 }
