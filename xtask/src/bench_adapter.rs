@@ -7,7 +7,9 @@
 //! `/usr/bin/time`, best of [`RUNS`]: lines/s and MB/s per core, that is per
 //! CPU second (user + system; the machine is shared, so wall time mostly
 //! measures the neighbours), wall-clock lines/s, and peak RSS. The
-//! baselines run on the same file: `jq -c .` for json -> json, a Python
+//! baselines run on the same file: `jq -c .` for json -> json (and jq
+//! adding a field for the `json+add` row, where the adapter cannot pass
+//! objects through unchanged), a Python
 //! `re` + `json.dumps` script for regex and combined (what people write when
 //! there is no adapter). A baseline whose tool is missing is skipped with a
 //! note (`apt-get install -y jq time`).
@@ -326,6 +328,13 @@ pub fn run() -> anyhow::Result<()> {
             "json" => jq
                 .as_ref()
                 .map(|jq| ("jq -c .", jq.clone(), vec!["-c", "."])),
+            "json+add" => jq.as_ref().map(|jq| {
+                (
+                    "jq -c '. + {pod: \"web-0\"}'",
+                    jq.clone(),
+                    vec!["-c", ". + {pod: \"web-0\"}"],
+                )
+            }),
             "combined" | "regex" => python.as_ref().map(|python| {
                 (
                     "python3 re",
