@@ -161,7 +161,7 @@ pub fn ensure_podman(install: bool) -> anyhow::Result<()> {
         } else {
             bail!(
                 "{} not installed: run `apt-get install -y {}` as root on Debian/Ubuntu \
-                 (or pass --install to do it), then try again",
+                 (or `cargo xtask lab up --install`, which does it), then try again",
                 missing.join(", "),
                 PODMAN_PACKAGES.join(" ")
             );
