@@ -248,3 +248,51 @@ fn an_unwritable_unparsed_path_is_named_in_the_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_multiline_record_on_open_stdin_is_written_after_the_timeout() {
+    let mut command = adapter();
+    command
+        .args([
+            "--from",
+            "writer",
+            "--multiline-start",
+            "^[A-Z][a-z]{2} ",
+            "--multiline-timeout",
+            "200ms",
+        ])
+        .stdin(Stdio::piped());
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(
+            b"Wed Nov 25 14:01:13 UTC 2026 - boom\njava.lang.IllegalStateException: bad\n\tat App.main(App.java:7)\n",
+        )
+        .unwrap();
+    stdin.flush().unwrap();
+    // stdin stays open: only the timeout can complete the record.
+    let mut stdout = child.stdout.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while stdout.read(&mut byte).unwrap_or(0) == 1 && byte[0] != b'\n' {
+            line.push(byte[0]);
+        }
+        let _ = sender.send(line);
+    });
+    let Ok(line) = receiver.recv_timeout(testkit::DEADLINE) else {
+        let _ = child.kill();
+        panic!("no record within {:?}", testkit::DEADLINE);
+    };
+    assert_eq!(
+        String::from_utf8(line).unwrap(),
+        "{\"timestamp\":\"2026-11-25T14:01:13Z\",\"message\":\"boom\\njava.lang.IllegalStateException: bad\\n\\tat App.main(App.java:7)\"}"
+    );
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}
