@@ -86,7 +86,9 @@ pub struct LoadtestArgs {
     #[arg(long, value_name = "N")]
     max_lines: Option<u64>,
 
-    /// Followers to compare: log-aggregator, busybox, gnu-tail.
+    /// Followers to compare: log-aggregator (ours on the glob `app.log*`),
+    /// log-aggregator-path (ours on the plain path, measured, not judged),
+    /// busybox, gnu-tail.
     #[arg(
         long,
         value_delimiter = ',',
@@ -142,6 +144,11 @@ impl Rotation {
 /// How long a follower's capture may stay still before it is judged done.
 const QUIET: Duration = Duration::from_secs(3);
 
+/// How long a follower that delivered the writer's last line must stay
+/// still before it is judged done (a glob follower may still be finishing a
+/// rotated file).
+const SETTLE: Duration = Duration::from_millis(500);
+
 /// The longest a follower gets to drain after the writer stopped.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 
@@ -155,6 +162,8 @@ const POLL_EVERY: Duration = Duration::from_millis(10);
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Ours,
+    /// Ours on the plain path, to show what following by name misses.
+    OursByName,
     Busybox,
     GnuTail,
 }
@@ -173,17 +182,19 @@ impl FollowerKind {
     fn args(&self, log: &Path, rotation: Rotation) -> Vec<String> {
         let path = log.display().to_string();
         match self.kind {
-            Kind::Ours => {
+            Kind::Ours | Kind::OursByName => {
                 let mut args: Vec<String> =
                     ["--follow", "--from", "beginning", "--output", "plain"]
                         .map(str::to_owned)
                         .into();
                 args.extend(["--log-level".into(), "warn".into()]);
-                args.push(if rotation == Rotation::Copytruncate {
-                    path
-                } else {
-                    format!("{path}*")
-                });
+                args.push(
+                    if rotation == Rotation::Copytruncate || self.kind == Kind::OursByName {
+                        path
+                    } else {
+                        format!("{path}*")
+                    },
+                );
                 args
             }
             Kind::Busybox => vec!["tail".into(), "-f".into(), path],
@@ -194,7 +205,7 @@ impl FollowerKind {
     /// The invocation as the table's legend shows it.
     fn invocation(&self, rotation: Rotation) -> String {
         let program = match self.kind {
-            Kind::Ours => "log-aggregator".to_owned(),
+            Kind::Ours | Kind::OursByName => "log-aggregator".to_owned(),
             Kind::Busybox => "busybox".to_owned(),
             Kind::GnuTail => "tail".to_owned(),
         };
@@ -376,6 +387,12 @@ fn followers(names: &[String], aggregator: &Path) -> anyhow::Result<Vec<Follower
                 program: aggregator.to_owned(),
                 judged: true,
             }),
+            "log-aggregator-path" => kinds.push(FollowerKind {
+                kind: Kind::OursByName,
+                name: "ours, by name",
+                program: aggregator.to_owned(),
+                judged: false,
+            }),
             "busybox" => {
                 if !util::on_path("busybox") {
                     util::apt_install(&["busybox-static"])?;
@@ -393,7 +410,9 @@ fn followers(names: &[String], aggregator: &Path) -> anyhow::Result<Vec<Follower
                 program: "tail".into(),
                 judged: false,
             }),
-            other => bail!("unknown follower {other:?} (use log-aggregator, busybox, gnu-tail)"),
+            other => bail!(
+                "unknown follower {other:?} (use log-aggregator, log-aggregator-path, busybox, gnu-tail)"
+            ),
         }
     }
     Ok(kinds)
@@ -404,10 +423,10 @@ struct Running<'a> {
     kind: &'a FollowerKind,
     child: Child,
     capture: PathBuf,
-    reader: File,
-    lines: u64,
-    /// The end of the capture not yet ended by a newline.
-    partial: Vec<u8>,
+    /// The capture's size at the last look.
+    size: u64,
+    /// The capture's size when `max_seq` was last read.
+    poll_seq: u64,
     /// The highest sequence number delivered so far.
     max_seq: u64,
     /// (time, highest seq delivered) while the writer runs.
@@ -444,10 +463,9 @@ fn run_step(
         running.push(Running {
             kind,
             child,
-            reader: File::open(&capture)?,
             capture,
-            lines: 0,
-            partial: Vec::new(),
+            size: 0,
+            poll_seq: 0,
             max_seq: 0,
             samples: Vec::new(),
             last_growth: Instant::now(),
@@ -525,6 +543,7 @@ fn run_step(
             timeline.push((Instant::now(), writer_seq));
             for follower in &mut running {
                 follower.poll()?;
+                follower.sample();
                 follower.samples.push((Instant::now(), follower.max_seq));
             }
         }
@@ -545,15 +564,13 @@ fn run_step(
     let offered = report["total"]["lines_per_s"].as_f64().unwrap_or(0.0);
 
     // Drain: until every follower has every line or has gone quiet.
-    for follower in running.iter_mut().filter(|f| f.lines == 0) {
+    for follower in running.iter_mut().filter(|f| f.size == 0) {
         follower.last_growth = writer_end;
     }
     loop {
         for follower in running.iter_mut().filter(|f| !f.done) {
-            if follower.poll()? >= written
-                || follower.last_growth.elapsed() > QUIET
-                || writer_end.elapsed() > DRAIN_LIMIT
-            {
+            follower.poll()?;
+            if follower.finished(written) || writer_end.elapsed() > DRAIN_LIMIT {
                 follower.done = true;
                 follower.measure();
                 stop(&mut follower.child);
@@ -616,39 +633,37 @@ impl Drop for Running<'_> {
 }
 
 impl Running<'_> {
-    /// Counts the lines the capture gained since the last look and notes the
-    /// highest sequence number among them.
-    fn poll(&mut self) -> anyhow::Result<u64> {
-        let mut chunk = vec![0u8; 1 << 20];
-        loop {
-            let read = self.reader.read(&mut chunk)?;
-            if read == 0 {
-                break;
-            }
-            let data = &chunk[..read];
-            self.lines += data.iter().filter(|&&b| b == b'\n').count() as u64;
+    /// Notes when the capture last grew (a stat: the captures are never
+    /// read whole here, `writer verify` counts them afterwards; reading a
+    /// follower that repeats gigabytes would slow the sampling of the others).
+    fn poll(&mut self) -> anyhow::Result<()> {
+        let size = std::fs::metadata(&self.capture)
+            .with_context(|| format!("reading {}", self.capture.display()))?
+            .len();
+        if size != self.size {
+            self.size = size;
             self.last_growth = Instant::now();
-            // The last complete line's number (the newest, but for a glob
-            // follower finishing a rotated file after newer lines: the
-            // maximum over chunks still only grows).
-            if let Some(last_nl) = data.iter().rposition(|&b| b == b'\n') {
-                let line_start = data[..last_nl].iter().rposition(|&b| b == b'\n');
-                let seq = match line_start {
-                    Some(i) => seq_of(&data[i + 1..last_nl]),
-                    None => {
-                        self.partial.extend_from_slice(&data[..last_nl]);
-                        seq_of(&self.partial)
-                    }
-                };
-                self.max_seq = self.max_seq.max(seq.unwrap_or(0));
-                self.partial.clear();
-                self.partial.extend_from_slice(&data[last_nl + 1..]);
-            } else {
-                self.partial.extend_from_slice(data);
-            }
         }
-        // Only newlines are counted: a partial last line counts once complete.
-        Ok(self.lines)
+        Ok(())
+    }
+
+    /// Notes the newest line's number (the highest so far: a glob follower
+    /// may finish a rotated file after newer lines).
+    fn sample(&mut self) {
+        self.poll_seq = self.size;
+        if let Some(seq) = last_line_seq(&self.capture) {
+            self.max_seq = self.max_seq.max(seq);
+        }
+    }
+
+    /// Whether the follower has delivered the writer's last line and
+    /// stayed still since, or has gone quiet.
+    fn finished(&mut self, written: u64) -> bool {
+        if self.size != self.poll_seq {
+            self.sample();
+        }
+        let still = self.last_growth.elapsed();
+        (self.max_seq >= written && still > SETTLE) || still > QUIET
     }
 
     /// CPU seconds and peak RSS so far, from /proc.
