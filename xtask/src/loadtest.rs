@@ -1427,8 +1427,8 @@ fn svg(rows: &[Row]) -> String {
     if rows.iter().any(|r| r.rotation != Rotation::None) {
         let _ = writeln!(
             out,
-            r#"<text x="{}" y="{}">solid: no rotation; dashed: rename; dotted: copytruncate</text>"#,
-            width - 330.0,
+            r#"<text x="{}" y="{}" text-anchor="end">rotation: solid none, dashed rename, dotted copytruncate</text>"#,
+            width - 10.0,
             height - 19.0
         );
     }
