@@ -7,25 +7,21 @@
 //! - [`StreamSink`] renders lines ([`crate::output`]), joins multiline
 //!   records, counts metrics, and pauses the follower when the stdout writer
 //!   has no room: reading stops, the file on disk is the buffer;
-//! - checkpoints ([`crate::checkpoint`]) are captured between driver rounds
-//!   and saved only once the writer has written every byte handed over
-//!   before the capture, so a saved offset never skips a line that did not
-//!   reach stdout.
-//!
-//! Why rounds: the follow driver owns the [`Follower`] while it runs and
-//! has no hook for periodic work, so every housekeeping interval we end the
-//! round through its shutdown token. The sink answers every event of that
-//! ending drain with a "not now" error, which the follower documents as
-//! leaving its state untouched (positional reads; a line is consumed only
-//! once the sink accepted it), so no incomplete last line is handed over
-//! early. Then the positions are read, and the next round starts at once.
+//! - checkpoints ([`crate::checkpoint`]) are captured from
+//!   [`follow::Sink::after_poll`] every `--checkpoint-interval` (the follower
+//!   is then between two reads, so its positions match the lines handed
+//!   over) and saved only once the writer has written every byte handed
+//!   over before the capture, so a saved offset never skips a line that did
+//!   not reach stdout;
+//! - the gauges that need the follower (files followed) are refreshed there
+//!   too. One driver run covers the whole process: the polling fallback is
+//!   decided (and warned about) once.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -42,7 +38,7 @@ use crate::checkpoint::{CheckpointError, CheckpointStore, Position};
 use crate::output::{CHUNK_BYTES, Format, Formatter, OutputPipe};
 
 /// How often metrics that need the follower (files followed) are refreshed
-/// when `--listen` is set without checkpoints.
+/// (also at every checkpoint save).
 pub const METRICS_REFRESH: Duration = Duration::from_secs(5);
 
 /// Multiline joining (`--multiline-start`).
@@ -79,23 +75,6 @@ pub struct StreamConfig {
 /// Whether `pattern` is a glob rather than a plain path.
 pub fn is_glob(pattern: &str) -> bool {
     pattern.contains(['*', '?', '['])
-}
-
-/// The error the sink answers with while a round is being ended for
-/// housekeeping; never escapes this module.
-#[derive(Debug)]
-struct RoundEnd;
-
-impl std::fmt::Display for RoundEnd {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("round ended for housekeeping")
-    }
-}
-
-impl std::error::Error for RoundEnd {}
-
-fn is_round_end(error: &io::Error) -> bool {
-    error.get_ref().is_some_and(|inner| inner.is::<RoundEnd>())
 }
 
 /// The metrics stream mode exposes.
@@ -193,13 +172,16 @@ pub struct StreamSink {
     formatter: Formatter,
     chunk: Vec<u8>,
     pipe: OutputPipe,
-    ending_round: Arc<AtomicBool>,
     metrics: Metrics,
+    /// Saving read positions (`--checkpoint-dir`), and when next.
+    checkpoints: Option<Checkpoints>,
+    checkpoint_interval: Duration,
+    next_save: Instant,
+    /// When the files-followed gauge is next refreshed.
+    next_gauges: Instant,
     multiline: Option<MultilineConfig>,
     joiners: HashMap<PathBuf, Joiner>,
     warned_truncated: std::collections::HashSet<PathBuf>,
-    /// inotify was found unusable: later rounds poll without trying again.
-    polling_only: bool,
 }
 
 impl StreamSink {
@@ -287,9 +269,6 @@ impl StreamSink {
 
 impl follow::Sink for StreamSink {
     fn event(&mut self, event: Event<'_>) -> io::Result<Flow> {
-        if self.ending_round.load(Ordering::Relaxed) {
-            return Err(io::Error::other(RoundEnd));
-        }
         match event {
             Event::Line {
                 path,
@@ -336,8 +315,39 @@ impl follow::Sink for StreamSink {
         self.pipe.hand_over(&mut self.chunk)
     }
 
+    fn after_poll(&mut self, follower: &Follower) -> io::Result<()> {
+        let now = Instant::now();
+        if now >= self.next_gauges {
+            self.next_gauges = now + METRICS_REFRESH;
+            self.metrics
+                .files_followed
+                .set(follower.open_files() as f64);
+        }
+        if self.checkpoints.is_none() || now < self.next_save {
+            return Ok(());
+        }
+        self.next_save = now + self.checkpoint_interval;
+        let open_files = follower.open_files();
+        self.metrics.files_followed.set(open_files as f64);
+        tracing::debug!("checkpoint interval: {open_files} file(s) open");
+        // Records held by the joiners precede the follower's positions:
+        // write them out, or a restart from this capture would skip them.
+        self.flush_records(true);
+        // The rendered chunk is not handed over here (the writer may have no
+        // room: reading is paused then, and memory stays bounded); its bytes
+        // come after everything handed so far, so they count as handed.
+        let capture = Capture {
+            handed: self.pipe.handed() + self.chunk.len() as u64,
+            positions: to_positions(follower.checkpoints()),
+        };
+        let written = self.pipe.written();
+        if let Some(checkpoints) = self.checkpoints.as_mut() {
+            checkpoints.offer_or_warn(capture, written);
+        }
+        Ok(())
+    }
+
     fn polling_fallback(&mut self, _reason: &str) {
-        self.polling_only = true;
         self.metrics.polling_fallback.set(1.0);
     }
 }
@@ -350,16 +360,6 @@ fn describe(path: &Path, kind: io::ErrorKind) -> String {
         Err(error) if error.kind() == kind => error.to_string(),
         _ => io::Error::from(kind).to_string(),
     }
-}
-
-/// Stands in for inotify in the rounds after it was found unusable
-/// (`notify::NullWatcher` never wakes anyone): the driver then relies on its
-/// tick alone, as it did in the round that fell back, without trying (and
-/// warning) again every round.
-fn no_watcher(
-    _wake: Box<dyn FnMut(notify::Result<notify::Event>) + Send>,
-) -> notify::Result<Box<dyn notify::Watcher>> {
-    Ok(Box::new(notify::NullWatcher))
 }
 
 /// A capture of read positions and how many output bytes precede them.
@@ -495,7 +495,7 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
     let metrics = Metrics::new(registry.clone());
     let files_followed = metrics.files_followed.clone();
 
-    let mut checkpoints = match &config.checkpoint_dir {
+    let checkpoints = match &config.checkpoint_dir {
         Some(dir) => Some(Checkpoints::new(
             CheckpointStore::open(dir)?,
             metrics.last_saved.clone(),
@@ -535,24 +535,19 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
         ));
     }
 
-    let ending_round = Arc::new(AtomicBool::new(false));
+    let now = Instant::now();
     let mut sink = StreamSink {
         formatter: Formatter::new(config.format),
         chunk: Vec::with_capacity(CHUNK_BYTES + 64 * 1024),
         pipe: OutputPipe::spawn(io::stdout()).context("starting the stdout writer")?,
-        ending_round: ending_round.clone(),
         metrics,
+        checkpoints,
+        checkpoint_interval: config.checkpoint_interval,
+        next_save: now + config.checkpoint_interval,
+        next_gauges: now,
         multiline: config.multiline.clone(),
         joiners: HashMap::new(),
         warned_truncated: Default::default(),
-        polling_only: false,
-    };
-    let housekeeping = if checkpoints.is_some() {
-        Some(config.checkpoint_interval)
-    } else if config.listen.is_some() {
-        Some(METRICS_REFRESH)
-    } else {
-        None
     };
 
     // When the stop was asked for: the drain and the final flush share one deadline.
@@ -571,74 +566,17 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
     tracing::info!(
         "following {} path(s) and pattern(s){}",
         config.patterns.len(),
-        if checkpoints.is_some() {
+        if sink.checkpoints.is_some() {
             ", saving read positions"
         } else {
             ""
         }
     );
     health.set_ready(true);
-    loop {
-        let round = Shutdown::new();
-        let timer = {
-            let round = round.clone();
-            let shutdown = shutdown.clone();
-            let ending_round = ending_round.clone();
-            tokio::spawn(async move {
-                match housekeeping {
-                    Some(every) => tokio::select! {
-                        _ = shutdown.requested() => {}
-                        _ = tokio::time::sleep(every) => ending_round.store(true, Ordering::Relaxed),
-                    },
-                    None => shutdown.requested().await,
-                }
-                round.trigger();
-            })
-        };
-        let outcome = if sink.polling_only {
-            follow::run_with_watcher(
-                &mut follower,
-                &mut sink,
-                &round,
-                config.drain_timeout,
-                no_watcher,
-            )
-            .await
-        } else {
-            follow::run(&mut follower, &mut sink, &round, config.drain_timeout).await
-        };
-        timer.abort();
-        match outcome {
-            Ok(()) => {}
-            Err(error) if is_round_end(&error) => {}
-            Err(error) => return Err(error).context("following files"),
-        }
-        let open_files = follower.open_files();
-        files_followed.set(open_files as f64);
-        if !ending_round.swap(false, Ordering::Relaxed) {
-            break; // The real shutdown: the driver drained every file.
-        }
-        tracing::debug!("housekeeping between rounds: {open_files} file(s) open");
-        // Housekeeping between rounds.
-        if let Some(checkpoints) = checkpoints.as_mut() {
-            sink.flush_records(true);
-            sink.pipe.hand_over(&mut sink.chunk)?;
-            let capture = Capture {
-                handed: sink.pipe.handed(),
-                positions: to_positions(follower.checkpoints()),
-            };
-            checkpoints.offer_or_warn(capture, sink.pipe.written());
-        }
-        // A new round starts with a poll, and the sink accepts one line
-        // before it can pause: with stdout blocked for hours, one line per
-        // round would add up. So the next round waits for room.
-        if !sink.pipe.has_room() {
-            tokio::select! {
-                room = sink.pipe.room() => room?,
-                _ = shutdown.requested() => {}
-            }
-        }
-    }
+    follow::run(&mut follower, &mut sink, &shutdown, config.drain_timeout)
+        .await
+        .context("following files")?;
+    files_followed.set(follower.open_files() as f64);
 
     // Shutdown: everything read was handed to the writer; wait for it to be
     // written, within what is left of the drain timeout.
@@ -665,7 +603,7 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
             false
         }
     };
-    if let Some(checkpoints) = checkpoints.as_mut() {
+    if let Some(checkpoints) = sink.checkpoints.as_mut() {
         let capture = Capture {
             handed: sink.pipe.handed(),
             positions: to_positions(follower.checkpoints()),
