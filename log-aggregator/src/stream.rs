@@ -293,8 +293,8 @@ impl follow::Sink for StreamSink {
                         );
                     }
                     NoticeKind::Removed => tracing::debug!("{} was removed", path.display()),
-                    NoticeKind::Unreadable(kind) => {
-                        tracing::warn!("cannot read {}: {}", path.display(), describe(path, kind))
+                    NoticeKind::Unreadable(failure) => {
+                        tracing::warn!("cannot read {}: {failure}", path.display())
                     }
                 }
                 Ok(Flow::Continue)
@@ -349,16 +349,6 @@ impl follow::Sink for StreamSink {
 
     fn polling_fallback(&mut self, _reason: &str) {
         self.metrics.polling_fallback.set(1.0);
-    }
-}
-
-/// The cause of an unreadable path in words. The notice carries only an
-/// `io::ErrorKind`, which for EMFILE, ENFILE or EIO says "uncategorized
-/// error"; opening the path again recovers the system's own message.
-fn describe(path: &Path, kind: io::ErrorKind) -> String {
-    match std::fs::File::open(path) {
-        Err(error) if error.kind() == kind => error.to_string(),
-        _ => io::Error::from(kind).to_string(),
     }
 }
 

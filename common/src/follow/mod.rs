@@ -70,6 +70,9 @@
 //! - v5: [`Sink::after_poll`] (default: nothing), called by the driver after
 //!   every poll and after the final `finish`: periodic work such as saving
 //!   checkpoints without ending and restarting [`run`].
+//! - v6: [`NoticeKind::Unreadable`] carries a [`ReadFailure`] (kind and OS
+//!   error number; `Display` gives the system's message) instead of an
+//!   `io::ErrorKind`.
 
 mod driver;
 #[cfg(test)]
@@ -207,9 +210,51 @@ pub enum NoticeKind {
     Truncated,
     /// The path no longer exists.
     Removed,
-    /// The path cannot be read (permission, not a regular file...): retried
-    /// on every poll, reported once until it changes.
-    Unreadable(io::ErrorKind),
+    /// The path cannot be read (permission, not a regular file, out of
+    /// descriptors...): retried on every poll, reported once until it changes.
+    Unreadable(ReadFailure),
+}
+
+/// Why a path cannot be read: the error's kind and, when the system gave
+/// one, its error number. The number matters: EMFILE, ENFILE or EIO have no
+/// `io::ErrorKind` of their own ("uncategorized error"); with it, `Display`
+/// says what `io::Error` says ("Too many open files (os error 24)").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadFailure {
+    pub kind: io::ErrorKind,
+    pub raw_os_error: Option<i32>,
+}
+
+impl ReadFailure {
+    pub fn of(error: &io::Error) -> Self {
+        Self {
+            kind: error.kind(),
+            raw_os_error: error.raw_os_error(),
+        }
+    }
+
+    /// The error again, with the system's message when there is a number.
+    pub fn to_io_error(self) -> io::Error {
+        match self.raw_os_error {
+            Some(code) => io::Error::from_raw_os_error(code),
+            None => io::Error::from(self.kind),
+        }
+    }
+}
+
+impl From<io::ErrorKind> for ReadFailure {
+    fn from(kind: io::ErrorKind) -> Self {
+        Self {
+            kind,
+            raw_os_error: None,
+        }
+    }
+}
+
+impl std::fmt::Display for ReadFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.to_io_error().fmt(f)
+    }
 }
 
 /// What a sink says after each event.
@@ -272,7 +317,7 @@ struct Watch {
     /// A notice decided but not yet handed over (a pause came first).
     notice: Option<NoticeKind>,
     /// The error last reported as `Unreadable`, so it is reported once.
-    failing: Option<io::ErrorKind>,
+    failing: Option<ReadFailure>,
     /// The current file shrank below our position (found by a refresh).
     truncated: bool,
 }
@@ -577,7 +622,7 @@ impl Follower {
         let mut open_new = false;
         match std::fs::metadata(&watch.path) {
             Ok(meta) if meta.is_dir() => {
-                report_failure(watch, io::ErrorKind::IsADirectory);
+                report_failure(watch, io::ErrorKind::IsADirectory.into());
             }
             Ok(meta) => {
                 let id = FileId::of(&meta);
@@ -604,7 +649,7 @@ impl Follower {
                 }
                 watch.seen = Seen::Missing;
             }
-            Err(error) => report_failure(watch, error.kind()),
+            Err(error) => report_failure(watch, ReadFailure::of(&error)),
         }
 
         if open_new {
@@ -656,7 +701,7 @@ impl Follower {
                 Err(error) if error.kind() == io::ErrorKind::NotFound => {
                     watch.seen = Seen::Missing;
                 }
-                Err(error) => report_failure(watch, error.kind()),
+                Err(error) => report_failure(watch, ReadFailure::of(&error)),
             }
         } else if watch.seen == Seen::Never {
             watch.seen = if watch.current.is_some() {
@@ -783,10 +828,10 @@ fn retire(watch: &mut Watch, deadline: Instant) {
 }
 
 /// Records an error to be reported once (until it changes or clears).
-fn report_failure(watch: &mut Watch, kind: io::ErrorKind) {
-    if watch.failing != Some(kind) {
-        watch.failing = Some(kind);
-        watch.notice = Some(NoticeKind::Unreadable(kind));
+fn report_failure(watch: &mut Watch, failure: ReadFailure) {
+    if watch.failing != Some(failure) {
+        watch.failing = Some(failure);
+        watch.notice = Some(NoticeKind::Unreadable(failure));
     }
 }
 

@@ -474,7 +474,7 @@ fn unreadable_path_is_reported_once() {
     let mut seen = Seen::default();
     assert_eq!(
         poll(&mut follower, &mut seen),
-        ["!Unreadable(IsADirectory)"]
+        ["!Unreadable(ReadFailure { kind: IsADirectory, raw_os_error: None })"]
     );
     assert!(poll(&mut follower, &mut seen).is_empty());
 }
@@ -782,4 +782,18 @@ mod driver {
         assert_eq!(recorder.lines, ["a", "b", "c"]);
         assert!(recorder.readies >= 2);
     }
+}
+
+#[test]
+fn an_unreadable_notice_keeps_the_systems_message() {
+    // EMFILE has no io::ErrorKind of its own: the kind alone would print
+    // "uncategorized error".
+    let emfile = io::Error::from_raw_os_error(24);
+    let failure = ReadFailure::of(&emfile);
+    assert_eq!(failure.to_string(), emfile.to_string());
+    assert!(failure.to_string().contains("Too many open files"));
+    assert_eq!(
+        ReadFailure::from(io::ErrorKind::IsADirectory).to_string(),
+        "is a directory"
+    );
 }
