@@ -154,14 +154,14 @@ fn layout(release: &Path, context: &Path) -> anyhow::Result<()> {
 
 /// `--build-arg`s for the OCI labels: version, revision, created, source.
 fn label_args() -> anyhow::Result<Vec<String>> {
-    let (_, revision, _) = try_output(
+    let (known, revision, _) = try_output(
         Command::new("git")
             .args(["rev-parse", "HEAD"])
             .current_dir(workspace_root()),
     );
     let revision = match revision.trim() {
-        "" => "unknown".to_owned(),
-        found => found.to_owned(),
+        found if known && !found.is_empty() => found.to_owned(),
+        _ => "unknown".to_owned(),
     };
     let created = output(Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"]))?;
     Ok(vec![
