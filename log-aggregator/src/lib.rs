@@ -198,7 +198,7 @@ pub enum Config {
     /// The lab's loop: see [`snapshot`].
     Snapshot(SnapshotConfig),
     /// Every line, once: see [`stream`].
-    Stream(StreamConfig),
+    Stream(Box<StreamConfig>),
 }
 
 fn positive(name: &str, value: Duration) -> anyhow::Result<()> {
@@ -212,7 +212,9 @@ impl Args {
     /// Checks the flags together and turns them into a [`Config`].
     pub fn into_config(self) -> anyhow::Result<Config> {
         if self.follow {
-            return self.into_stream_config().map(Config::Stream);
+            return self
+                .into_stream_config()
+                .map(|config| Config::Stream(Box::new(config)));
         }
         positive("--interval", self.interval)
             .context("a zero interval would print in a busy loop")?;
@@ -278,6 +280,6 @@ impl Args {
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
     match config {
         Config::Snapshot(config) => snapshot::run(config, shutdown).await,
-        Config::Stream(config) => stream::run(config, shutdown).await,
+        Config::Stream(config) => stream::run(*config, shutdown).await,
     }
 }

@@ -87,6 +87,11 @@ struct Metrics {
     polling_fallback: Gauge,
     /// Per-file line and byte counters, created on first use.
     per_file: HashMap<PathBuf, (Counter, Counter)>,
+    /// Lines and bytes of the current run of lines from one path, not yet
+    /// added to its counters: lines come in runs per file, so the counters
+    /// are looked up (and their atomics touched) once per run and poll,
+    /// not once per line. Flushed after every poll.
+    run: Option<(PathBuf, u64, u64)>,
     last_saved: Arc<Mutex<Instant>>,
 }
 
@@ -132,32 +137,49 @@ impl Metrics {
                 &[],
             ),
             per_file: HashMap::new(),
+            run: None,
             last_saved,
             registry,
         }
     }
 
     fn line(&mut self, path: &Path, bytes: u64) {
-        if let Some((lines, read)) = self.per_file.get(path) {
-            lines.inc();
-            read.add(bytes);
+        if let Some((run_path, lines, read)) = &mut self.run {
+            if run_path == path {
+                *lines += 1;
+                *read += bytes;
+                return;
+            }
+        }
+        self.flush_lines();
+        self.run = Some((path.to_owned(), 1, bytes));
+    }
+
+    /// Adds the current run of lines to its path's counters.
+    fn flush_lines(&mut self) {
+        let Some((path, lines, bytes)) = self.run.take() else {
+            return;
+        };
+        if let Some((line_counter, byte_counter)) = self.per_file.get(&path) {
+            line_counter.add(lines);
+            byte_counter.add(bytes);
             return;
         }
         let label = path.to_string_lossy();
         let labels = [("file", label.as_ref())];
-        let lines = self.registry.counter(
+        let line_counter = self.registry.counter(
             "log_aggregator_lines_total",
             "Lines read, per followed path.",
             &labels,
         );
-        let read = self.registry.counter(
+        let byte_counter = self.registry.counter(
             "log_aggregator_bytes_total",
             "Bytes of lines read (newlines included), per followed path.",
             &labels,
         );
-        lines.inc();
-        read.add(bytes);
-        self.per_file.insert(path.to_owned(), (lines, read));
+        line_counter.add(lines);
+        byte_counter.add(bytes);
+        self.per_file.insert(path, (line_counter, byte_counter));
     }
 }
 
@@ -316,6 +338,7 @@ impl follow::Sink for StreamSink {
     }
 
     fn after_poll(&mut self, follower: &Follower) -> io::Result<()> {
+        self.metrics.flush_lines();
         let now = Instant::now();
         if now >= self.next_gauges {
             self.next_gauges = now + METRICS_REFRESH;

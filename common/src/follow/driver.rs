@@ -3,7 +3,11 @@
 //! A poll runs when inotify (through `notify`, watching the followed paths'
 //! parent directories non-recursively, so late creation and renames are
 //! seen) reports any change, and on every `poll_interval` tick regardless:
-//! events are hints, and the tick is what guarantees progress. When the
+//! events are hints, and the tick is what guarantees progress. Polls woken
+//! by events are at least `event_coalesce` apart (start to start): a busy
+//! writer's thousands of events per second become one poll per gap, each
+//! reading everything written meanwhile; a lone event after a quiet spell is
+//! polled at once. When the
 //! watcher cannot be created or a directory cannot be watched (inotify
 //! instances or watches exhausted, `fs.inotify.max_user_*`), we warn once,
 //! tell the sink, and carry on with the tick alone.
@@ -96,7 +100,9 @@ pub async fn run_with_watcher<S: Sink>(
     let wake = Arc::new(Notify::new());
     let mut watching = Watching::new(follower.options().force_poll, &wake, make_watcher, sink);
     let interval = follower.options().poll_interval;
+    let gap = follower.options().event_coalesce;
     while !shutdown.is_requested() {
+        let polled = Instant::now();
         let outcome = follower.poll_once(&mut |event| sink.event(event))?;
         sink.after_poll(follower)?;
         match outcome {
@@ -115,10 +121,20 @@ pub async fn run_with_watcher<S: Sink>(
         }
         watching.sync(follower.watched_dirs(), sink);
         sink.idle()?;
-        tokio::select! {
-            _ = shutdown.requested() => {}
-            _ = wake.notified() => {}
-            _ = tokio::time::sleep(interval) => {}
+        let woken = tokio::select! {
+            _ = shutdown.requested() => false,
+            _ = wake.notified() => true,
+            _ = tokio::time::sleep(interval) => false,
+        };
+        if woken && polled.elapsed() < gap {
+            // A writer appending line by line makes one inotify event per
+            // write: polling for each costs a stat, two reads and a stdout
+            // hand-over per line. Events arriving meanwhile are coalesced
+            // into the poll after this pause (the `Notify` keeps one permit).
+            tokio::select! {
+                _ = shutdown.requested() => {}
+                _ = tokio::time::sleep_until(polled + gap) => {}
+            }
         }
     }
     drain(follower, sink, Instant::now() + drain_timeout).await

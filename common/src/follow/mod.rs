@@ -73,6 +73,8 @@
 //! - v6: [`NoticeKind::Unreadable`] carries a [`ReadFailure`] (kind and OS
 //!   error number; `Display` gives the system's message) instead of an
 //!   `io::ErrorKind`.
+//! - v7: [`FollowOptions::event_coalesce`] (default 10 ms): event-driven
+//!   polls are spaced, so a busy writer costs one poll per gap.
 
 mod driver;
 #[cfg(test)]
@@ -108,6 +110,10 @@ pub const DEFAULT_READ_BUDGET: u64 = 1024 * 1024;
 /// space while that writer holds it too), and once quiet, closing it frees
 /// the space.
 pub const DELETED_FILE_QUIET: Duration = Duration::from_secs(1);
+/// Default for [`FollowOptions::event_coalesce`]: at most 100 event-driven
+/// polls per second, a delay no log reader notices, while a writer's
+/// line-by-line appends no longer cost a poll each.
+pub const DEFAULT_EVENT_COALESCE: Duration = Duration::from_millis(10);
 /// How many rotated-and-released files are remembered (see `released`).
 const RELEASED_MEMORY: usize = 256;
 /// Size of the one read buffer every file shares.
@@ -154,6 +160,9 @@ pub struct FollowOptions {
     pub rotate_wait: Duration,
     /// Bytes read from one file in one poll before moving on.
     pub read_budget: u64,
+    /// Minimum time between the starts of two polls woken by inotify
+    /// events (the periodic tick is not delayed); zero polls on every event.
+    pub event_coalesce: Duration,
 }
 
 impl Default for FollowOptions {
@@ -164,6 +173,7 @@ impl Default for FollowOptions {
             force_poll: false,
             rotate_wait: DEFAULT_ROTATE_WAIT,
             read_budget: DEFAULT_READ_BUDGET,
+            event_coalesce: DEFAULT_EVENT_COALESCE,
         }
     }
 }

@@ -518,6 +518,8 @@ mod driver {
         fallbacks: Vec<String>,
         /// Checkpoint offsets seen by `after_poll`.
         saved: Vec<u64>,
+        /// When each `after_poll` ran (the driver's clock).
+        polls: Vec<tokio::time::Instant>,
         idles: usize,
         readies: usize,
         pause: bool,
@@ -534,6 +536,7 @@ mod driver {
                 lines: Vec::new(),
                 fallbacks: Vec::new(),
                 saved: Vec::new(),
+                polls: Vec::new(),
                 idles: 0,
                 readies: 0,
                 pause: false,
@@ -567,6 +570,7 @@ mod driver {
             Ok(())
         }
         fn after_poll(&mut self, follower: &Follower) -> io::Result<()> {
+            self.polls.push(tokio::time::Instant::now());
             self.saved.extend(
                 follower
                     .checkpoints()
@@ -679,6 +683,68 @@ mod driver {
             recorder.fallbacks[0].contains("watch limit"),
             "{:?}",
             recorder.fallbacks
+        );
+    }
+
+    type Handler = Box<dyn FnMut(notify::Result<notify::Event>) + Send>;
+
+    /// The wake-up callback the driver gave [`storing_watcher`], so a test
+    /// can fire events at will (a `WatcherFactory` is a plain `fn`).
+    static HANDLER: std::sync::Mutex<Option<Handler>> = std::sync::Mutex::new(None);
+
+    fn storing_watcher(handler: Handler) -> notify::Result<Box<dyn notify::Watcher>> {
+        *HANDLER.lock().unwrap() = Some(handler);
+        Ok(Box::new(notify::NullWatcher))
+    }
+
+    fn fire_event() {
+        let event = notify::Event::new(notify::EventKind::Modify(notify::event::ModifyKind::Any));
+        (HANDLER.lock().unwrap().as_mut().unwrap())(Ok(event));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_events_costs_one_poll_per_coalescing_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        let mut follower = Follower::new(FollowOptions {
+            poll_interval: Duration::from_secs(3600),
+            ..options()
+        });
+        follower.add_path(path.clone(), StartAt::Beginning);
+        let mut recorder = Recorder::new(|_, _| {});
+        // A writer appending line by line: each write is an event.
+        recorder.on_idle = Box::new(move |lines, shutdown| {
+            if lines.len() == 5 {
+                shutdown.trigger();
+                return;
+            }
+            append(&path, &format!("{}\n", lines.len()));
+            for _ in 0..10 {
+                fire_event();
+            }
+        });
+        let shutdown = recorder.shutdown.clone();
+        run_with_watcher(
+            &mut follower,
+            &mut recorder,
+            &shutdown,
+            Duration::from_secs(1),
+            storing_watcher,
+        )
+        .await
+        .unwrap();
+        assert_eq!(recorder.lines, ["0", "1", "2", "3", "4"]);
+        // Woken by events, not the hourly tick; and never sooner than the
+        // gap after the previous poll, however many events came.
+        let gaps: Vec<Duration> = recorder
+            .polls
+            .windows(2)
+            .map(|pair| pair[1] - pair[0])
+            .collect();
+        let woken = &gaps[..5];
+        assert!(
+            woken.iter().all(|gap| *gap == DEFAULT_EVENT_COALESCE),
+            "{gaps:?}"
         );
     }
 
