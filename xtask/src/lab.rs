@@ -38,6 +38,11 @@ pub const KUSTOMIZATIONS: &[&str] = &[
     "deploy/overlays/cluster",
     "deploy/overlays/cluster-native-sidecar",
     "deploy/lab-original",
+    "deploy/production/overlays/local",
+    "deploy/production/overlays/cluster",
+    "deploy/production/overlays/cluster-native-sidecar",
+    "deploy/examples/overlays/local",
+    "deploy/examples/overlays/cluster",
 ];
 
 /// The oldest Kubernetes we validate for: native sidecars need 1.29.
