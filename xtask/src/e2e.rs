@@ -1,5 +1,8 @@
 //! `cargo xtask e2e`: plays each lab pod with podman, on our images, and
-//! checks what the lab promises (issue 4's list), one pod at a time.
+//! checks what the lab promises (issue 4's list), one pod at a time; then the
+//! scenarios beyond the lab: `production` (deploy/production, the Deployment
+//! whose log-aggregator streams an app's rotated log files: every line once)
+//! and `examples` (deploy/examples, `client --once` as an exec probe).
 //!
 //! Invariants: every wait polls with a deadline (never a fixed sleep); each
 //! pod is removed after its test, also on failure (a guard's `Drop`), with
@@ -15,7 +18,7 @@ use serde_json::Value;
 
 use crate::images;
 use crate::lab::{self, ContainerState};
-use crate::util::{output, parse_size, podman, try_output, wait_for};
+use crate::util::{lab_dir, output, parse_size, podman, target_dir, try_output, wait_for};
 
 /// Longest wait for all containers to run (the first pod on a fresh machine
 /// also builds podman's pause image).
@@ -30,7 +33,8 @@ const STOP_BUDGET: Duration = Duration::from_secs(4);
 
 #[derive(clap::Args)]
 pub struct E2eArgs {
-    /// Only these pods (default: all).
+    /// Only these pods or scenarios (default: all): the lab's pods, and
+    /// `production`, `examples`.
     pub pods: Vec<String>,
     /// Use the images as they are (skip `cargo xtask images`).
     #[arg(long)]
@@ -52,28 +56,30 @@ pub fn run(args: E2eArgs) -> anyhow::Result<()> {
 
     let manifests = lab::split_rendered("local", "deploy/overlays/local")?;
     let pods: Vec<&str> = if args.pods.is_empty() {
-        lab::PODS.to_vec()
+        lab::PODS.iter().chain(SCENARIOS).copied().collect()
     } else {
         args.pods.iter().map(String::as_str).collect()
     };
+    // Every name is checked before anything is played.
+    for name in &pods {
+        if !lab::PODS.contains(name) && !SCENARIOS.contains(name) {
+            bail!(
+                "unknown pod or scenario {name:?}: the lab's pods are {}; the scenarios {}",
+                lab::PODS.join(", "),
+                SCENARIOS.join(", ")
+            );
+        }
+    }
     let mut failed = Vec::new();
     for pod in pods {
-        let check: fn(&Pod) -> anyhow::Result<()> = match pod {
-            "multi-container-demo" => multi_container_demo,
-            "network-demo" => network_demo,
-            "sidecar-logging" => sidecar_logging,
-            "resources-demo" => resources_demo,
-            "three-containers" => three_containers,
-            "init-demo" => init_demo,
-            "adapter-demo" => adapter_demo,
-            other => bail!(
-                "unknown pod {other:?}: the lab's pods are {}",
-                lab::PODS.join(", ")
-            ),
-        };
-        let file = lab::manifest_for(&manifests, pod)?;
         let case_start = Instant::now();
-        match run_case(pod, &file, check) {
+        let result = match pod {
+            "production" => production(),
+            "examples" => examples(),
+            pod => lab_check(pod)
+                .and_then(|check| run_case(pod, &lab::manifest_for(&manifests, pod)?, check)),
+        };
+        match result {
             Ok(()) => println!("ok   {pod} ({:.1} s)", case_start.elapsed().as_secs_f64()),
             Err(error) => {
                 println!(
@@ -89,6 +95,25 @@ pub fn run(args: E2eArgs) -> anyhow::Result<()> {
         bail!("end-to-end checks failed for: {}", failed.join(", "));
     }
     Ok(())
+}
+
+/// The scenarios beyond the lab's pods, in the order they run.
+const SCENARIOS: &[&str] = &["production", "examples"];
+
+fn lab_check(pod: &str) -> anyhow::Result<fn(&Pod) -> anyhow::Result<()>> {
+    Ok(match pod {
+        "multi-container-demo" => multi_container_demo,
+        "network-demo" => network_demo,
+        "sidecar-logging" => sidecar_logging,
+        "resources-demo" => resources_demo,
+        "three-containers" => three_containers,
+        "init-demo" => init_demo,
+        "adapter-demo" => adapter_demo,
+        other => bail!(
+            "unknown pod {other:?}: the lab's pods are {}",
+            lab::PODS.join(", ")
+        ),
+    })
 }
 
 /// Removes the pod (and its emptyDir volumes) when dropped: after the test,
@@ -602,6 +627,355 @@ fn adapter_demo(pod: &Pod) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Renders `kustomization`, plays the object named `object`, and runs `check`
+/// on the pod podman made of it, found among `pod_names`; removes every
+/// candidate before (a leftover from an interrupted run) and after (a guard),
+/// and prints the containers' states and logs on failure.
+fn run_played(
+    set: &str,
+    kustomization: &str,
+    object: &str,
+    pod_names: &[String],
+    check: fn(&Pod) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let manifests = lab::split_rendered(set, kustomization)?;
+    let file = lab::manifest_for(&manifests, object)?;
+    for name in pod_names {
+        lab::remove_pod(name)?;
+    }
+    let _cleanup: Vec<Cleanup> = pod_names.iter().map(|name| Cleanup(name)).collect();
+    lab::play(&file)?;
+    let name = pod_names
+        .iter()
+        .find(|name| lab::pod_exists(name))
+        .with_context(|| format!("`podman kube play` made none of the pods {pod_names:?}"))?;
+    let pod = Pod { name: name.clone() };
+    let result = check(&pod);
+    if result.is_err() {
+        pod.dump();
+    }
+    result
+}
+
+/// deploy/production's Deployment and the pod podman makes of it.
+const DEPLOYMENT: &str = "app-with-log-sidecar";
+/// The files the production app writes (its writer targets are their stems).
+const PRODUCTION_LOGS: [&str; 2] = ["/var/log/app/app.log", "/var/log/app/error.log"];
+/// Where the host build puts the static release binaries (`cargo xtask images`).
+const RELEASE_DIR: &str = "x86_64-unknown-linux-gnu/release";
+
+fn production() -> anyhow::Result<()> {
+    // podman 4.3 names a Deployment's pods `<name>-pod-<replica>`; podman 5
+    // names the (single) pod `<name>-pod`.
+    let names = [format!("{DEPLOYMENT}-pod-0"), format!("{DEPLOYMENT}-pod")];
+    run_played(
+        "production",
+        "deploy/production/overlays/local",
+        DEPLOYMENT,
+        &names,
+        production_checks,
+    )
+}
+
+/// Runs our client image inside the pod's network namespace (as a probe or
+/// a Prometheus scrape from the pod IP would reach the port) and returns its
+/// exit code and stderr.
+fn client_in_pod(pod: &Pod, args: &[&str]) -> anyhow::Result<(i32, String)> {
+    let out = podman()
+        .args(["run", "--rm", "--pod", &pod.name])
+        .arg(images::local_image("client"))
+        .args(["--once", "--timeout", "2s"])
+        .args(args)
+        .output()
+        .context("running the client image in the pod")?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// The aggregator's `/metrics` has a line matching `regex` (client's
+/// `--expect-body`).
+fn metrics_match(pod: &Pod, regex: &str) -> Result<(), String> {
+    match client_in_pod(
+        pod,
+        &["--expect-body", regex, "http://localhost:9090/metrics"],
+    ) {
+        Ok((0, _)) => Ok(()),
+        Ok((code, stderr)) => Err(format!("exit {code}: {}", stderr.trim())),
+        Err(error) => Err(format!("{error:#}")),
+    }
+}
+
+fn production_checks(pod: &Pod) -> anyhow::Result<()> {
+    pod.wait_ready(2)?;
+    for container in ["app", "log-aggregator"] {
+        pod.check_restricted(container)?;
+    }
+    let mounts = pod.inspect("log-aggregator")?["Mounts"].clone();
+    let logs_mount = mounts
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["Destination"] == "/var/log/app")
+        .context("log-aggregator has no /var/log/app mount")?;
+    ensure!(
+        logs_mount["RW"] == false,
+        "log-aggregator's /var/log/app is mounted read-write: {logs_mount}"
+    );
+    // The probes' endpoints, as kubelet would call them on the metrics port.
+    for path in ["/healthz", "/readyz"] {
+        let url = format!("http://localhost:9090{path}");
+        wait_for(
+            &format!("200 from {url}"),
+            OUTPUT_TIMEOUT,
+            || match client_in_pod(pod, &["--expect-status", "200", &url]) {
+                Ok((0, _)) => Ok(()),
+                Ok((code, stderr)) => Err(format!("exit {code}: {}", stderr.trim())),
+                Err(error) => Err(format!("{error:#}")),
+            },
+        )?;
+    }
+    // The writer rotates each file every ~3.5 s (16 KiB at 50 lines/s): wait
+    // for two rotations per file, as the aggregator counts them.
+    wait_for(
+        "4 rotations in log_aggregator_rotations_total",
+        OUTPUT_TIMEOUT,
+        || {
+            metrics_match(
+                pod,
+                r"(?m)^log_aggregator_rotations_total ([4-9]|[1-9][0-9]+)$",
+            )
+        },
+    )?;
+    for file in PRODUCTION_LOGS {
+        let escaped = file.replace('.', r"\.");
+        for metric in ["log_aggregator_lines_total", "log_aggregator_bytes_total"] {
+            let regex = format!(r#"(?m)^{metric}\{{file="{escaped}"\}} [1-9][0-9]*$"#);
+            metrics_match(pod, &regex).map_err(anyhow::Error::msg)?;
+        }
+    }
+    metrics_match(pod, r"(?m)^log_aggregator_files_followed [0-9]+$")
+        .map_err(anyhow::Error::msg)?;
+
+    // Stop the app first, as a native sidecar's ordering would: its last
+    // lines are on disk before the aggregator's SIGTERM drain reads to the end.
+    output(podman().args([
+        "stop",
+        "--time",
+        &STOP_GRACE_SECS.to_string(),
+        &pod.container("app"),
+    ]))?;
+    pod.stops_promptly()?;
+
+    let written = writer_report(&pod.all_logs("app"))?;
+    let streamed = pod.logs("log-aggregator");
+    check_json_envelopes(&streamed)?;
+    let capture = lab_dir().join("production").join("log-aggregator.jsonl");
+    fs::write(&capture, &streamed).with_context(|| format!("writing {}", capture.display()))?;
+    let verdict = writer_verify(&capture)?;
+    for (target, lines, rotations) in &written {
+        ensure!(
+            *rotations >= 1,
+            "the app's {target} log was never rotated ({rotations} rotations)"
+        );
+        let seen = verdict["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["target"] == target.as_str())
+            .with_context(|| format!("no {target} line in the aggregator's output"))?;
+        ensure!(
+            seen["lines"] == *lines && seen["lost"] == 0 && seen["duplicated"] == 0,
+            "the app wrote {lines} {target} lines over {rotations} rotations; the aggregator \
+             streamed {} (lost {}, duplicated {}, lost ranges {}); capture: {}",
+            seen["lines"],
+            seen["lost"],
+            seen["duplicated"],
+            seen["lost_ranges"],
+            capture.display()
+        );
+    }
+    ensure!(
+        verdict["ok"] == true && verdict["unmarked"] == 0 && verdict["invalid"] == 0,
+        "writer verify failed on {}: {verdict}",
+        capture.display()
+    );
+    Ok(())
+}
+
+/// (target, lines written, rotations) from the writer's `--report json`
+/// line on stderr at exit.
+fn writer_report(logs: &str) -> anyhow::Result<Vec<(String, u64, u64)>> {
+    let report = logs
+        .lines()
+        .rev()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|value| value["targets"].is_array())
+        .with_context(|| format!("no JSON exit report in the app's log:\n{}", tail(logs, 10)))?;
+    let mut targets = Vec::new();
+    for target in report["targets"].as_array().into_iter().flatten() {
+        let name = target["target"]
+            .as_str()
+            .context("a report target without a name")?;
+        let lines = target["lines"]
+            .as_u64()
+            .context("a report target without lines")?;
+        let rotations = target["rotations"].as_u64().unwrap_or(0);
+        targets.push((name.to_owned(), lines, rotations));
+    }
+    ensure!(
+        !targets.is_empty(),
+        "the app's report names no target: {report}"
+    );
+    Ok(targets)
+}
+
+/// Every line of the aggregator's stdout is a `--output json` object: the
+/// source file (one of the app's, or a rotated name of one: `app.log.1`),
+/// the line, the time.
+fn check_json_envelopes(streamed: &str) -> anyhow::Result<()> {
+    ensure!(!streamed.is_empty(), "the aggregator streamed nothing");
+    let is_app_file = |file: &str| {
+        PRODUCTION_LOGS.iter().any(|log| {
+            file.strip_prefix(log).is_some_and(|rest| {
+                rest.is_empty()
+                    || rest
+                        .strip_prefix('.')
+                        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            })
+        })
+    };
+    for line in streamed.lines() {
+        let value: Value = serde_json::from_str(line)
+            .with_context(|| format!("the aggregator printed a line that is not JSON: {line:?}"))?;
+        ensure!(
+            is_app_file(value["file"].as_str().unwrap_or_default())
+                && value["line"].is_string()
+                && value["time"].is_string(),
+            "unexpected JSON line from the aggregator: {line}"
+        );
+    }
+    Ok(())
+}
+
+/// `writer verify --report json FILE` with the host-built release writer.
+fn writer_verify(capture: &Path) -> anyhow::Result<Value> {
+    let writer = target_dir().join(RELEASE_DIR).join("writer");
+    ensure!(
+        writer.is_file(),
+        "{} is missing: run `cargo xtask images` (it builds the release binaries)",
+        writer.display()
+    );
+    let out = std::process::Command::new(&writer)
+        .args(["verify", "--report", "json"])
+        .arg(capture)
+        .output()
+        .with_context(|| format!("running {}", writer.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.trim()).with_context(|| {
+        format!(
+            "writer verify printed no JSON report: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn examples() -> anyhow::Result<()> {
+    run_played(
+        "examples",
+        "deploy/examples/overlays/local",
+        "client-exec-probe",
+        &["client-exec-probe".to_owned()],
+        client_exec_probe,
+    )
+}
+
+/// The example's exec probes, run as kubelet would (`kubectl exec`), exactly
+/// as the rendered manifest spells them.
+fn client_exec_probe(pod: &Pod) -> anyhow::Result<()> {
+    pod.wait_ready(2)?;
+    pod.check_restricted("client")?;
+    let manifest = fs::read_to_string(lab_dir().join("examples").join("client-exec-probe.yaml"))
+        .context("reading the rendered example")?;
+    let exec_code = |command: &[String]| -> anyhow::Result<(i32, String)> {
+        let out = podman()
+            .arg("exec")
+            .arg(pod.container("client"))
+            .args(command)
+            .output()
+            .context("podman exec")?;
+        Ok((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    };
+    let mut liveness = Vec::new();
+    for probe in ["livenessProbe", "readinessProbe"] {
+        let command = probe_command(&manifest, probe)
+            .with_context(|| format!("no exec {probe} on the client in the rendered example"))?;
+        ensure!(
+            command.first().map(String::as_str) == Some("/usr/local/bin/client")
+                && command.iter().any(|a| a == "--once"),
+            "the {probe} is not `client --once`: {command:?}"
+        );
+        // nginx may still be starting: the probe passes within the deadline.
+        wait_for(
+            &format!("the {probe} to exit 0"),
+            OUTPUT_TIMEOUT,
+            || match exec_code(&command) {
+                Ok((0, _)) => Ok(()),
+                Ok((code, stderr)) => Err(format!("exit {code}: {}", stderr.trim())),
+                Err(error) => Err(format!("{error:#}")),
+            },
+        )?;
+        if probe == "livenessProbe" {
+            liveness = command;
+        }
+    }
+    // The same probe against a port nothing listens on: docs/client.md's
+    // exit code 7 (refused), with the reason on stderr.
+    let url = liveness.last().cloned().unwrap_or_default();
+    let closed = url.replace("localhost:80", "localhost:81");
+    ensure!(
+        closed != url,
+        "the liveness probe's URL {url} is not localhost:80"
+    );
+    let mut command = liveness.clone();
+    *command.last_mut().expect("checked non-empty") = closed.clone();
+    let (code, stderr) = exec_code(&command)?;
+    ensure!(
+        code == 7 && stderr.contains("refused"),
+        "the probe against {closed} exited {code} (expected 7, refused): {}",
+        stderr.trim()
+    );
+    pod.stops_promptly()
+}
+
+/// The `exec.command` of `probe` (livenessProbe, readinessProbe) in a
+/// manifest as kustomize renders it (block lists, scalars maybe quoted).
+fn probe_command(manifest: &str, probe: &str) -> Option<Vec<String>> {
+    let mut lines = manifest
+        .lines()
+        .skip_while(|line| line.trim() != format!("{probe}:"));
+    lines.next()?;
+    let command_line = lines.find(|line| line.trim() == "command:")?;
+    let indent = command_line.len() - command_line.trim_start().len();
+    let items: Vec<String> = lines
+        .take_while(|line| {
+            line.len() - line.trim_start().len() == indent && line.trim_start().starts_with("- ")
+        })
+        .map(|line| {
+            let item = line.trim_start()[2..].trim();
+            item.strip_prefix('"')
+                .and_then(|i| i.strip_suffix('"'))
+                .unwrap_or(item)
+                .to_owned()
+        })
+        .collect();
+    (!items.is_empty()).then_some(items)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -639,5 +1013,37 @@ mod tests {
         assert!(aggregator_block(&block, 2).is_some());
         assert!(aggregator_block(&block, 3).is_none());
         assert!(aggregator_block(&block.replace("---", "--"), 2).is_none());
+    }
+
+    #[test]
+    fn probe_commands_are_read_from_rendered_yaml() {
+        let manifest = "    livenessProbe:\n      exec:\n        command:\n        - /usr/local/bin/client\n        - --once\n        - http://localhost:80/\n      periodSeconds: 10\n    readinessProbe:\n      exec:\n        command:\n        - /usr/local/bin/client\n        - --expect-status\n        - \"200\"\n      periodSeconds: 5\n";
+        assert_eq!(
+            probe_command(manifest, "livenessProbe").unwrap(),
+            ["/usr/local/bin/client", "--once", "http://localhost:80/"]
+        );
+        assert_eq!(
+            probe_command(manifest, "readinessProbe").unwrap(),
+            ["/usr/local/bin/client", "--expect-status", "200"]
+        );
+        assert!(probe_command(manifest, "startupProbe").is_none());
+    }
+
+    #[test]
+    fn the_writer_report_is_the_last_json_line_with_targets() {
+        let logs = "noise\n{\"targets\":[{\"target\":\"app\",\"lines\":7,\"rotations\":2}],\"total\":{}}\n";
+        assert_eq!(writer_report(logs).unwrap(), [("app".to_owned(), 7, 2)]);
+        assert!(writer_report("no report\n").is_err());
+    }
+
+    #[test]
+    fn aggregator_lines_must_be_json_envelopes_of_the_app_files() {
+        let good = "{\"file\":\"/var/log/app/app.log\",\"line\":\"x\",\"time\":\"t\"}\n";
+        assert!(check_json_envelopes(good).is_ok());
+        assert!(check_json_envelopes("plain line\n").is_err());
+        assert!(check_json_envelopes(&good.replace("app.log", "app.log.1")).is_ok());
+        assert!(check_json_envelopes(&good.replace("app.log", "app.log.x")).is_err());
+        assert!(check_json_envelopes(&good.replace("app.log", "other.log")).is_err());
+        assert!(check_json_envelopes("").is_err());
     }
 }
