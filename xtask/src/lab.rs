@@ -43,6 +43,7 @@ pub const KUSTOMIZATIONS: &[&str] = &[
     "deploy/production/overlays/cluster-native-sidecar",
     "deploy/examples/overlays/local",
     "deploy/examples/overlays/cluster",
+    "deploy/loadtest",
 ];
 
 /// The oldest Kubernetes we validate for: native sidecars need 1.29.
