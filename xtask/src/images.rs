@@ -111,6 +111,11 @@ pub fn build(force: bool, compare: bool) -> anyhow::Result<Vec<String>> {
     Ok(images)
 }
 
+/// Where `cargo xtask images` puts the static release binaries.
+pub fn release_dir() -> PathBuf {
+    target_dir().join(TRIPLE).join("release")
+}
+
 /// `cargo build --release` of the five binaries, static (crt-static gives
 /// static-pie on the gnu target); returns the folder holding them.
 fn build_binaries() -> anyhow::Result<PathBuf> {
@@ -125,7 +130,7 @@ fn build_binaries() -> anyhow::Result<PathBuf> {
         command.args(["-p", binary]);
     }
     util::run(&mut command)?;
-    Ok(target_dir().join(TRIPLE).join("release"))
+    Ok(release_dir())
 }
 
 /// Lays out `/out/<bin>/` as the Dockerfile's build stage does.

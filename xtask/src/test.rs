@@ -1,6 +1,7 @@
 //! `cargo xtask test`: what CI runs, in order, stopping at the first failure:
 //! fmt and clippy, the workspace's tests, rendering and schema validation of
-//! every kustomization, then the end-to-end pod tests with podman.
+//! every kustomization, the end-to-end pod tests with podman, then a short
+//! load test that fails on any line our log-aggregator lost or repeated.
 //!
 //! With `--install` (CI on a fresh Debian machine, as root) it first installs
 //! what is missing: podman, runc and catatonit, Debian's nginx (the offline
@@ -20,7 +21,7 @@ pub struct TestArgs {
     /// kubernetes-validate into .lab/venv.
     #[arg(long)]
     pub install: bool,
-    /// Stop after the manifest checks (no pods played).
+    /// Play no pods (the short local load test still runs).
     #[arg(long)]
     pub no_e2e: bool,
 }
@@ -50,6 +51,14 @@ pub fn run_all(args: &TestArgs) -> anyhow::Result<()> {
             no_build: false,
         })?;
     }
+    // A subprocess, so the load test's own flags stay its own; it reuses the
+    // static release binaries the images were built from when there are any.
+    let mut loadtest = std::process::Command::new(std::env::current_exe()?);
+    loadtest.args(["loadtest", "--quick"]);
+    if !args.no_e2e {
+        loadtest.arg("--bin-dir").arg(images::release_dir());
+    }
+    run(&mut loadtest)?;
     Ok(())
 }
 
