@@ -391,7 +391,7 @@ pub struct Follower {
     /// Tests: called once after the given number of a poll's steps
     /// (discovery, each refresh, each read), to rename files mid-poll.
     #[cfg(test)]
-    test_hook: Option<(usize, Box<dyn FnMut()>)>,
+    test_hook: Option<(usize, Box<dyn FnMut() + Send>)>,
 }
 
 impl Follower {
