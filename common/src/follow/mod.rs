@@ -41,10 +41,26 @@
 //!   accepted; [`Follower::resume`] starts there after a restart, so nothing
 //!   is lost and nothing repeated. A file replaced while we were down is read
 //!   from its start.
-//! - Files present when a path or glob is added start at its [`StartAt`]
-//!   (applied at the first poll); files that appear later are always read from
-//!   their start. A glob match that is the same file (by id) as one already
-//!   followed (a rotated file renamed into the pattern) is not read twice.
+//! - Open files are kept by identity, names only lead to them: whenever a
+//!   path (followed or matched by a glob) names a file other than the one it
+//!   had, that file is opened and placed by its id. A file open under another
+//!   name (a rotated file renamed into the pattern, `app.log.1` becoming
+//!   `app.log.2`, the old `app.log` now `app.log.1`) continues at its
+//!   position there; one read and let go while it still had a name continues
+//!   where it was left (id and fingerprint, the last [`RELEASED_MEMORY`]
+//!   files); only a file never seen starts at its [`StartAt`] (applied at the
+//!   first poll), its checkpoint, or its beginning (files that appear later).
+//!   The id is that of the descriptor opened, not of an earlier `stat`, so a
+//!   rename between the two, or between the steps of a poll, cannot make a
+//!   file read twice. So a glob over a rename-rotation chain (`app.log*`,
+//!   logrotate `rotate N`) reads every line once. A second name of a file
+//!   already read (a hard link) is skipped.
+//! - Limits of following by name: a file created and rotated out of every
+//!   followed name (or deleted) between two polls is never seen; a file let
+//!   go and forgotten (more than [`RELEASED_MEMORY`] releases ago) and then
+//!   renamed into a glob is read again from its start; the order of lines
+//!   across files is only per file (a rotated file taken over by its new
+//!   name may be read after the newer file).
 //!
 //! A checkpoint also carries a fingerprint of the file's first bytes, so a
 //! new file that got a deleted file's inode number is not taken for it.
@@ -75,6 +91,11 @@
 //!   `io::ErrorKind`.
 //! - v7: [`FollowOptions::event_coalesce`] (default 10 ms): event-driven
 //!   polls are spaced, so a busy writer costs one poll per gap.
+//! - v8 (no signature change): files are placed by identity whenever a name
+//!   changes file (see Guarantees), not only when a glob finds a new path:
+//!   a glob over a rotation chain no longer reads a rotated file again from
+//!   0 under its next name (issue 5). A file taken over by another name
+//!   brings no notice of its own. [`RELEASED_MEMORY`] is public.
 
 mod driver;
 #[cfg(test)]
@@ -115,7 +136,7 @@ pub const DELETED_FILE_QUIET: Duration = Duration::from_secs(1);
 /// line-by-line appends no longer cost a poll each.
 pub const DEFAULT_EVENT_COALESCE: Duration = Duration::from_millis(10);
 /// How many rotated-and-released files are remembered (see `released`).
-const RELEASED_MEMORY: usize = 256;
+pub const RELEASED_MEMORY: usize = 256;
 /// Size of the one read buffer every file shares.
 pub const READ_BUFFER_BYTES: usize = 64 * 1024;
 
@@ -367,6 +388,10 @@ pub struct Follower {
     /// Where the next poll starts, so a sink that keeps pausing on one file
     /// cannot starve the others.
     cursor: usize,
+    /// Tests: called once after the given number of a poll's steps
+    /// (discovery, each refresh, each read), to rename files mid-poll.
+    #[cfg(test)]
+    test_hook: Option<(usize, Box<dyn FnMut() + Send>)>,
 }
 
 impl Follower {
@@ -381,6 +406,8 @@ impl Follower {
             released: Vec::new(),
             buf: vec![0; READ_BUFFER_BYTES],
             cursor: 0,
+            #[cfg(test)]
+            test_hook: None,
         }
     }
 
@@ -446,15 +473,19 @@ impl Follower {
     /// sink error (or an I/O error reading an open file).
     pub fn poll_once(&mut self, sink: &mut SinkFn<'_>) -> io::Result<PollOutcome> {
         self.discover();
+        self.step_done();
         let count = self.watches.len();
         let mut outcome = PollOutcome::Idle;
         let now = Instant::now();
         for index in 0..count {
             self.refresh_watch(index, now)?;
+            self.step_done();
         }
         for step in 0..count {
             let index = (self.cursor + step) % count;
-            match self.read_watch(index, now, sink)? {
+            let read = self.read_watch(index, now, sink)?;
+            self.step_done();
+            match read {
                 PollOutcome::Paused => {
                     self.cursor = index;
                     return Ok(PollOutcome::Paused);
@@ -567,8 +598,15 @@ impl Follower {
                     continue;
                 }
                 let id = FileId::of(&meta);
-                if self.is_current_anywhere(id) {
-                    // Another name for a file we already read (a link).
+                if self
+                    .watches
+                    .iter()
+                    .any(|watch| watch.current.as_ref().is_some_and(|source| source.id == id))
+                {
+                    // A file read under another name: a link, skipped again
+                    // next poll, or renamed here, which that name retires
+                    // this poll (its older lines are read first) and this
+                    // one takes over at the next.
                     continue;
                 }
                 let seen = if initial.is_some() {
@@ -576,48 +614,71 @@ impl Follower {
                 } else {
                     Seen::Missing
                 };
-                let mut watch = Watch::new(path, true, initial, seen);
-                if let Some(offset) = self.released_offset(&watch.path, id) {
-                    // Let go after rotation, now matched under its new name:
-                    // go on after what was read, not again from its start.
-                    watch.initial = Some(StartAt::Offset(offset));
-                    watch.seen = Seen::Never;
-                }
-                if let Some(source) = self.take_retired(id) {
-                    // A rotated file renamed into the pattern: carry on where
-                    // we are in it instead of reading it again.
-                    watch.current = Some(source);
-                    watch.seen = Seen::Present;
-                    watch.initial = None;
-                }
-                self.watches.push(watch);
+                // Which file it is, and where to start in it, is decided by
+                // identity when it is opened (`place`).
+                self.watches.push(Watch::new(path, true, initial, seen));
             }
         }
     }
 
-    fn is_current_anywhere(&self, id: FileId) -> bool {
-        self.watches
-            .iter()
-            .any(|watch| watch.current.as_ref().is_some_and(|source| source.id == id))
+    /// Tests: runs the hook when its step comes.
+    fn step_done(&mut self) {
+        #[cfg(test)]
+        match &mut self.test_hook {
+            Some((0, _)) => {
+                if let Some((_, mut hook)) = self.test_hook.take() {
+                    hook();
+                }
+            }
+            Some((steps, _)) => *steps -= 1,
+            None => {}
+        }
     }
 
-    /// Where a released file with this id (and the same first bytes) was left.
-    fn released_offset(&self, path: &Path, id: FileId) -> Option<u64> {
-        let checkpoint = self.released.iter().rev().find(|c| c.id == id)?;
-        let file = std::fs::File::open(path).ok()?;
-        let same = checkpoint
-            .fingerprint
-            .is_none_or(|saved| source::fingerprint(&file, checkpoint.offset).ok() == Some(saved));
-        same.then_some(checkpoint.offset)
+    /// Whether a watch other than `index` reads the file `id` as its
+    /// current file and its path still names it: a second name (a hard
+    /// link), not a rename.
+    fn linked_elsewhere(&self, id: FileId, index: usize) -> bool {
+        self.watches.iter().enumerate().any(|(other, watch)| {
+            other != index
+                && watch.current.as_ref().is_some_and(|source| source.id == id)
+                && std::fs::metadata(&watch.path).is_ok_and(|meta| FileId::of(&meta) == id)
+        })
     }
 
-    fn take_retired(&mut self, id: FileId) -> Option<Source> {
-        for watch in &mut self.watches {
-            if let Some(index) = watch.retired.iter().position(|r| r.source.id == id) {
-                return Some(watch.retired.remove(index).source);
+    /// The open source reading the file `id` under another name (another
+    /// watch's current file, or any watch's rotated-away one), taken out of
+    /// its place. Only a file that still has a name: a deleted file's inode
+    /// number may already be the new file's.
+    fn take_open(&mut self, id: FileId, index: usize) -> Option<Source> {
+        let named = |source: &Source| {
+            source.id == id
+                && source
+                    .file
+                    .metadata()
+                    .is_ok_and(|meta| !Source::unlinked(&meta))
+        };
+        for (other, watch) in self.watches.iter_mut().enumerate() {
+            if other != index && watch.current.as_ref().is_some_and(named) {
+                return watch.current.take();
+            }
+            if let Some(at) = watch.retired.iter().position(|r| named(&r.source)) {
+                return Some(watch.retired.remove(at).source);
             }
         }
         None
+    }
+
+    /// Where the released file `id` was left, if `source` is that file
+    /// (same first bytes); the record is used up.
+    fn take_released(&mut self, source: &Source) -> Option<u64> {
+        let at = self.released.iter().rposition(|checkpoint| {
+            checkpoint.id == source.id
+                && checkpoint
+                    .fingerprint
+                    .is_none_or(|saved| source.fingerprint(checkpoint.offset).ok() == Some(saved))
+        })?;
+        Some(self.released.remove(at).offset)
     }
 
     /// Phase 1 for one path: what does the name point at now? (Events are
@@ -626,7 +687,6 @@ impl Follower {
     /// exists now: one that is deleted next is still read.
     fn refresh_watch(&mut self, index: usize, now: Instant) -> io::Result<()> {
         let options = &self.options;
-        let resume = &mut self.resume;
         let watch = &mut self.watches[index];
         let initial = watch.initial.take();
         let mut open_new = false;
@@ -664,50 +724,7 @@ impl Follower {
 
         if open_new {
             match Source::open(&watch.path) {
-                Ok((mut source, meta)) => {
-                    let size = meta.len();
-                    // A saved position past the end: truncated meanwhile.
-                    let shrunk = resume
-                        .iter()
-                        .any(|checkpoint| checkpoint.id == source.id && checkpoint.offset > size);
-                    // A checkpoint is used once: a file found again later
-                    // (under a glob, say) continues from where we are now.
-                    let saved = resume.iter().position(|checkpoint| {
-                        checkpoint.id == source.id
-                            && checkpoint.fingerprint.is_none_or(|fingerprint| {
-                                source.fingerprint(checkpoint.offset).ok() == Some(fingerprint)
-                            })
-                    });
-                    let replaced = saved.is_none()
-                        && initial.is_some()
-                        && resume
-                            .iter()
-                            .any(|checkpoint| checkpoint.path == watch.path);
-                    let start = if let Some(index) = saved {
-                        StartAt::Offset(resume.remove(index).offset)
-                    } else if replaced {
-                        // Replaced while we were down: all of it is new.
-                        StartAt::Beginning
-                    } else {
-                        initial.unwrap_or(StartAt::Beginning)
-                    };
-                    source.seek(match start {
-                        StartAt::Beginning => 0,
-                        StartAt::End => size,
-                        StartAt::Offset(offset) if offset <= size => offset,
-                        StartAt::Offset(_) => 0,
-                    });
-                    watch.notice = match (watch.seen, watch.retired.is_empty()) {
-                        (Seen::Never, _) if shrunk => Some(NoticeKind::Truncated),
-                        (Seen::Never, _) if replaced => Some(NoticeKind::Rotated),
-                        (Seen::Never, _) => watch.notice,
-                        (Seen::Present, false) => Some(NoticeKind::Rotated),
-                        (_, _) => Some(NoticeKind::Appeared),
-                    };
-                    watch.current = Some(source);
-                    watch.seen = Seen::Present;
-                    watch.failing = None;
-                }
+                Ok((source, meta)) => self.place(index, source, meta.len(), initial),
                 Err(error) if error.kind() == io::ErrorKind::NotFound => {
                     watch.seen = Seen::Missing;
                 }
@@ -721,6 +738,88 @@ impl Follower {
             };
         }
         Ok(())
+    }
+
+    /// Makes `source`, just opened at watch `index`'s path (`size` bytes
+    /// then), its current file, by identity: a file already open under
+    /// another name continues there (the new descriptor is dropped); one
+    /// read and let go continues where it was left; only a file never seen
+    /// starts at a checkpoint, the watch's start, or its beginning.
+    fn place(&mut self, index: usize, mut source: Source, size: u64, initial: Option<StartAt>) {
+        let id = source.id;
+        if self.linked_elsewhere(id, index) {
+            let watch = &mut self.watches[index];
+            if watch.seen == Seen::Never {
+                watch.seen = Seen::Missing;
+            }
+            return;
+        }
+        let continued = match self.take_open(id, index) {
+            Some(open) => Ok(open),
+            None => match self.take_released(&source) {
+                Some(offset) => {
+                    source.seek(if offset <= size { offset } else { 0 });
+                    Ok(source)
+                }
+                None => Err(source),
+            },
+        };
+        let resume = &mut self.resume;
+        let watch = &mut self.watches[index];
+        let mut source = match continued {
+            Ok(source) => {
+                // Not a new file: only say that this name's previous one went.
+                if watch.seen == Seen::Present && !watch.retired.is_empty() {
+                    watch.notice = Some(NoticeKind::Rotated);
+                }
+                watch.current = Some(source);
+                watch.seen = Seen::Present;
+                watch.failing = None;
+                return;
+            }
+            Err(new) => new,
+        };
+        // A saved position past the end: truncated meanwhile.
+        let shrunk = resume
+            .iter()
+            .any(|checkpoint| checkpoint.id == id && checkpoint.offset > size);
+        // A checkpoint is used once: a file found again later
+        // (under a glob, say) continues from where we are now.
+        let saved = resume.iter().position(|checkpoint| {
+            checkpoint.id == id
+                && checkpoint.fingerprint.is_none_or(|fingerprint| {
+                    source.fingerprint(checkpoint.offset).ok() == Some(fingerprint)
+                })
+        });
+        let replaced = saved.is_none()
+            && initial.is_some()
+            && resume
+                .iter()
+                .any(|checkpoint| checkpoint.path == watch.path);
+        let start = if let Some(index) = saved {
+            StartAt::Offset(resume.remove(index).offset)
+        } else if replaced {
+            // Replaced while we were down: all of it is new.
+            StartAt::Beginning
+        } else {
+            initial.unwrap_or(StartAt::Beginning)
+        };
+        source.seek(match start {
+            StartAt::Beginning => 0,
+            StartAt::End => size,
+            StartAt::Offset(offset) if offset <= size => offset,
+            StartAt::Offset(_) => 0,
+        });
+        watch.notice = match (watch.seen, watch.retired.is_empty()) {
+            (Seen::Never, _) if shrunk => Some(NoticeKind::Truncated),
+            (Seen::Never, _) if replaced => Some(NoticeKind::Rotated),
+            (Seen::Never, _) => watch.notice,
+            (Seen::Present, false) => Some(NoticeKind::Rotated),
+            (_, _) => Some(NoticeKind::Appeared),
+        };
+        watch.current = Some(source);
+        watch.seen = Seen::Present;
+        watch.failing = None;
     }
 
     /// Phase 2 for one path: rotated-away files, truncation, the notice,

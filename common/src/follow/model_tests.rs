@@ -5,10 +5,14 @@
 //! within each file.
 //!
 //! The follower runs by path, or by glob with no rotate wait (so rotated
-//! files are let go and found again under their new names).
+//! files are let go and found again under their new names). By glob, rename
+//! rotation is logrotate's `rotate 3` chain (`app.log.2` -> `app.log.3`,
+//! `app.log.1` -> `app.log.2`, `app.log` -> `app.log.1`, the oldest deleted),
+//! up to three rotations between two polls, and rotations also land in the
+//! middle of a poll (between its steps, through the follower's test hook).
 //!
 //! What the model assumes, and why: `poll_once` is called at least once
-//! between two rotations, even if the sink pauses it at once (a file created
+//! between two rotations by path (at most [`KEEP`] by glob), even if the sink pauses it at once (a file created
 //! and rotated away before it was ever looked at is invisible to anyone
 //! following by name), reads to the end before a
 //! truncation and looks once after it, before new writes (the copytruncate
@@ -41,7 +45,23 @@ enum Op {
     },
     Truncate,
     Restart,
+    /// Several rename rotations in a row, each new file written to, no poll
+    /// between (by path: one).
+    RotateChain {
+        count: u8,
+        lines: u8,
+    },
+    /// A poll during which, after `step` of its steps, `count` rotations
+    /// happen (by path: one).
+    PollWithRotations {
+        step: u8,
+        count: u8,
+        lines: u8,
+    },
 }
+
+/// logrotate's `rotate N` for the glob mode.
+const KEEP: u32 = 3;
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
@@ -52,6 +72,9 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0u8..3).prop_map(|late_lines| Op::DeleteRecreate { late_lines }),
         1 => Just(Op::Truncate),
         1 => Just(Op::Restart),
+        2 => (1u8..=3, 0u8..4).prop_map(|(count, lines)| Op::RotateChain { count, lines }),
+        2 => (0u8..12, 1u8..=3, 0u8..4)
+            .prop_map(|(step, count, lines)| Op::PollWithRotations { step, count, lines }),
     ]
 }
 
@@ -134,6 +157,25 @@ impl World {
         )
     }
 
+    /// Pre-writes what `rotations` rotations make: for each, the new file's
+    /// lines. The caller then reopens the writer at `path`.
+    fn plan_rotations(&mut self, count: u8, lines: u8) -> Vec<Vec<String>> {
+        let count = if self.glob { count } else { 1 };
+        (0..count)
+            .map(|_| {
+                self.file_no += 1;
+                self.rotations += 1;
+                (0..lines)
+                    .map(|_| {
+                        let line = self.line(10);
+                        self.expected.push(line.clone());
+                        line
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
     fn write(&mut self, text: &str) {
         self.writer.write_all(text.as_bytes()).unwrap();
     }
@@ -202,8 +244,7 @@ impl World {
                 self.poll();
                 self.rotations += 1;
                 if matches!(op, Op::RenameRotate { .. }) {
-                    let rotated = self.path.with_extension(format!("log.{}", self.rotations));
-                    fs::rename(&self.path, rotated).unwrap();
+                    rotate(&self.path, self.glob, self.rotations, &[]);
                 } else {
                     fs::remove_file(&self.path).unwrap();
                 }
@@ -226,6 +267,31 @@ impl World {
                     .set_len(0)
                     .unwrap();
                 self.poll();
+            }
+            Op::RotateChain { count, lines } => {
+                self.end_partial();
+                self.poll();
+                let first = self.rotations + 1;
+                let plan = self.plan_rotations(count, lines);
+                rotate(&self.path, self.glob, first, &plan);
+                self.writer = open_append(&self.path);
+            }
+            Op::PollWithRotations { step, count, lines } => {
+                self.end_partial();
+                self.poll();
+                let first = self.rotations + 1;
+                let plan = self.plan_rotations(count, lines);
+                let (path, glob) = (self.path.clone(), self.glob);
+                self.follower.test_hook = Some((
+                    usize::from(step),
+                    Box::new(move || rotate(&path, glob, first, &plan)),
+                ));
+                self.poll();
+                // A poll that paused early: the rotations happen now.
+                if let Some((_, mut hook)) = self.follower.test_hook.take() {
+                    hook();
+                }
+                self.writer = open_append(&self.path);
             }
             Op::Restart => {
                 self.poll_until_idle();
@@ -250,6 +316,33 @@ impl World {
             .unwrap()
             != PollOutcome::Idle
         {}
+    }
+}
+
+/// Rename rotations of `path`, numbered from `first` (by path) or as a
+/// `rotate KEEP` chain (by glob); after each, the new file is created with
+/// the planned lines (none: created by the writer).
+fn rotate(path: &Path, glob: bool, first: u32, plan: &[Vec<String>]) {
+    let rotations = plan.len().max(1);
+    for (offset, number) in (first..).take(rotations).enumerate() {
+        let name = |n: u32| path.with_extension(format!("log.{n}"));
+        if glob {
+            let _ = fs::remove_file(name(KEEP));
+            for n in (1..KEEP).rev() {
+                if name(n).exists() {
+                    fs::rename(name(n), name(n + 1)).unwrap();
+                }
+            }
+            fs::rename(path, name(1)).unwrap();
+        } else {
+            fs::rename(path, name(number)).unwrap();
+        }
+        if let Some(lines) = plan.get(offset) {
+            let mut file = open_append(path);
+            for line in lines {
+                file.write_all(format!("{line}\n").as_bytes()).unwrap();
+            }
+        }
     }
 }
 

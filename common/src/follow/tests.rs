@@ -427,6 +427,47 @@ fn a_rotated_file_let_go_then_matched_by_the_glob_is_not_read_again() {
     assert_eq!(poll(&mut follower, &mut seen), ["late"]);
 }
 
+/// Issue 5: `app.log*` through two rename rotations (logrotate with
+/// `rotate 2`): the path `app.log.1` names first one rotated file, then the
+/// next; the second must continue where `app.log` left it, not from 0.
+#[test]
+fn a_glob_over_a_rotation_chain_reads_every_line_once() {
+    for rotate_wait in [Duration::ZERO, DEFAULT_ROTATE_WAIT] {
+        let dir = tempfile::tempdir().unwrap();
+        let name = |suffix: &str| dir.path().join(format!("app.log{suffix}"));
+        append(&name(""), "1\n2\n3\n");
+        let mut follower = Follower::new(FollowOptions {
+            rotate_wait,
+            ..FollowOptions::default()
+        });
+        follower
+            .add_glob(
+                &format!("{}/app.log*", dir.path().display()),
+                StartAt::Beginning,
+            )
+            .unwrap();
+        let mut seen = Seen::default();
+        let mut lines = poll(&mut follower, &mut seen);
+        fs::rename(name(""), name(".1")).unwrap();
+        append(&name(""), "4\n5\n6\n");
+        // Twice: the second poll finds `app.log.1` by the glob.
+        lines.extend(poll(&mut follower, &mut seen));
+        lines.extend(poll(&mut follower, &mut seen));
+        fs::rename(name(".1"), name(".2")).unwrap();
+        fs::rename(name(""), name(".1")).unwrap();
+        append(&name(""), "7\n8\n9\n");
+        lines.extend(poll(&mut follower, &mut seen));
+        lines.extend(poll(&mut follower, &mut seen));
+        lines.retain(|line| !line.starts_with('!'));
+        lines.sort();
+        assert_eq!(
+            lines,
+            ["1", "2", "3", "4", "5", "6", "7", "8", "9"],
+            "rotate_wait {rotate_wait:?}"
+        );
+    }
+}
+
 #[test]
 fn bad_glob_is_an_error_naming_the_pattern() {
     let mut follower = Follower::new(options());
