@@ -127,6 +127,12 @@ pub struct Args {
     #[arg(long, env = "LOG_AGGREGATOR_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration, value_name = "DURATION", requires = "follow")]
     pub poll_interval: Duration,
 
+    /// Stream mode: minimum time between two polls woken by inotify events:
+    /// a writer's line-by-line appends cost one poll per gap, not one per
+    /// write (0 = poll on every event).
+    #[arg(long, env = "LOG_AGGREGATOR_EVENT_COALESCE", default_value = "10ms", value_parser = parse_duration, value_name = "DURATION", requires = "follow")]
+    pub event_coalesce: Duration,
+
     /// Stream mode: at SIGTERM, how long reading files to their end and
     /// flushing stdout may take (Kubernetes kills after 30 s).
     #[arg(long, env = "LOG_AGGREGATOR_DRAIN_TIMEOUT", default_value = "5s", value_parser = parse_duration, value_name = "DURATION", requires = "follow")]
@@ -264,6 +270,7 @@ impl Args {
                 poll_interval: self.poll_interval,
                 force_poll: self.poll,
                 rotate_wait: self.rotate_wait,
+                event_coalesce: self.event_coalesce,
                 ..FollowOptions::default()
             },
             drain_timeout: self.drain_timeout,
