@@ -157,8 +157,10 @@ pub fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
     run(Command::new("apt-get")
         .args(["update", "-qq"])
         .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    // With recommends: podman's (netavark, slirp4netns, fuse-overlayfs...)
+    // are the set the pod tests were verified with on Debian 12.
     run(Command::new("apt-get")
-        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(["install", "-y", "-qq"])
         .args(packages)
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
