@@ -5,13 +5,20 @@
 //! - [`clock`]: the timestamps we print (busybox/GNU `date` layout, RFC 3339).
 //! - [`shutdown`]: SIGTERM/SIGINT handling for a process that runs as PID 1.
 //! - [`cli`]: the shared `main` wrapper: logging, runtime, error reporting, exit codes.
-//! - [`applets`]: the tiny `cat` that makes `kubectl exec ... cat FILE` work in a scratch image.
+//! - [`applets`]: tiny `cat` and `sleep`, so `kubectl exec ... cat FILE` and the lab's
+//!   `sleep 3600` work in a scratch image.
+//! - [`follow`]: following files by name like `tail -F`, every line once through rotation,
+//!   truncation and restarts (checkpoints), with bounded memory.
+//! - [`tail`]: where the last N lines of a file begin, reading blocks backwards.
+//! - [`multiline`]: joining continuation lines (stack traces) into one record.
+//! - [`json`]: JSON string literals written straight into an output buffer.
 //! - [`metrics`]: Prometheus text exposition and the `/metrics`, `/healthz`, `/readyz` server.
 
 pub mod applets;
 pub mod cli;
 pub mod clock;
 pub mod follow;
+pub mod json;
 pub mod metrics;
 pub mod multiline;
 pub mod shutdown;

@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 
+use sidecar_common::json::write_string as write_json_string;
 use tokio::sync::Notify;
 
 /// How many rendered bytes may wait for the writer before reading pauses.
@@ -94,12 +95,12 @@ impl Formatter {
                 if self.json_head.is_empty() || self.json_head_path != path {
                     self.json_head.clear();
                     self.json_head.extend_from_slice(b"{\"file\":");
-                    json_string(&mut self.json_head, &path.to_string_lossy());
+                    write_json_string(&path.to_string_lossy(), &mut self.json_head);
                     self.json_head.extend_from_slice(b",\"line\":");
                     self.json_head_path = path.to_owned();
                 }
                 out.extend_from_slice(&self.json_head);
-                json_string(out, &String::from_utf8_lossy(line));
+                write_json_string(&String::from_utf8_lossy(line), out);
                 out.extend_from_slice(b",\"time\":\"");
                 out.extend_from_slice(self.time_text.as_bytes());
                 out.push(b'"');
@@ -111,36 +112,6 @@ impl Formatter {
         }
         out.push(b'\n');
     }
-}
-
-/// Appends `text` as a JSON string literal (RFC 8259 escaping).
-fn json_string(out: &mut Vec<u8>, text: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
-    let bytes = text.as_bytes();
-    let mut start = 0;
-    for (index, &byte) in bytes.iter().enumerate() {
-        let escape: &[u8] = match byte {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x00..=0x1f => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..index]);
-        if escape.is_empty() {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(byte >> 4)]);
-            out.push(HEX[usize::from(byte & 0xf)]);
-        } else {
-            out.extend_from_slice(escape);
-        }
-        start = index + 1;
-    }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
 }
 
 struct Shared {
