@@ -34,73 +34,45 @@ RUN set -eu; \
     done
 
 # --- runtime stages ---------------------------------------------------------
-# Numeric USER so the kubelet can verify runAsNonRoot without /etc/passwd.
-FROM scratch AS writer
+# What every image shares: the build's labels, PATH for the cat/sleep
+# symlinks, and a numeric USER so the kubelet can verify runAsNonRoot without
+# /etc/passwd. Each image below adds its binary tree, title and entrypoint.
+FROM scratch AS runtime
 ARG VERSION=dev REVISION=unknown CREATED=unknown SOURCE=https://github.com/example/pod-sidecars
-LABEL org.opencontainers.image.title="writer" \
-      org.opencontainers.image.description="Appends timestamped lines to files (the lab's date loop)" \
-      org.opencontainers.image.version="${VERSION}" \
+LABEL org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.licenses="Apache-2.0"
-COPY --from=build /out/writer/ /
 ENV PATH=/usr/local/bin:/bin
 USER 65532:65532
+
+FROM runtime AS writer
+LABEL org.opencontainers.image.title="writer" \
+      org.opencontainers.image.description="Appends timestamped lines to files (the lab's date loop)"
+COPY --from=build /out/writer/ /
 ENTRYPOINT ["/usr/local/bin/writer"]
 
-FROM scratch AS reader
-ARG VERSION=dev REVISION=unknown CREATED=unknown SOURCE=https://github.com/example/pod-sidecars
+FROM runtime AS reader
 LABEL org.opencontainers.image.title="reader" \
-      org.opencontainers.image.description="Follows a file like tail -f (the lab's reader)" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.created="${CREATED}" \
-      org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.description="Follows a file like tail -f (the lab's reader)"
 COPY --from=build /out/reader/ /
-ENV PATH=/usr/local/bin:/bin
-USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/reader"]
 
-FROM scratch AS log-aggregator
-ARG VERSION=dev REVISION=unknown CREATED=unknown SOURCE=https://github.com/example/pod-sidecars
+FROM runtime AS log-aggregator
 LABEL org.opencontainers.image.title="log-aggregator" \
-      org.opencontainers.image.description="Prints the last lines of several logs under headers (the lab's logging sidecar)" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.created="${CREATED}" \
-      org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.description="Prints the last lines of several logs under headers (the lab's logging sidecar)"
 COPY --from=build /out/log-aggregator/ /
-ENV PATH=/usr/local/bin:/bin
-USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/log-aggregator"]
 
-FROM scratch AS adapter
-ARG VERSION=dev REVISION=unknown CREATED=unknown SOURCE=https://github.com/example/pod-sidecars
+FROM runtime AS adapter
 LABEL org.opencontainers.image.title="adapter" \
-      org.opencontainers.image.description="Follows a log and prints its lines as JSON (the adapter pattern)" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.created="${CREATED}" \
-      org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.description="Follows a log and prints its lines as JSON (the adapter pattern)"
 COPY --from=build /out/adapter/ /
-ENV PATH=/usr/local/bin:/bin
-USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/adapter"]
 
-FROM scratch AS client
-ARG VERSION=dev REVISION=unknown CREATED=unknown SOURCE=https://github.com/example/pod-sidecars
+FROM runtime AS client
 LABEL org.opencontainers.image.title="client" \
-      org.opencontainers.image.description="Polls an HTTP URL and logs each success (the lab's curl loop)" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.created="${CREATED}" \
-      org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.description="Polls an HTTP URL and logs each success (the lab's curl loop)"
 COPY --from=build /out/client/ /
-ENV PATH=/usr/local/bin:/bin
-USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/client"]
