@@ -1,8 +1,11 @@
 //! Read positions saved across restarts (`--checkpoint-dir DIR`).
 //!
 //! The file is `DIR/checkpoints.json`, versioned so a later format can be
-//! told apart: `{"version":1,"files":[{"path":..,"dev":..,"ino":..,"offset":..,"fingerprint":..}]}`
-//! (`fingerprint` optional).
+//! told apart: `{"version":2,"files":[{"path":..,"dev":..,"ino":..,"offset":..,"fingerprint":..,"before":..}]}`
+//! (`fingerprint` and `before` optional). Version 2 added `before`, which
+//! with `fingerprint` identifies a file by its content, so a file renamed,
+//! copied or compressed while we were down resumes where it was left;
+//! version 1 files still load (identity by inode and first bytes).
 //! A file is named by its path *and* identified by (device, inode), so a
 //! restart after a rotation resumes the right file (the follower decides
 //! what to do with a position whose identity no longer matches its path).
@@ -26,8 +29,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// The format version this build writes and reads.
-pub const VERSION: u64 = 1;
+/// The format version this build writes.
+pub const VERSION: u64 = 2;
+
+/// The older versions this build still reads.
+const READABLE_VERSIONS: [u64; 2] = [1, 2];
 
 /// Name of the checkpoint file inside the checkpoint directory.
 pub const FILE_NAME: &str = "checkpoints.json";
@@ -48,6 +54,10 @@ pub struct Position {
     /// so (dev, ino) alone could resume a different file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<u64>,
+    /// A hash of the bytes just before `offset` (version 2): with
+    /// `fingerprint`, the file's content identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -80,7 +90,7 @@ pub enum CheckpointError {
         cause: serde_json::Error,
     },
     #[error(
-        "checkpoint file {path} has format version {version}, this build reads version {VERSION}; pass --discard-invalid-checkpoint to start without it"
+        "checkpoint file {path} has format version {version}, this build reads versions 1 and {VERSION}; pass --discard-invalid-checkpoint to start without it"
     )]
     UnknownVersion { path: PathBuf, version: u64 },
 }
@@ -134,7 +144,7 @@ impl CheckpointStore {
         // The version first, so a newer format is reported as such rather
         // than as whatever field it no longer has.
         let version: VersionOnly = serde_json::from_slice(&bytes).map_err(corrupt)?;
-        if version.version != VERSION {
+        if !READABLE_VERSIONS.contains(&version.version) {
             return Err(CheckpointError::UnknownVersion {
                 path: self.file.clone(),
                 version: version.version,
@@ -203,6 +213,7 @@ mod tests {
                 ino: 1234,
                 offset: 5678,
                 fingerprint: None,
+                before: None,
             },
             Position {
                 path: "/var/log/with \"quotes\" and ünïcode.log".into(),
@@ -210,6 +221,7 @@ mod tests {
                 ino: u64::MAX,
                 offset: 0,
                 fingerprint: Some(u64::MAX),
+                before: Some(7),
             },
         ]
     }
@@ -233,8 +245,24 @@ mod tests {
         let text = fs::read_to_string(store.path()).unwrap();
         assert_eq!(
             text,
-            "{\"version\":1,\"files\":[{\"path\":\"/var/log/app.log\",\"dev\":2049,\"ino\":1234,\"offset\":5678}]}\n"
+            "{\"version\":2,\"files\":[{\"path\":\"/var/log/app.log\",\"dev\":2049,\"ino\":1234,\"offset\":5678}]}\n"
         );
+    }
+
+    #[test]
+    fn a_version_1_file_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path()).unwrap();
+        fs::write(
+            store.path(),
+            "{\"version\":1,\"files\":[{\"path\":\"/var/log/app.log\",\"dev\":2049,\"ino\":1234,\"offset\":5678,\"fingerprint\":9}]}\n",
+        )
+        .unwrap();
+        let loaded = store.load().unwrap().unwrap();
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded[0].offset, 5678);
+        assert_eq!(loaded[0].fingerprint, Some(9));
+        assert_eq!(loaded[0].before, None);
     }
 
     #[test]
@@ -258,9 +286,9 @@ mod tests {
     fn an_unknown_version_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let store = CheckpointStore::open(dir.path()).unwrap();
-        fs::write(store.path(), "{\"version\":2,\"sources\":{}}").unwrap();
+        fs::write(store.path(), "{\"version\":3,\"sources\":{}}").unwrap();
         let message = store.load().unwrap_err().to_string();
-        assert!(message.contains("format version 2"), "{message}");
+        assert!(message.contains("format version 3"), "{message}");
         assert!(
             message.contains(&store.path().display().to_string()),
             "{message}"
@@ -292,6 +320,7 @@ mod tests {
                 ino: i,
                 offset: i * 1000,
                 fingerprint: Some(i),
+                before: None,
             })
             .collect();
         store.save(&small).unwrap();

@@ -390,6 +390,7 @@ fn to_positions(checkpoints: Vec<Checkpoint>) -> Vec<Position> {
             ino: checkpoint.id.ino,
             offset: checkpoint.offset,
             fingerprint: checkpoint.fingerprint,
+            before: checkpoint.before,
         })
         .collect()
 }
@@ -405,6 +406,7 @@ fn to_checkpoints(positions: Vec<Position>) -> Vec<Checkpoint> {
             },
             offset: position.offset,
             fingerprint: position.fingerprint,
+            before: position.before,
         })
         .collect()
 }
@@ -652,6 +654,7 @@ mod tests {
                 ino: 2,
                 offset,
                 fingerprint: None,
+                before: None,
             }],
         }
     }

@@ -22,6 +22,7 @@ use std::future::Future;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use notify::{EventKind, RecursiveMode, Watcher};
@@ -64,6 +65,14 @@ pub trait Sink {
     }
 }
 
+/// After a file is created, renamed or deleted in a watched directory (a
+/// rotation under way), polls follow events without coalescing for this
+/// long: logrotate's `copytruncate` copies the file, then truncates it, and
+/// lines written between the two are only readable until the truncation.
+/// Reading them as they come, as GNU `tail -F` does, is the only way not to
+/// lose them; the rest of the time, coalescing keeps the cost low.
+pub const EAGER_AFTER_NAME_CHANGE: Duration = Duration::from_secs(1);
+
 /// A watcher constructor: receives the wake-up callback, returns a watcher.
 /// [`run`] uses inotify; tests pass one that fails.
 pub type WatcherFactory =
@@ -98,12 +107,21 @@ pub async fn run_with_watcher<S: Sink>(
     make_watcher: WatcherFactory,
 ) -> io::Result<()> {
     let wake = Arc::new(Notify::new());
-    let mut watching = Watching::new(follower.options().force_poll, &wake, make_watcher, sink);
+    let names_changed = Arc::new(AtomicBool::new(false));
+    let mut watching = Watching::new(
+        follower.options().force_poll,
+        &wake,
+        &names_changed,
+        make_watcher,
+        sink,
+    );
     let interval = follower.options().poll_interval;
     let gap = follower.options().event_coalesce;
+    let mut eager_until = Instant::now();
     while !shutdown.is_requested() {
         let polled = Instant::now();
         let outcome = follower.poll_once(&mut |event| sink.event(event))?;
+        tracing::trace!(?outcome, took = ?polled.elapsed(), "poll");
         sink.after_poll(follower)?;
         match outcome {
             PollOutcome::Busy => {
@@ -117,6 +135,10 @@ pub async fn run_with_watcher<S: Sink>(
                 }
                 continue;
             }
+            PollOutcome::Idle if follower.truncation_expected() => {
+                tokio::task::yield_now().await;
+                continue;
+            }
             PollOutcome::Idle => {}
         }
         watching.sync(follower.watched_dirs(), sink);
@@ -126,7 +148,10 @@ pub async fn run_with_watcher<S: Sink>(
             _ = wake.notified() => true,
             _ = tokio::time::sleep(interval) => false,
         };
-        if woken && polled.elapsed() < gap {
+        if names_changed.swap(false, Ordering::Relaxed) {
+            eager_until = Instant::now() + EAGER_AFTER_NAME_CHANGE;
+        }
+        if woken && polled.elapsed() < gap && Instant::now() >= eager_until {
             // A writer appending line by line makes one inotify event per
             // write: polling for each costs a stat, two reads and a stdout
             // hand-over per line. Events arriving meanwhile are coalesced
@@ -184,6 +209,7 @@ impl Watching {
     fn new<S: Sink>(
         force_poll: bool,
         wake: &Arc<Notify>,
+        names_changed: &Arc<AtomicBool>,
         make_watcher: WatcherFactory,
         sink: &mut S,
     ) -> Self {
@@ -196,12 +222,19 @@ impl Watching {
             return watching;
         }
         let wake = wake.clone();
+        let names_changed = names_changed.clone();
         let handler = Box::new(move |event: notify::Result<notify::Event>| {
             // Our own opens show up as access events: waking on them would
             // make us poll in a loop.
             if let Ok(event) = &event {
-                if matches!(event.kind, EventKind::Access(_)) {
-                    return;
+                match event.kind {
+                    EventKind::Access(_) => return,
+                    EventKind::Create(_)
+                    | EventKind::Remove(_)
+                    | EventKind::Modify(notify::event::ModifyKind::Name(_)) => {
+                        names_changed.store(true, Ordering::Relaxed);
+                    }
+                    _ => {}
                 }
             }
             wake.notify_one();

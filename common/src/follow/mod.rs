@@ -111,7 +111,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use driver::{Sink, WatcherFactory, run, run_with_watcher};
-use source::{ReadEnd, Source};
+use source::{Mark, OpenError, ReadEnd, Relation, Source};
 
 /// Default for [`FollowOptions::max_line_bytes`]: Docker's and Kubernetes'
 /// own log line limit is 16 KiB per chunk; 64 KiB keeps a stack trace line.
@@ -135,6 +135,11 @@ pub const DELETED_FILE_QUIET: Duration = Duration::from_secs(1);
 /// polls per second, a delay no log reader notices, while a writer's
 /// line-by-line appends no longer cost a poll each.
 pub const DEFAULT_EVENT_COALESCE: Duration = Duration::from_millis(10);
+/// How long after a copy of a followed file appears the driver reads
+/// without waiting for events ([`Follower::truncation_expected`]):
+/// logrotate copies, syncs the copy, then truncates, and the lines written
+/// after its copy are readable only until then.
+pub const COPY_TRUNCATE_WINDOW: Duration = Duration::from_millis(200);
 /// How many rotated-and-released files are remembered (see `released`).
 pub const RELEASED_MEMORY: usize = 256;
 /// Size of the one read buffer every file shares.
@@ -211,6 +216,26 @@ pub struct Checkpoint {
     /// after a restart the same id may be another file. `None`: not checked.
     #[serde(default)]
     pub fingerprint: Option<u64>,
+    /// A hash of the bytes just before `offset` (up to
+    /// [`FINGERPRINT_BYTES`]): with `fingerprint`, the content identity. A
+    /// file holding the same bytes up to `offset` under another inode (a
+    /// copy, a rename, a decompressed rotation) continues there; a file
+    /// whose first bytes match but not these (a long constant header, then
+    /// other lines) is another file. `None`: only the first bytes checked.
+    #[serde(default)]
+    pub before: Option<u64>,
+}
+
+impl Checkpoint {
+    /// The content identity, when the checkpoint has one.
+    fn mark(&self) -> Option<Mark> {
+        (self.offset > 0).then_some(())?;
+        Some(Mark {
+            offset: self.offset,
+            head: self.fingerprint?,
+            before: self.before,
+        })
+    }
 }
 
 /// How many leading bytes [`Checkpoint::fingerprint`] covers.
@@ -257,6 +282,14 @@ pub struct ReadFailure {
 }
 
 impl ReadFailure {
+    /// A FIFO, socket, device or directory where a file was expected.
+    pub fn not_regular() -> Self {
+        Self {
+            kind: io::ErrorKind::InvalidInput,
+            raw_os_error: None,
+        }
+    }
+
     pub fn of(error: &io::Error) -> Self {
         Self {
             kind: error.kind(),
@@ -284,6 +317,9 @@ impl From<io::ErrorKind> for ReadFailure {
 
 impl std::fmt::Display for ReadFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if *self == Self::not_regular() {
+            return f.write_str("not a regular file");
+        }
         self.to_io_error().fmt(f)
     }
 }
@@ -351,6 +387,12 @@ struct Watch {
     failing: Option<ReadFailure>,
     /// The current file shrank below our position (found by a refresh).
     truncated: bool,
+    /// A file at this path that is not read (compressed and matching no
+    /// stream read, or not a regular file): left alone while it stays.
+    skipped: Option<FileId>,
+    /// The current file was let go to be placed again (it was empty): no
+    /// notice for it.
+    reidentify: bool,
 }
 
 impl Watch {
@@ -365,6 +407,8 @@ impl Watch {
             notice: None,
             failing: None,
             truncated: false,
+            skipped: None,
+            reidentify: false,
         }
     }
 }
@@ -385,6 +429,14 @@ pub struct Follower {
     /// a glob that matches them later does not read them again.
     released: Vec<Checkpoint>,
     buf: Vec<u8>,
+    /// The next [`Source::serial`].
+    next_serial: u64,
+    /// `--exclude`: glob matches that are never followed.
+    excludes: Vec<glob::Pattern>,
+    /// Paths of `watches`, for discovery in linear time.
+    watched_paths: std::collections::HashSet<PathBuf>,
+    /// Compressed files skipped because they continue no stream read.
+    skipped_compressed: u64,
     /// Where the next poll starts, so a sink that keeps pausing on one file
     /// cannot starve the others.
     cursor: usize,
@@ -405,6 +457,10 @@ impl Follower {
             resume: Vec::new(),
             released: Vec::new(),
             buf: vec![0; READ_BUFFER_BYTES],
+            next_serial: 0,
+            excludes: Vec::new(),
+            watched_paths: std::collections::HashSet::new(),
+            skipped_compressed: 0,
             cursor: 0,
             #[cfg(test)]
             test_hook: None,
@@ -419,11 +475,37 @@ impl Follower {
     /// read from its start when it appears. A file present at the first poll
     /// starts at `start`. Adding a path twice has no effect.
     pub fn add_path(&mut self, path: PathBuf, start: StartAt) {
-        if self.watches.iter().any(|watch| watch.path == path) {
+        if self.watched_paths.contains(&path) {
             return;
         }
-        self.watches
-            .push(Watch::new(path, false, Some(start), Seen::Never));
+        self.push_watch(Watch::new(path, false, Some(start), Seen::Never));
+    }
+
+    fn push_watch(&mut self, watch: Watch) {
+        self.watched_paths.insert(watch.path.clone());
+        self.watches.push(watch);
+    }
+
+    fn serial(&mut self) -> u64 {
+        self.next_serial += 1;
+        self.next_serial
+    }
+
+    /// Never follows glob matches that match `pattern` (like Fluent Bit's
+    /// `Exclude_Path` and Vector's `exclude`); explicit paths are followed.
+    pub fn add_exclude(&mut self, pattern: &str) -> Result<(), FollowError> {
+        let compiled = glob::Pattern::new(pattern).map_err(|source| FollowError::Pattern {
+            pattern: pattern.to_owned(),
+            source,
+        })?;
+        self.excludes.push(compiled);
+        Ok(())
+    }
+
+    /// How many compressed files were skipped because they continue no
+    /// stream read (rotated files compressed after we read them whole).
+    pub fn skipped_compressed(&self) -> u64 {
+        self.skipped_compressed
     }
 
     /// Follows `path` by name, starting with `file`, already open (the file
@@ -432,15 +514,16 @@ impl Follower {
     /// (`reader -n 10`): no window in which the path could be replaced
     /// between its look and ours. Adding a path twice has no effect.
     pub fn add_file(&mut self, path: PathBuf, file: std::fs::File, offset: u64) -> io::Result<()> {
-        if self.watches.iter().any(|watch| watch.path == path) {
+        if self.watched_paths.contains(&path) {
             return Ok(());
         }
-        let mut source = Source::from_file(file)?;
+        let serial = self.serial();
+        let mut source = Source::from_file(file, serial)?;
         let size = source.file.metadata()?.len();
         source.seek(if offset <= size { offset } else { 0 });
         let mut watch = Watch::new(path, false, None, Seen::Present);
         watch.current = Some(source);
-        self.watches.push(watch);
+        self.push_watch(watch);
         Ok(())
     }
 
@@ -481,13 +564,21 @@ impl Follower {
             self.refresh_watch(index, now)?;
             self.step_done();
         }
-        for step in 0..count {
-            let index = (self.cursor + step) % count;
-            let read = self.read_watch(index, now, sink)?;
-            self.step_done();
+        self.resolve_shadows()?;
+        // Two passes: files holding older lines (rotated away, the copy of a
+        // truncated file) before the files their names now lead to, so each
+        // stream's lines come out in order.
+        let steps = 2 * count;
+        for step in 0..steps {
+            let at = (self.cursor + step) % steps.max(1);
+            let (index, older) = (at % count, at < count);
+            let read = self.read_watch(index, older, now, sink)?;
+            if !older {
+                self.step_done();
+            }
             match read {
                 PollOutcome::Paused => {
-                    self.cursor = index;
+                    self.cursor = at;
                     return Ok(PollOutcome::Paused);
                 }
                 PollOutcome::Busy => outcome = PollOutcome::Busy,
@@ -498,12 +589,17 @@ impl Follower {
         self.resume.clear();
         // Glob matches that are gone and drained are forgotten; if the name
         // comes back it is a new file.
+        let watched_paths = &mut self.watched_paths;
         self.watches.retain(|watch| {
-            !(watch.from_glob
+            let gone = watch.from_glob
                 && watch.seen == Seen::Missing
                 && watch.current.is_none()
                 && watch.retired.is_empty()
-                && watch.notice.is_none())
+                && watch.notice.is_none();
+            if gone {
+                watched_paths.remove(&watch.path);
+            }
+            !gone
         });
         Ok(outcome)
     }
@@ -536,16 +632,34 @@ impl Follower {
                 .iter()
                 .map(|retired| &retired.source)
                 .chain(watch.current.as_ref());
-            for source in sources {
+            // A shadow is a copy whose bytes are read from the original:
+            // after a restart it is recognised as a copy again.
+            for source in sources.filter(|source| source.shadow_of.is_none()) {
+                let mark = source.mark();
                 checkpoints.push(Checkpoint {
                     path: watch.path.clone(),
                     id: source.id,
                     offset: source.line_start,
-                    fingerprint: source.fingerprint(source.line_start).ok(),
+                    fingerprint: Some(mark.head),
+                    before: mark.before,
                 });
             }
         }
         checkpoints
+    }
+
+    /// Whether a copy of a file being read appeared just now
+    /// ([`COPY_TRUNCATE_WINDOW`]): logrotate's `copytruncate` is under way,
+    /// and the lines written until the truncation must be read before it.
+    pub fn truncation_expected(&self) -> bool {
+        let now = Instant::now();
+        self.watches.iter().any(|watch| {
+            watch.current.as_ref().is_some_and(|source| {
+                source.shadow_since.is_some_and(|since| {
+                    source.shadow_of.is_some() && now < since + COPY_TRUNCATE_WINDOW
+                })
+            })
+        })
     }
 
     /// The directories whose changes should wake the driver: each followed
@@ -585,24 +699,33 @@ impl Follower {
             let Ok(paths) = glob::glob(&self.globs[spec_index].pattern) else {
                 continue;
             };
-            let mut found: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
+            let mut found: Vec<PathBuf> = paths
+                .filter_map(Result::ok)
+                .filter(|path| !self.watched_paths.contains(path))
+                .filter(|path| {
+                    !self
+                        .excludes
+                        .iter()
+                        .any(|exclude| exclude.matches_path(path))
+                })
+                .collect();
+            if found.is_empty() {
+                continue;
+            }
             found.sort();
+            let open: std::collections::HashSet<FileId> = self
+                .watches
+                .iter()
+                .filter_map(|watch| watch.current.as_ref().map(|source| source.id))
+                .collect();
             for path in found {
-                if self.watches.iter().any(|watch| watch.path == path) {
-                    continue;
-                }
                 let Ok(meta) = std::fs::metadata(&path) else {
                     continue;
                 };
                 if meta.is_dir() {
                     continue;
                 }
-                let id = FileId::of(&meta);
-                if self
-                    .watches
-                    .iter()
-                    .any(|watch| watch.current.as_ref().is_some_and(|source| source.id == id))
-                {
+                if open.contains(&FileId::of(&meta)) {
                     // A file read under another name: a link, skipped again
                     // next poll, or renamed here, which that name retires
                     // this poll (its older lines are read first) and this
@@ -616,7 +739,7 @@ impl Follower {
                 };
                 // Which file it is, and where to start in it, is decided by
                 // identity when it is opened (`place`).
-                self.watches.push(Watch::new(path, true, initial, seen));
+                self.push_watch(Watch::new(path, true, initial, seen));
             }
         }
     }
@@ -669,16 +792,122 @@ impl Follower {
         None
     }
 
-    /// Where the released file `id` was left, if `source` is that file
-    /// (same first bytes); the record is used up.
-    fn take_released(&mut self, source: &Source) -> Option<u64> {
-        let at = self.released.iter().rposition(|checkpoint| {
-            checkpoint.id == source.id
-                && checkpoint
-                    .fingerprint
-                    .is_none_or(|saved| source.fingerprint(checkpoint.offset).ok() == Some(saved))
-        })?;
-        Some(self.released.remove(at).offset)
+    /// Where a released stream was left, if `source` holds its bytes up to
+    /// there (whatever its inode); the record is used up.
+    fn take_released(&mut self, source: &mut Source) -> io::Result<Option<u64>> {
+        for at in (0..self.released.len()).rev() {
+            let record = &self.released[at];
+            let offset = match record.mark() {
+                Some(mark) => source.continues_mark(&mark)?,
+                None => (record.id == source.id && record.offset == 0).then_some(0),
+            };
+            if offset.is_some() {
+                self.released.remove(at);
+                return Ok(offset);
+            }
+        }
+        Ok(None)
+    }
+
+    /// How `source` (just opened, another inode than every open file)
+    /// relates to the streams being read: the first one it holds bytes of,
+    /// with whether that stream's own file still holds them.
+    fn relate_to_open(&mut self, source: &mut Source) -> io::Result<Option<(u64, Relation, bool)>> {
+        for watch in &mut self.watches {
+            let truncated = watch.truncated;
+            let current = watch.current.as_mut().map(|current| (current, truncated));
+            let streams = watch
+                .retired
+                .iter_mut()
+                .map(|retired| (&mut retired.source, false))
+                .chain(current);
+            for (stream, truncated) in streams {
+                if stream.shadow_of.is_some() || !source.shares_head(stream) {
+                    continue;
+                }
+                let intact = !truncated && stream.intact()?;
+                match source.relation_to(stream, intact)? {
+                    Relation::Unrelated => {}
+                    relation => {
+                        if !intact && matches!(relation, Relation::Continues(_)) {
+                            stream.continued = true;
+                        }
+                        return Ok(Some((stream.serial, relation, intact)));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Copies found while their original was intact, once it is not (or is
+    /// gone): a copy continues the stream where it was left (the lines
+    /// written between our last read and the truncation are only there),
+    /// or was all read already; one that grew apart is a file of its own.
+    fn resolve_shadows(&mut self) -> io::Result<()> {
+        for index in 0..self.watches.len() {
+            let Some(serial) = self.watches[index]
+                .current
+                .as_ref()
+                .and_then(|source| source.shadow_of)
+            else {
+                continue;
+            };
+            let Some(mut copy) = self.watches[index].current.take() else {
+                continue;
+            };
+            let mut decided = None;
+            for watch in &mut self.watches {
+                let truncated = watch.truncated;
+                let current = watch.current.as_mut().map(|current| (current, truncated));
+                let streams = watch
+                    .retired
+                    .iter_mut()
+                    .map(|retired| (&mut retired.source, false))
+                    .chain(current);
+                for (stream, truncated) in streams {
+                    if stream.serial != serial || stream.shadow_of.is_some() {
+                        continue;
+                    }
+                    let intact = !truncated && stream.intact()?;
+                    decided = Some(if intact {
+                        let copy_len = copy.content_len()?;
+                        let their_len = stream.file.metadata()?.len();
+                        if !copy.is_compressed() && copy_len.is_some_and(|len| len > their_len) {
+                            // Not a copy: more than the original ever had.
+                            Some(0)
+                        } else {
+                            None
+                        }
+                    } else {
+                        let offset = stream.line_start;
+                        match copy.content_len()? {
+                            Some(len) if len < offset => copy.content_len()?,
+                            _ => {
+                                stream.continued = true;
+                                Some(offset)
+                            }
+                        }
+                    });
+                }
+            }
+            let decided = match decided {
+                Some(decided) => decided,
+                // The stream was let go: where it was left, else all read.
+                None => match self.take_released(&mut copy)? {
+                    Some(offset) => Some(offset),
+                    None => Some(copy.content_len()?.unwrap_or(0)),
+                },
+            };
+            tracing::debug!(path = %self.watches[index].path.display(), ?decided, "copy resolved");
+            if let Some(offset) = decided {
+                copy.shadow_of = None;
+                copy.older = offset > 0;
+                copy.seek(offset);
+            }
+            self.watches[index].current = Some(copy);
+        }
+        Ok(())
     }
 
     /// Phase 1 for one path: what does the name point at now? (Events are
@@ -694,9 +923,11 @@ impl Follower {
             Ok(meta) if meta.is_dir() => {
                 report_failure(watch, io::ErrorKind::IsADirectory.into());
             }
+            Ok(meta) if watch.skipped == Some(FileId::of(&meta)) => {}
             Ok(meta) => {
                 let id = FileId::of(&meta);
-                match &watch.current {
+                watch.skipped = None;
+                match &mut watch.current {
                     Some(current) => {
                         watch.failing = None;
                         let fd_meta = current.file.metadata()?;
@@ -705,7 +936,13 @@ impl Follower {
                         if current.id != id || Source::unlinked(&fd_meta) {
                             retire(watch, now + options.rotate_wait);
                             open_new = true;
-                        } else if fd_meta.len() < current.pos {
+                        } else if current.head.is_empty() && current.pos == 0 && fd_meta.len() > 0 {
+                            // Empty when opened (a copy or a compressed file
+                            // being created): who it is shows only now.
+                            watch.current = None;
+                            watch.reidentify = true;
+                            open_new = true;
+                        } else if current.shadow_of.is_none() && !current.intact()? {
                             watch.truncated = true;
                         }
                     }
@@ -723,12 +960,24 @@ impl Follower {
         }
 
         if open_new {
-            match Source::open(&watch.path) {
-                Ok((source, meta)) => self.place(index, source, meta.len(), initial),
-                Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            self.next_serial += 1;
+            match Source::open(&watch.path, self.next_serial) {
+                Ok((source, meta)) => self.place(index, source, meta.len(), initial)?,
+                Err(OpenError::Io(error)) if error.kind() == io::ErrorKind::NotFound => {
                     watch.seen = Seen::Missing;
                 }
-                Err(error) => report_failure(watch, ReadFailure::of(&error)),
+                Err(OpenError::Io(error)) => report_failure(watch, ReadFailure::of(&error)),
+                Err(OpenError::NotRegular(kind)) => {
+                    if let Ok(meta) = std::fs::metadata(&watch.path) {
+                        watch.skipped = Some(FileId::of(&meta));
+                    }
+                    if watch.from_glob {
+                        tracing::warn!(path = %watch.path.display(), "skipping {kind}: only regular files are followed");
+                        watch.seen = Seen::Missing;
+                    } else {
+                        report_failure(watch, ReadFailure::not_regular());
+                    }
+                }
             }
         } else if watch.seen == Seen::Never {
             watch.seen = if watch.current.is_some() {
@@ -743,75 +992,113 @@ impl Follower {
     /// Makes `source`, just opened at watch `index`'s path (`size` bytes
     /// then), its current file, by identity: a file already open under
     /// another name continues there (the new descriptor is dropped); one
-    /// read and let go continues where it was left; only a file never seen
-    /// starts at a checkpoint, the watch's start, or its beginning.
-    fn place(&mut self, index: usize, mut source: Source, size: u64, initial: Option<StartAt>) {
+    /// holding the bytes of a stream being read is a copy (read once its
+    /// original is truncated or gone) or continues it (the original was
+    /// truncated already); one holding the bytes of a stream let go, or of a
+    /// checkpoint, continues where it was left; only a file never seen
+    /// starts at the watch's start or its beginning. A compressed file is
+    /// never read from its beginning: it continues a stream or is skipped.
+    fn place(
+        &mut self,
+        index: usize,
+        mut source: Source,
+        size: u64,
+        initial: Option<StartAt>,
+    ) -> io::Result<()> {
         let id = source.id;
         if self.linked_elsewhere(id, index) {
             let watch = &mut self.watches[index];
             if watch.seen == Seen::Never {
                 watch.seen = Seen::Missing;
             }
-            return;
+            return Ok(());
         }
-        let continued = match self.take_open(id, index) {
-            Some(open) => Ok(open),
-            None => match self.take_released(&source) {
-                Some(offset) => {
-                    source.seek(if offset <= size { offset } else { 0 });
-                    Ok(source)
+        if let Some(mut open) = self.take_open(id, index) {
+            // Not a new file: only say that this name's previous one went.
+            open.older = true;
+            let watch = &mut self.watches[index];
+            if watch.seen == Seen::Present && !watch.retired.is_empty() {
+                watch.notice = Some(NoticeKind::Rotated);
+            }
+            watch.current = Some(open);
+            watch.seen = Seen::Present;
+            watch.failing = None;
+            return Ok(());
+        }
+        let mut start = None;
+        match self.relate_to_open(&mut source)? {
+            Some((serial, Relation::Continues(offset), true)) => {
+                source.shadow_of = Some(serial);
+                source.shadow_since = Some(Instant::now());
+                start = Some(offset);
+            }
+            Some((_, Relation::Continues(offset), false)) => {
+                source.older = true;
+                start = Some(offset);
+            }
+            Some((serial, Relation::Covered, true)) => {
+                // A copy being written (logrotate fills it progressively):
+                // its bytes are read from the original.
+                source.shadow_of = Some(serial);
+                source.shadow_since = Some(Instant::now());
+                start = source.content_len()?;
+            }
+            Some((_, Relation::Covered, false)) => start = source.content_len()?,
+            _ => {}
+        }
+        if start.is_none() {
+            start = self.take_released(&mut source)?;
+            source.older = start.is_some();
+        }
+        let mut notice_shrunk = false;
+        let mut replaced = false;
+        if start.is_none() {
+            let (offset, shrunk, was_replaced) =
+                self.take_checkpoint(&mut source, index, size, initial.is_some())?;
+            start = offset;
+            notice_shrunk = shrunk;
+            replaced = was_replaced;
+        }
+        let watch = &mut self.watches[index];
+        let offset = match start {
+            Some(offset) => offset,
+            None if source.is_compressed() => {
+                watch.reidentify = false;
+                // Rotated and compressed after we read it whole, or never
+                // ours: its text was read from the uncompressed file.
+                self.skipped_compressed += 1;
+                tracing::info!(
+                    path = %watch.path.display(),
+                    "skipping compressed file: it continues no file read"
+                );
+                watch.skipped = Some(id);
+                if watch.seen == Seen::Never {
+                    watch.seen = Seen::Missing;
                 }
-                None => Err(source),
+                return Ok(());
+            }
+            None if replaced => 0,
+            None => match initial.unwrap_or(StartAt::Beginning) {
+                StartAt::Beginning => 0,
+                StartAt::End => size,
+                StartAt::Offset(offset) if offset <= size => offset,
+                StartAt::Offset(_) => 0,
             },
         };
-        let resume = &mut self.resume;
-        let watch = &mut self.watches[index];
-        let mut source = match continued {
-            Ok(source) => {
-                // Not a new file: only say that this name's previous one went.
-                if watch.seen == Seen::Present && !watch.retired.is_empty() {
-                    watch.notice = Some(NoticeKind::Rotated);
-                }
-                watch.current = Some(source);
-                watch.seen = Seen::Present;
-                watch.failing = None;
-                return;
-            }
-            Err(new) => new,
-        };
-        // A saved position past the end: truncated meanwhile.
-        let shrunk = resume
-            .iter()
-            .any(|checkpoint| checkpoint.id == id && checkpoint.offset > size);
-        // A checkpoint is used once: a file found again later
-        // (under a glob, say) continues from where we are now.
-        let saved = resume.iter().position(|checkpoint| {
-            checkpoint.id == id
-                && checkpoint.fingerprint.is_none_or(|fingerprint| {
-                    source.fingerprint(checkpoint.offset).ok() == Some(fingerprint)
-                })
-        });
-        let replaced = saved.is_none()
-            && initial.is_some()
-            && resume
-                .iter()
-                .any(|checkpoint| checkpoint.path == watch.path);
-        let start = if let Some(index) = saved {
-            StartAt::Offset(resume.remove(index).offset)
-        } else if replaced {
-            // Replaced while we were down: all of it is new.
-            StartAt::Beginning
-        } else {
-            initial.unwrap_or(StartAt::Beginning)
-        };
-        source.seek(match start {
-            StartAt::Beginning => 0,
-            StartAt::End => size,
-            StartAt::Offset(offset) if offset <= size => offset,
-            StartAt::Offset(_) => 0,
-        });
+        let continued = start.is_some();
+        tracing::debug!(
+            path = %watch.path.display(),
+            offset,
+            shadow = source.shadow_of.is_some(),
+            older = source.older,
+            compressed = source.is_compressed(),
+            "placed"
+        );
+        source.seek(offset);
+        let reidentified = std::mem::take(&mut watch.reidentify);
         watch.notice = match (watch.seen, watch.retired.is_empty()) {
-            (Seen::Never, _) if shrunk => Some(NoticeKind::Truncated),
+            (_, _) if reidentified || (continued && !notice_shrunk) => watch.notice,
+            (Seen::Never, _) if notice_shrunk => Some(NoticeKind::Truncated),
             (Seen::Never, _) if replaced => Some(NoticeKind::Rotated),
             (Seen::Never, _) => watch.notice,
             (Seen::Present, false) => Some(NoticeKind::Rotated),
@@ -820,11 +1107,213 @@ impl Follower {
         watch.current = Some(source);
         watch.seen = Seen::Present;
         watch.failing = None;
+        Ok(())
     }
 
-    /// Phase 2 for one path: rotated-away files, truncation, the notice,
-    /// then the current file's new lines.
+    /// A restart's saved position for `source`: its own checkpoint (same
+    /// inode and bytes), or a checkpoint whose bytes it holds under another
+    /// inode (renamed or copied while we were down) when that checkpoint's
+    /// own file is not there any more. Returns the offset, whether the
+    /// file's own checkpoint was past its end (truncated while down), and
+    /// whether the watch's path had a checkpoint of another file (replaced
+    /// while down: read from its start).
+    fn take_checkpoint(
+        &mut self,
+        source: &mut Source,
+        index: usize,
+        size: u64,
+        first_poll: bool,
+    ) -> io::Result<(Option<u64>, bool, bool)> {
+        let id = source.id;
+        let path = &self.watches[index].path;
+        let shrunk = self
+            .resume
+            .iter()
+            .any(|checkpoint| checkpoint.id == id && checkpoint.offset > size);
+        let mut found = None;
+        for (at, checkpoint) in self.resume.iter().enumerate() {
+            let same_inode = checkpoint.id == id;
+            let offset = match checkpoint.mark() {
+                Some(mark) if same_inode || !owner_present(checkpoint) => {
+                    source.continues_mark(&mark)?
+                }
+                Some(_) => None,
+                None if same_inode
+                    && checkpoint.fingerprint.is_none()
+                    && checkpoint.offset <= size =>
+                {
+                    Some(checkpoint.offset)
+                }
+                None if same_inode && checkpoint.offset == 0 => Some(0),
+                None => None,
+            };
+            if let Some(offset) = offset {
+                found = Some((at, offset, same_inode));
+                break;
+            }
+        }
+        if let Some((at, offset, same_inode)) = found {
+            // A checkpoint is used once: a file found again later (under a
+            // glob, say) continues from where we are now.
+            self.resume.remove(at);
+            source.older = !same_inode;
+            return Ok((Some(offset), false, false));
+        }
+        let replaced = first_poll
+            && self
+                .resume
+                .iter()
+                .any(|checkpoint| &checkpoint.path == path);
+        Ok((None, shrunk, replaced))
+    }
+
+    /// Phase 2 for one path, in two passes. Older (`older`): a truncation
+    /// (with the copy that holds the lines written before it), then the
+    /// files rotated away and a current file holding older lines. Newer: the
+    /// notice, then the current file's new lines.
     fn read_watch(
+        &mut self,
+        index: usize,
+        older: bool,
+        now: Instant,
+        sink: &mut SinkFn<'_>,
+    ) -> io::Result<PollOutcome> {
+        if older {
+            if std::mem::take(&mut self.watches[index].truncated)
+                && self.truncate(index, now, sink)? == Flow::Pause
+            {
+                return Ok(PollOutcome::Paused);
+            }
+            let outcome = self.read_retired(index, now, sink)?;
+            if outcome == PollOutcome::Paused {
+                return Ok(outcome);
+            }
+            let current_older = self.watches[index]
+                .current
+                .as_ref()
+                .is_some_and(|current| current.older && current.shadow_of.is_none());
+            if !current_older {
+                return Ok(outcome);
+            }
+            let read = self.read_current(index, sink)?;
+            return Ok(if read == PollOutcome::Idle {
+                outcome
+            } else {
+                read
+            });
+        }
+        let watch = &mut self.watches[index];
+        if let Some(kind) = watch.notice.take() {
+            if sink(Event::Notice {
+                path: &watch.path,
+                kind,
+            })? == Flow::Pause
+            {
+                return Ok(PollOutcome::Paused);
+            }
+        }
+        let current_newer = watch
+            .current
+            .as_ref()
+            .is_some_and(|current| !current.older && current.shadow_of.is_none());
+        if current_newer {
+            return self.read_current(index, sink);
+        }
+        Ok(PollOutcome::Idle)
+    }
+
+    fn read_current(&mut self, index: usize, sink: &mut SinkFn<'_>) -> io::Result<PollOutcome> {
+        let options = &self.options;
+        let buf = &mut self.buf;
+        let watch = &mut self.watches[index];
+        let Some(current) = watch.current.as_mut() else {
+            return Ok(PollOutcome::Idle);
+        };
+        if current.head.is_empty() && current.pos == 0 {
+            // Nothing to identify it by yet: placed again once it has bytes.
+            return Ok(PollOutcome::Idle);
+        }
+        Ok(
+            match current.read(
+                &watch.path,
+                buf,
+                options.max_line_bytes,
+                options.read_budget,
+                sink,
+            )? {
+                ReadEnd::Paused => PollOutcome::Paused,
+                ReadEnd::Budget => PollOutcome::Busy,
+                ReadEnd::Eof => PollOutcome::Idle,
+            },
+        )
+    }
+
+    /// Truncated in place (copytruncate): the lines written between our
+    /// last read and the truncation are only in logrotate's copy. Unless a
+    /// followed copy continues the stream already, the usual copy names are
+    /// looked at ([`copy_candidates`]) and the one holding our bytes is read
+    /// from our position to its end first (as a rotated-away file); then
+    /// the file is read again from its start.
+    fn truncate(&mut self, index: usize, now: Instant, sink: &mut SinkFn<'_>) -> io::Result<Flow> {
+        let serial = self.serial();
+        let open_ids: std::collections::HashSet<FileId> = self
+            .watches
+            .iter()
+            .flat_map(|watch| {
+                watch
+                    .retired
+                    .iter()
+                    .map(|retired| retired.source.id)
+                    .chain(watch.current.as_ref().map(|source| source.id))
+            })
+            .collect();
+        let watch = &mut self.watches[index];
+        let Some(current) = watch.current.as_mut() else {
+            return Ok(Flow::Continue);
+        };
+        let mut flow = Flow::Continue;
+        if !current.continued {
+            let mut copy = None;
+            for candidate in copy_candidates(&watch.path) {
+                let Ok((mut source, _)) = Source::open(&candidate, serial) else {
+                    continue;
+                };
+                if open_ids.contains(&source.id) {
+                    continue;
+                }
+                if let Relation::Continues(offset) = source.relation_to(current, false)? {
+                    source.seek(offset);
+                    source.older = true;
+                    copy = Some(source);
+                    break;
+                }
+            }
+            tracing::debug!(path = %watch.path.display(), copy = copy.is_some(), at = current.line_start, "truncated");
+            match copy {
+                // A copy gets no late writes: let go once read to its end.
+                Some(copy) => watch.retired.push(Retired {
+                    source: copy,
+                    deadline: now,
+                    grew: now,
+                }),
+                // No copy: the partial line is all we will ever have of it.
+                None => flow = current.flush_pending(&watch.path, sink)?,
+            }
+        }
+        let serial = self.next_serial + 1;
+        self.next_serial = serial;
+        let watch = &mut self.watches[index];
+        if let Some(current) = watch.current.as_mut() {
+            current.restart(serial)?;
+            current.older = false;
+        }
+        watch.notice = Some(NoticeKind::Truncated);
+        Ok(flow)
+    }
+
+    /// Files rotated away from watch `index`, read to their end and let go
+    /// once quiet; each stream let go is remembered by its content.
+    fn read_retired(
         &mut self,
         index: usize,
         now: Instant,
@@ -835,8 +1324,6 @@ impl Follower {
         let buf = &mut self.buf;
         let watch = &mut self.watches[index];
         let mut outcome = PollOutcome::Idle;
-
-        // 2. Files rotated away first: their lines are older.
         let mut position = 0;
         while position < watch.retired.len() {
             let retired = &mut watch.retired[position];
@@ -865,17 +1352,17 @@ impl Follower {
                         // Let go: a deleted file's space is freed on close.
                         let flow = retired.source.flush_pending(&watch.path, sink)?;
                         let source = watch.retired.remove(position).source;
-                        if !Source::unlinked(&meta) {
-                            if released.len() == RELEASED_MEMORY {
-                                released.remove(0);
-                            }
-                            released.push(Checkpoint {
-                                path: watch.path.clone(),
-                                id: source.id,
-                                offset: source.line_start,
-                                fingerprint: source.fingerprint(source.line_start).ok(),
-                            });
+                        if released.len() == RELEASED_MEMORY {
+                            released.remove(0);
                         }
+                        let mark = source.mark();
+                        released.push(Checkpoint {
+                            path: watch.path.clone(),
+                            id: source.id,
+                            offset: source.line_start,
+                            fingerprint: Some(mark.head),
+                            before: mark.before,
+                        });
                         if flow == Flow::Pause {
                             return Ok(PollOutcome::Paused);
                         }
@@ -885,43 +1372,59 @@ impl Follower {
                 }
             }
         }
-
-        // 3. Truncated in place (copytruncate): read again from the start.
-        if std::mem::take(&mut watch.truncated) {
-            if let Some(current) = watch.current.as_mut() {
-                let flow = current.flush_pending(&watch.path, sink)?;
-                current.seek(0);
-                watch.notice = Some(NoticeKind::Truncated);
-                if flow == Flow::Pause {
-                    return Ok(PollOutcome::Paused);
-                }
-            }
-        }
-
-        // 4. What happened, then the current file's new lines.
-        if let Some(kind) = watch.notice.take() {
-            if sink(Event::Notice {
-                path: &watch.path,
-                kind,
-            })? == Flow::Pause
-            {
-                return Ok(PollOutcome::Paused);
-            }
-        }
-        if let Some(current) = watch.current.as_mut() {
-            match current.read(
-                &watch.path,
-                buf,
-                options.max_line_bytes,
-                options.read_budget,
-                sink,
-            )? {
-                ReadEnd::Paused => return Ok(PollOutcome::Paused),
-                ReadEnd::Budget => outcome = PollOutcome::Busy,
-                ReadEnd::Eof => {}
-            }
-        }
         Ok(outcome)
+    }
+}
+
+/// Where logrotate leaves the copy of `path` in copytruncate mode: `NAME.1`
+/// (its default), `NAME.0` (`start 0`), and with `dateext` the newest
+/// `NAME-*` (any `dateformat`); each also compressed (`.gz`, no
+/// `delaycompress`). Only files holding our bytes at our position are used.
+fn copy_candidates(path: &Path) -> Vec<PathBuf> {
+    let Some(name) = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+    else {
+        return Vec::new();
+    };
+    let dir = parent_dir(path);
+    let mut names = vec![format!("{name}.1"), format!("{name}.0")];
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        let mut dated: Vec<(std::time::SystemTime, String)> = entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| {
+                let entry_name = entry.file_name().to_string_lossy().into_owned();
+                let modified = entry.metadata().ok()?.modified().ok()?;
+                entry_name
+                    .strip_prefix(&format!("{name}-"))
+                    .is_some()
+                    .then_some((modified, entry_name))
+            })
+            .collect();
+        dated.sort();
+        names.extend(dated.into_iter().rev().take(2).map(|(_, name)| name));
+    }
+    let mut paths = Vec::new();
+    for candidate in names {
+        paths.push(dir.join(&candidate));
+        if !candidate.ends_with(".gz") {
+            paths.push(dir.join(format!("{candidate}.gz")));
+        }
+    }
+    paths
+}
+
+/// Whether the file a checkpoint was taken of is still at its path with the
+/// bytes the checkpoint saw (then a copy elsewhere is only a copy).
+fn owner_present(checkpoint: &Checkpoint) -> bool {
+    let Some(mark) = checkpoint.mark() else {
+        return false;
+    };
+    match Source::open(&checkpoint.path, 0) {
+        Ok((mut source, _)) => {
+            source.id == checkpoint.id && matches!(source.continues_mark(&mark), Ok(Some(_)))
+        }
+        Err(_) => false,
     }
 }
 

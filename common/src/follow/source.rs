@@ -1,5 +1,5 @@
-//! One open file being read: its descriptor, its read position and the
-//! incomplete line at its end.
+//! One open file being read: its descriptor, its read position, the
+//! incomplete line at its end, and what identifies its content.
 //!
 //! Invariants: `line_start <= pos`; the bytes `line_start..pos` have been
 //! read but not handed to the sink (the incomplete last line), and `pending`
@@ -9,13 +9,155 @@
 //! `line_start` moves past it only once the sink accepted it, so a checkpoint
 //! at `line_start` never skips or repeats a line. Reads are positional
 //! (`pread`), so a pause or an error leaves nothing half-consumed.
+//!
+//! Content identity: `head` holds the file's first bytes (up to
+//! [`FINGERPRINT_BYTES`]) and `before` the bytes just before `line_start`
+//! (as many), both as read. Together with `line_start` they say which
+//! stream of bytes this is and where we are in it, whatever the inode: a
+//! copy (copytruncate), a renamed file or a decompressed rotation that holds
+//! the same bytes continues at `line_start` ([`Source::continues`]).
+//!
+//! A gzip file (recognised by its magic bytes, never by name) is read
+//! decompressed: offsets are offsets in the decompressed stream.
 
-use std::fs::{File, Metadata};
-use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::fs::{File, Metadata, OpenOptions};
+use std::io::{self, Read, Seek};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
-use super::{Event, FileId, Flow};
+use flate2::read::MultiGzDecoder;
+
+use super::{Event, FINGERPRINT_BYTES, FileId, Flow};
+
+/// The two first bytes of every gzip member (RFC 1952).
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Why a path was not opened as a followed file.
+#[derive(Debug)]
+pub(super) enum OpenError {
+    Io(io::Error),
+    /// A FIFO, socket or device: reading it could block forever or never
+    /// end (`/dev/zero`), and it has no offsets to checkpoint.
+    NotRegular(&'static str),
+}
+
+impl From<io::Error> for OpenError {
+    fn from(error: io::Error) -> Self {
+        Self::Io(error)
+    }
+}
+
+/// What kind of non-regular file `meta` describes.
+pub(super) fn special_kind(meta: &Metadata) -> Option<&'static str> {
+    let kind = meta.file_type();
+    if kind.is_file() {
+        None
+    } else if kind.is_dir() {
+        Some("a directory")
+    } else if kind.is_fifo() {
+        Some("a FIFO")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else if kind.is_char_device() {
+        Some("a character device")
+    } else if kind.is_block_device() {
+        Some("a block device")
+    } else {
+        Some("not a regular file")
+    }
+}
+
+/// Decompressed reading of a gzip file, forwards only, with the last
+/// decoded chunk kept so a pause (which re-reads from the next line) or the
+/// `before` window does not restart the decoder.
+struct Gzip {
+    decoder: Option<MultiGzDecoder<File>>,
+    /// Decoded bytes `window_base..window_base + window.len()`.
+    window: Vec<u8>,
+    window_base: u64,
+    /// The end of the decompressed stream was reached.
+    finished: bool,
+    /// Compressed size when decoding failed: retried only once it changes
+    /// (a file still being compressed by logrotate).
+    failed_at: Option<u64>,
+}
+
+impl Gzip {
+    fn new() -> Self {
+        Self {
+            decoder: None,
+            window: Vec::new(),
+            window_base: 0,
+            finished: false,
+            failed_at: None,
+        }
+    }
+
+    /// Decompressed bytes at `pos` into `buf` (0 at the end of the stream
+    /// or while the file cannot be decoded yet).
+    fn read_at(&mut self, file: &File, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        if pos < self.window_base {
+            self.decoder = None;
+        }
+        if self.decoder.is_none() {
+            let size = file.metadata()?.len();
+            if self.failed_at == Some(size) {
+                return Ok(0);
+            }
+            let mut clone = file.try_clone()?;
+            clone.rewind()?;
+            self.decoder = Some(MultiGzDecoder::new(clone));
+            self.window.clear();
+            self.window_base = 0;
+            self.finished = false;
+            self.failed_at = None;
+        }
+        while !self.finished && self.window_base + self.window.len() as u64 <= pos {
+            // Keep the tail of the old window: the `before` bytes of a
+            // position at the start of the new one.
+            let keep = self.window.len().min(FINGERPRINT_BYTES as usize);
+            let drop = self.window.len() - keep;
+            self.window.drain(..drop);
+            self.window_base += drop as u64;
+            let start = self.window.len();
+            self.window.resize(start + super::READ_BUFFER_BYTES, 0);
+            let decoder = self.decoder.as_mut().expect("decoder set above");
+            let read = loop {
+                match decoder.read(&mut self.window[start..]) {
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                    other => break other,
+                }
+            };
+            match read {
+                Ok(0) => {
+                    self.window.truncate(start);
+                    self.finished = true;
+                }
+                Ok(n) => self.window.truncate(start + n),
+                Err(_) => {
+                    // Truncated or corrupt (still being written): the
+                    // decoded part stays readable; retry when it changes.
+                    self.window.truncate(start);
+                    self.failed_at = Some(file.metadata()?.len());
+                    self.decoder = None;
+                    return self.copy_out(buf, pos);
+                }
+            }
+        }
+        self.copy_out(buf, pos)
+    }
+
+    fn copy_out(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        let end = self.window_base + self.window.len() as u64;
+        if pos < self.window_base || pos >= end {
+            return Ok(0);
+        }
+        let from = (pos - self.window_base) as usize;
+        let n = buf.len().min(self.window.len() - from);
+        buf[..n].copy_from_slice(&self.window[from..from + n]);
+        Ok(n)
+    }
+}
 
 /// What stopped a [`Source::read`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,45 +180,253 @@ pub(super) struct Source {
     /// The last read found nothing more: the pending bytes are the file's
     /// incomplete last line, not the head of a line we have not read yet.
     pub(super) at_eof: bool,
+    /// Decompressed reading, for a gzip file.
+    gzip: Option<Box<Gzip>>,
+    /// The first bytes of the content (up to [`FINGERPRINT_BYTES`]).
+    pub(super) head: Vec<u8>,
+    /// The bytes just before `line_start` (up to [`FINGERPRINT_BYTES`]).
+    pub(super) before: Vec<u8>,
+    /// Names the stream of bytes being read; a new one after truncation.
+    pub(super) serial: u64,
+    /// A copy of the stream `serial` that is still intact elsewhere: not
+    /// read (its bytes are read from the original) until that stream ends or
+    /// is truncated, when it continues the stream or is found covered.
+    pub(super) shadow_of: Option<u64>,
+    /// When this file was found to be a copy of a stream still intact.
+    pub(super) shadow_since: Option<std::time::Instant>,
+    /// Holds lines older than a file being read under some name (rotated
+    /// away, or the copy of a truncated file): read first in a poll.
+    pub(super) older: bool,
+    /// Another file took over this stream's unread bytes (the copy of a
+    /// copytruncate): no need to look for one when truncation is noticed.
+    pub(super) continued: bool,
+}
+
+/// How a candidate file relates to a stream read up to some offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Relation {
+    /// Holds the same bytes up to the offset: it continues there.
+    Continues(u64),
+    /// Holds the stream's first bytes but ends before the offset: a copy
+    /// of bytes already read.
+    Covered,
+    /// Another stream.
+    Unrelated,
+}
+
+/// What identifies a stream read up to `offset` when its file is gone: hashes
+/// of its first bytes (up to `min(offset, FINGERPRINT_BYTES)`) and of the
+/// bytes just before `offset` (as many).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Mark {
+    pub(super) offset: u64,
+    pub(super) head: u64,
+    pub(super) before: Option<u64>,
 }
 
 impl Source {
     /// Opens `path` for reading; returns the source (at offset 0) and the
     /// metadata of the descriptor actually opened (the path may have been
-    /// replaced between a `stat` and this `open`).
-    pub(super) fn open(path: &Path) -> io::Result<(Self, Metadata)> {
-        let file = File::open(path)?;
+    /// replaced between a `stat` and this `open`). Non-blocking, so a FIFO
+    /// cannot hang the open; anything but a regular file is refused.
+    pub(super) fn open(path: &Path, serial: u64) -> Result<(Self, Metadata), OpenError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)?;
         let meta = file.metadata()?;
-        if meta.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::IsADirectory,
-                "is a directory",
-            ));
+        if let Some(kind) = special_kind(&meta) {
+            return Err(OpenError::NotRegular(kind));
         }
-        let source = Self {
-            id: FileId::of(&meta),
-            file,
-            pos: 0,
-            line_start: 0,
-            pending: Vec::new(),
-            overflow: false,
-            at_eof: false,
-        };
-        Ok((source, meta))
+        Ok((Self::from_parts(file, &meta, serial)?, meta))
     }
 
     /// Wraps a file the caller opened (and examined).
-    pub(super) fn from_file(file: File) -> io::Result<Self> {
+    pub(super) fn from_file(file: File, serial: u64) -> io::Result<Self> {
         let meta = file.metadata()?;
-        Ok(Self {
-            id: FileId::of(&meta),
+        Self::from_parts(file, &meta, serial)
+    }
+
+    fn from_parts(file: File, meta: &Metadata, serial: u64) -> io::Result<Self> {
+        let mut magic = [0u8; 2];
+        let gzip =
+            (meta.len() >= 2 && file.read_exact_at(&mut magic, 0).is_ok() && magic == GZIP_MAGIC)
+                .then(|| Box::new(Gzip::new()));
+        let mut source = Self {
+            id: FileId::of(meta),
             file,
             pos: 0,
             line_start: 0,
             pending: Vec::new(),
             overflow: false,
             at_eof: false,
+            gzip,
+            head: Vec::new(),
+            before: Vec::new(),
+            serial,
+            shadow_of: None,
+            shadow_since: None,
+            older: false,
+            continued: false,
+        };
+        source.extend_head()?;
+        Ok(source)
+    }
+
+    /// Whether this is a gzip file, read decompressed.
+    pub(super) fn is_compressed(&self) -> bool {
+        self.gzip.is_some()
+    }
+
+    /// Content bytes at `offset` (decompressed for gzip); short at the end.
+    fn read_content_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        match self.gzip.as_mut() {
+            Some(gzip) => gzip.read_at(&self.file, buf, offset),
+            None => loop {
+                match self.file.read_at(buf, offset) {
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                    other => return other,
+                }
+            },
+        }
+    }
+
+    /// Up to `len` content bytes from `offset` (fewer at the end).
+    pub(super) fn content(&mut self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut out = vec![0u8; len];
+        let mut filled = 0;
+        while filled < len {
+            let n = self.read_content_at(&mut out[filled..], offset + filled as u64)?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        out.truncate(filled);
+        Ok(out)
+    }
+
+    /// Reads more of the first bytes while they are fewer than the
+    /// fingerprint size and the file has more.
+    fn extend_head(&mut self) -> io::Result<()> {
+        let have = self.head.len();
+        if have < FINGERPRINT_BYTES as usize {
+            let more = self.content(have as u64, FINGERPRINT_BYTES as usize - have)?;
+            self.head.extend_from_slice(&more);
+        }
+        Ok(())
+    }
+
+    /// The content size: the file's length, or for gzip the decompressed
+    /// length when it is known (decoded to the end), else `None`.
+    pub(super) fn content_len(&mut self) -> io::Result<Option<u64>> {
+        match self.gzip.as_mut() {
+            None => Ok(Some(self.file.metadata()?.len())),
+            Some(gzip) => {
+                // Decode to the end once; a rotated file does not grow.
+                let mut probe = [0u8; 1];
+                let mut at = gzip.window_base + gzip.window.len() as u64;
+                while gzip.read_at(&self.file, &mut probe, at)? > 0 {
+                    at = gzip.window_base + gzip.window.len() as u64;
+                }
+                Ok((gzip.finished).then_some(at))
+            }
+        }
+    }
+
+    /// Whether the descriptor still holds the bytes we read: not shrunk
+    /// below our position, and its first bytes unchanged (a file truncated
+    /// and written past our position again between two looks).
+    pub(super) fn intact(&mut self) -> io::Result<bool> {
+        if self.gzip.is_some() {
+            return Ok(true);
+        }
+        let len = self.file.metadata()?.len();
+        if len < self.pos {
+            return Ok(false);
+        }
+        let now = self.content(0, self.head.len())?;
+        Ok(now == self.head)
+    }
+
+    /// How this (newly opened) file relates to `stream`, a stream we are
+    /// reading: same first bytes, and the same bytes before its read
+    /// position. When this file is shorter than that position: a copy taken
+    /// before we read on, if it ends with the bytes the stream's file has at
+    /// that length (`intact`: that file still holds them) or, the stream's
+    /// file being truncated already, on its first bytes alone (a copytruncate
+    /// copy shows up with the truncation).
+    pub(super) fn relation_to(
+        &mut self,
+        stream: &mut Source,
+        intact: bool,
+    ) -> io::Result<Relation> {
+        let offset = stream.line_start;
+        if !self.shares_head(stream) {
+            return Ok(Relation::Unrelated);
+        }
+        let common = self.head.len().min(stream.head.len());
+        let window = offset.min(FINGERPRINT_BYTES);
+        let before = self.content(offset - window, window as usize)?;
+        if before.len() as u64 == window && before == stream.before {
+            return Ok(Relation::Continues(offset));
+        }
+        let Some(len) = self.content_len()? else {
+            return Ok(Relation::Unrelated);
+        };
+        if len >= offset {
+            return Ok(Relation::Unrelated);
+        }
+        if !intact {
+            return Ok(if common as u64 >= len.min(FINGERPRINT_BYTES) {
+                Relation::Covered
+            } else {
+                Relation::Unrelated
+            });
+        }
+        let window = len.min(FINGERPRINT_BYTES);
+        let mine = self.content(len - window, window as usize)?;
+        let theirs = stream.content(len - window, window as usize)?;
+        Ok(if mine == theirs {
+            Relation::Covered
+        } else {
+            Relation::Unrelated
         })
+    }
+
+    /// Whether both begin with the same bytes (as far as both go).
+    pub(super) fn shares_head(&self, other: &Source) -> bool {
+        let common = self.head.len().min(other.head.len());
+        common > 0 && self.head[..common] == other.head[..common]
+    }
+
+    /// Whether this file continues the stream `mark` describes (its
+    /// checkpoint or release record); the offset to continue at.
+    pub(super) fn continues_mark(&mut self, mark: &Mark) -> io::Result<Option<u64>> {
+        let head_len = mark.offset.min(FINGERPRINT_BYTES) as usize;
+        if self.head.len() < head_len || hash(&self.head[..head_len]) != mark.head {
+            return Ok(None);
+        }
+        if let Some(before) = mark.before {
+            let window = mark.offset.min(FINGERPRINT_BYTES);
+            let bytes = self.content(mark.offset - window, window as usize)?;
+            if bytes.len() as u64 != window || hash(&bytes) != before {
+                return Ok(None);
+            }
+        } else if self.content_len()?.is_none_or(|len| len < mark.offset) {
+            return Ok(None);
+        }
+        Ok(Some(mark.offset))
+    }
+
+    /// What identifies this stream at `line_start`, for when it is gone.
+    pub(super) fn mark(&self) -> Mark {
+        let head_len = (self.line_start.min(FINGERPRINT_BYTES) as usize).min(self.head.len());
+        Mark {
+            offset: self.line_start,
+            head: hash(&self.head[..head_len]),
+            before: Some(hash(&self.before)),
+        }
     }
 
     /// Starts reading at `offset`, which must be the start of a line.
@@ -86,11 +436,26 @@ impl Source {
         self.pending.clear();
         self.overflow = false;
         self.at_eof = false;
+        self.remember_before();
     }
 
-    /// See [`fingerprint`].
-    pub(super) fn fingerprint(&self, upto: u64) -> io::Result<u64> {
-        fingerprint(&self.file, upto)
+    /// Starts a new stream at offset 0 in the same file (truncated in
+    /// place): its first bytes are read again.
+    pub(super) fn restart(&mut self, serial: u64) -> io::Result<()> {
+        self.serial = serial;
+        self.head.clear();
+        self.continued = false;
+        self.seek(0);
+        self.extend_head()
+    }
+
+    /// Refreshes `before` from the content (best effort: an error leaves
+    /// it short, which only makes matches fail, never wrong).
+    fn remember_before(&mut self) {
+        let window = self.line_start.min(FINGERPRINT_BYTES);
+        self.before = self
+            .content(self.line_start - window, window as usize)
+            .unwrap_or_default();
     }
 
     /// Whether the descriptor's file has no name left (deleted).
@@ -99,8 +464,28 @@ impl Source {
     }
 
     /// Reads from `pos` until end of file, `budget` bytes, or a pause,
-    /// handing every complete line to `sink`.
+    /// handing every complete line to `sink`; then refreshes what
+    /// identifies the stream's content.
     pub(super) fn read(
+        &mut self,
+        path: &Path,
+        buf: &mut [u8],
+        max_line_bytes: usize,
+        budget: u64,
+        sink: &mut dyn FnMut(Event<'_>) -> io::Result<Flow>,
+    ) -> io::Result<ReadEnd> {
+        let line_start = self.line_start;
+        let end = self.read_lines(path, buf, max_line_bytes, budget, sink);
+        if self.line_start != line_start {
+            self.remember_before();
+        }
+        if self.head.len() < FINGERPRINT_BYTES as usize && self.pos > self.head.len() as u64 {
+            self.extend_head()?;
+        }
+        end
+    }
+
+    fn read_lines(
         &mut self,
         path: &Path,
         buf: &mut [u8],
@@ -114,11 +499,7 @@ impl Source {
                 self.at_eof = false;
                 return Ok(ReadEnd::Budget);
             }
-            let n = match self.file.read_at(buf, self.pos) {
-                Ok(n) => n,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-                Err(error) => return Err(error),
-            };
+            let n = self.read_content_at(buf, self.pos)?;
             if n == 0 {
                 self.at_eof = true;
                 return Ok(ReadEnd::Eof);
@@ -201,15 +582,15 @@ impl Source {
         self.pending.clear();
         self.overflow = false;
         self.line_start = self.pos;
+        self.remember_before();
         Ok(flow)
     }
 }
 
-/// FNV-1a of the first `min(upto, FINGERPRINT_BYTES)` bytes of `file`.
-pub(super) fn fingerprint(file: &File, upto: u64) -> io::Result<u64> {
-    let mut head = vec![0u8; upto.min(super::FINGERPRINT_BYTES) as usize];
-    file.read_exact_at(&mut head, 0)?;
-    Ok(head.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+/// FNV-1a: checkpoint fingerprints are compared across versions, so this
+/// must never change.
+pub(super) fn hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
         (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
-    }))
+    })
 }
