@@ -73,13 +73,13 @@ pub struct MatrixArgs {
     #[arg(long, value_delimiter = ',', value_name = "LINES_PER_S")]
     rates: Vec<u64>,
 
-    /// Seconds the writer writes per run [default: 3, 5 with --full].
+    /// Seconds the writer writes per run [default: 3 with --quick, else 5].
     #[arg(long, value_name = "SECONDS")]
     seconds: Option<f64>,
 
     /// Lines written at the max rate (the writer does about 3 million a
-    /// second, so the max runs are bounded by a count) [default: 500000,
-    /// 2000000 with --full].
+    /// second, so the max runs are bounded by a count) [default: 500000
+    /// with --quick, else 2000000].
     #[arg(long, value_name = "N")]
     max_lines: Option<u64>,
 
@@ -655,7 +655,8 @@ fn run_one(tools: &Tools, plan: &Plan, dir: &Path) -> anyhow::Result<RunResult> 
         command.args(["--rotate-keep", &KEEP.to_string()]);
     }
     command.arg(&log).stdin(Stdio::null()).stderr(Stdio::null());
-    let mut writer = command.spawn().context("starting writer")?;
+    let mut writer = Stopped(command.spawn().context("starting writer")?);
+    let writer = &mut writer.0;
     let writer_start = Instant::now();
 
     let ticker = match plan.mode.directives() {
@@ -757,6 +758,17 @@ fn run_one(tools: &Tools, plan: &Plan, dir: &Path) -> anyhow::Result<RunResult> 
         cells,
         notes,
     })
+}
+
+/// A child stopped when dropped (the writer, if a run fails half-way).
+struct Stopped(Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            util::stop(&mut self.0);
+        }
+    }
 }
 
 fn restart_all(followers: &mut [Follower]) -> anyhow::Result<()> {
