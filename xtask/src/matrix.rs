@@ -73,6 +73,11 @@ pub struct MatrixArgs {
     #[arg(long, value_delimiter = ',', value_name = "LINES_PER_S")]
     rates: Vec<u64>,
 
+    /// Only these restarts of our follower [default: none,sigkill with
+    /// --quick, else none,sigterm,sigkill].
+    #[arg(long, value_delimiter = ',', value_name = "RESTART")]
+    restarts: Vec<Restart>,
+
     /// Seconds the writer writes per run [default: 3 with --quick, else 5].
     #[arg(long, value_name = "SECONDS")]
     seconds: Option<f64>,
@@ -191,10 +196,12 @@ impl Mode {
 }
 
 /// What happens to our follower half-way through a run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Restart {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Restart {
     None,
+    #[value(name = "sigterm")]
     Term,
+    #[value(name = "sigkill")]
     Kill,
 }
 
@@ -295,10 +302,10 @@ pub fn run(args: MatrixArgs) -> anyhow::Result<()> {
         ([], false) => vec![1000, 100_000, 0],
         (rates, _) => rates.to_vec(),
     };
-    let restarts = if args.quick {
-        vec![Restart::None, Restart::Kill]
-    } else {
-        vec![Restart::None, Restart::Term, Restart::Kill]
+    let restarts = match (&args.restarts[..], args.quick) {
+        ([], true) => vec![Restart::None, Restart::Kill],
+        ([], false) => vec![Restart::None, Restart::Term, Restart::Kill],
+        (restarts, _) => restarts.to_vec(),
     };
     let seconds = args.seconds.unwrap_or(if args.quick { 3.0 } else { 5.0 });
     let max_lines = args
