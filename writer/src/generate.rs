@@ -48,6 +48,8 @@ pub struct TargetReport {
     pub bytes: u64,
     pub elapsed: Duration,
     pub rotations: u64,
+    /// Times the file was opened again (SIGHUP, late rotations).
+    pub reopens: u64,
 }
 
 /// A stop flag threads can poll cheaply and sleep on.
@@ -188,6 +190,7 @@ impl Worker {
             bytes,
             elapsed: start.elapsed(),
             rotations: self.output.rotations,
+            reopens: self.output.reopens,
         })
     }
 }

@@ -34,7 +34,7 @@ use sidecar_common::units::{parse_bytes, parse_duration};
 
 use crate::format::{Format, LAB_LAYOUT, LOAD_LAYOUT, Layout, Renderer, Source};
 use crate::generate::{Plan, Stop, Worker};
-use crate::target::{Output, RotateMode, Rotation, TargetSpec};
+use crate::target::{Output, ReopenSignal, RotateMode, Rotation, TargetSpec};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -74,6 +74,9 @@ Examples:
 
   # A capture that started late (tail -n 10): count losses from the first line seen
   writer verify --from-first --report json capture.txt
+
+  # Two targets wrote 5000 lines each; a target absent from the capture is all lost
+  writer verify --expect 5000 --expect-target app --expect-target error capture.txt
 
 Markers (`seq=N target=NAME` and its json, access-log and syslog spellings) are
 found anywhere in a line, through prefixes and JSON envelopes. Exit 1 on any
@@ -185,6 +188,11 @@ pub struct WriteArgs {
     #[arg(long, env = "WRITER_ROTATE_MODE", value_enum, default_value = "rename")]
     pub rotate_mode: RotateMode,
 
+    /// rename-late: how long the renamed file still gets the lines before
+    /// the writer opens the new one.
+    #[arg(long, env = "WRITER_ROTATE_LATE", default_value = "100ms", value_parser = parse_duration, value_name = "DURATION")]
+    pub rotate_late: Duration,
+
     /// Rotated files kept: FILE.1 (newest) ... FILE.N.
     #[arg(
         long,
@@ -221,6 +229,16 @@ pub struct VerifyArgs {
     /// Lines each target wrote: all of 1..=N must be seen, none above.
     #[arg(long, env = "WRITER_VERIFY_EXPECT", value_name = "N")]
     pub expect: Option<u64>,
+
+    /// A target that must be in the stream (repeat, or separate by commas):
+    /// one never seen fails, with all of its --expect lines counted lost.
+    #[arg(
+        long = "expect-target",
+        env = "WRITER_VERIFY_EXPECT_TARGET",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    pub expect_targets: Vec<String>,
 
     /// Count losses from each target's first seen number, not from 1 (a capture that started late).
     #[arg(long, env = "WRITER_VERIFY_FROM_FIRST")]
@@ -282,6 +300,7 @@ impl Args {
                 expect: verify::Expectation {
                     per_target: args.expect,
                     from_first: args.from_first,
+                    targets: args.expect_targets,
                 },
                 report: args.report,
             })),
@@ -336,6 +355,7 @@ impl WriteArgs {
                 size,
                 mode: self.rotate_mode,
                 keep: self.rotate_keep,
+                late: self.rotate_late,
             }),
             None => None,
         };
@@ -374,12 +394,28 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<ExitCode>
 }
 
 /// Opens every target first (so a bad path fails before anything is
-/// written), then runs one thread per target until all are done.
+/// written), then runs one thread per target until all are done. SIGHUP
+/// makes every target reopen its path at its next write (logrotate's
+/// `postrotate` for `create` mode); the handler is installed before the
+/// first line, so a SIGHUP can never kill the writer.
 async fn write(config: WriteConfig, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
+    let reopen = Arc::new(ReopenSignal::new());
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
+    tokio::spawn({
+        let reopen = reopen.clone();
+        async move {
+            while hangups.recv().await.is_some() {
+                tracing::info!("SIGHUP: reopening every target at its next write");
+                reopen.request();
+            }
+        }
+    });
     let mut workers = Vec::with_capacity(config.targets.len());
     for spec in &config.targets {
         workers.push(Worker {
-            output: Output::open(&spec.path, config.truncate, config.rotation)?,
+            output: Output::open(&spec.path, config.truncate, config.rotation)?
+                .reopen_on(reopen.clone()),
             source: Source::new(&spec.name, spec.message.as_deref()),
             renderer: Renderer::new(
                 config.format,
@@ -464,7 +500,7 @@ fn run_verify(config: &VerifyConfig) -> anyhow::Result<ExitCode> {
             tally.observe(&line);
         }
     }
-    let summary = tally.summary(config.expect);
+    let summary = tally.summary(&config.expect);
     let text = match config.report {
         VerifyReport::Table => summary.to_table(),
         VerifyReport::Json => format!("{}\n", summary.to_json()),

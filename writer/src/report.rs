@@ -44,7 +44,7 @@ impl Report {
             let seconds = t.elapsed.as_secs_f64();
             let _ = writeln!(
                 out,
-                "writer: {}: {} lines, {} bytes in {:.3} s = {:.1} lines/s, {:.2} MB/s ({}, {} rotations)",
+                "writer: {}: {} lines, {} bytes in {:.3} s = {:.1} lines/s, {:.2} MB/s ({}, {} rotations, {} reopens)",
                 t.name,
                 t.lines,
                 t.bytes,
@@ -52,7 +52,8 @@ impl Report {
                 per_second(t.lines, seconds),
                 per_second(t.bytes, seconds) / 1e6,
                 t.path,
-                t.rotations
+                t.rotations,
+                t.reopens
             );
         }
         let (lines, bytes, seconds) = self.totals();
@@ -81,6 +82,7 @@ impl Report {
                     "lines_per_s": per_second(t.lines, seconds),
                     "bytes_per_s": per_second(t.bytes, seconds),
                     "rotations": t.rotations,
+                    "reopens": t.reopens,
                 })
             })
             .collect();
@@ -111,6 +113,7 @@ mod tests {
             bytes: lines * 100,
             elapsed: Duration::from_secs(seconds),
             rotations: 0,
+            reopens: 0,
         }
     }
 

@@ -8,11 +8,18 @@
 //!   filesystem the kernel appends each write in one piece under the inode
 //!   lock;
 //! - rotation happens only between two writes, so no line is ever split
-//!   across two files.
+//!   across two files;
+//! - a reopen request ([`ReopenSignal`], the writer's SIGHUP) is honoured at
+//!   the next write: the path is opened again (`O_APPEND|O_CREAT`), as an
+//!   application does in logrotate's `postrotate`, so logrotate's `create`
+//!   mode works; until then lines go to the file already open (logrotate's
+//!   rename leaves them in the rotated file, where a follower finds them).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
@@ -94,6 +101,13 @@ pub enum RotateMode {
     Rename,
     /// Like logrotate's `copytruncate`: copy to `app.log.1`, then truncate `app.log` in place.
     Copytruncate,
+    /// Delete `app.log` and create a new one (nothing kept), like an
+    /// application that removes its old log.
+    Delete,
+    /// Like `rename`, but the writer goes on writing to the renamed file for
+    /// `--rotate-late` before it opens the new `app.log`: an application that
+    /// reopens late (logrotate without `copytruncate` and a slow `postrotate`).
+    RenameLate,
 }
 
 /// Rotation settings.
@@ -104,6 +118,31 @@ pub struct Rotation {
     pub mode: RotateMode,
     /// Rotated files kept (`app.log.1` ... `app.log.N`).
     pub keep: u32,
+    /// [`RotateMode::RenameLate`]: how long the renamed file still gets the lines.
+    pub late: Duration,
+}
+
+/// Reopen requests shared by every target of one writer: a counter the
+/// SIGHUP handler bumps and each [`Output`] compares with the value it last
+/// honoured before each write (a plain atomic: no lock on the hot path).
+#[derive(Debug, Default)]
+pub struct ReopenSignal {
+    requests: AtomicU64,
+}
+
+impl ReopenSignal {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks every output to reopen its path at its next write.
+    pub fn request(&self) {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn generation(&self) -> u64 {
+        self.requests.load(Ordering::SeqCst)
+    }
 }
 
 /// An open target.
@@ -115,6 +154,13 @@ pub struct Output {
     size: u64,
     rotation: Option<Rotation>,
     pub rotations: u64,
+    /// Times the path was opened again (reopen requests, late rotations).
+    pub reopens: u64,
+    reopen: Option<std::sync::Arc<ReopenSignal>>,
+    /// The reopen generation last honoured.
+    generation: u64,
+    /// [`RotateMode::RenameLate`]: the renamed file gets the lines until then.
+    late_until: Option<Instant>,
 }
 
 impl Output {
@@ -147,22 +193,53 @@ impl Output {
             size,
             rotation,
             rotations: 0,
+            reopens: 0,
+            reopen: None,
+            generation: 0,
+            late_until: None,
         })
     }
 
-    /// Bytes that can still be written before the next rotation, if rotating.
+    /// Reopens the path at the next write after each `signal.request()`.
+    pub fn reopen_on(mut self, signal: std::sync::Arc<ReopenSignal>) -> Self {
+        self.generation = signal.generation();
+        self.reopen = Some(signal);
+        self
+    }
+
+    /// Bytes that can still be written before the next rotation, if rotating
+    /// (none while late writes go to a renamed file: it does not rotate).
     pub fn room(&self) -> Option<u64> {
+        if self.late_until.is_some() {
+            return None;
+        }
         self.rotation.map(|r| r.size.saturating_sub(self.size))
     }
 
-    /// Writes `lines` (whole lines) in one `write(2)`, rotating first when
-    /// they would take the file past the rotation size.
+    /// Writes `lines` (whole lines) in one `write(2)`, reopening the path
+    /// first when asked to, and rotating first when they would take the file
+    /// past the rotation size.
     pub fn write_lines(&mut self, lines: &[u8]) -> anyhow::Result<()> {
-        if let Some(rotation) = self.rotation {
-            if self.size > 0 && self.size + lines.len() as u64 > rotation.size {
-                self.rotate(rotation)
-                    .with_context(|| format!("rotating {}", self.path.display()))?;
-            }
+        let requested = self
+            .reopen
+            .as_ref()
+            .map(|signal| signal.generation())
+            .filter(|&generation| generation != self.generation);
+        let late_over = self.late_until.is_some_and(|until| Instant::now() >= until);
+        if let Some(generation) = requested {
+            self.generation = generation;
+        }
+        if requested.is_some() || late_over {
+            self.reopen()
+                .with_context(|| format!("reopening {}", self.path.display()))?;
+        }
+        if let Some(rotation) = self.rotation
+            && self.late_until.is_none()
+            && self.size > 0
+            && self.size + lines.len() as u64 > rotation.size
+        {
+            self.rotate(rotation)
+                .with_context(|| format!("rotating {}", self.path.display()))?;
         }
         // write_all: a regular file takes the whole buffer in one write(2);
         // only a full disk or a signal could make it short, and then the rest
@@ -180,20 +257,32 @@ impl Output {
             name.push(format!(".{n}"));
             PathBuf::from(name)
         };
-        if rotation.keep > 0 {
+        if rotation.keep > 0 && rotation.mode != RotateMode::Delete {
             ignore_missing(std::fs::remove_file(numbered(rotation.keep)))?;
             for n in (1..rotation.keep).rev() {
                 ignore_missing(std::fs::rename(numbered(n), numbered(n + 1)))?;
             }
         }
+        let keeps = rotation.keep > 0;
         match rotation.mode {
-            RotateMode::Rename => {
-                if rotation.keep > 0 {
-                    std::fs::rename(&self.path, numbered(1))?;
-                } else {
-                    ignore_missing(std::fs::remove_file(&self.path))?;
-                }
+            RotateMode::Rename | RotateMode::RenameLate if keeps => {
+                std::fs::rename(&self.path, numbered(1))?;
+            }
+            RotateMode::Rename | RotateMode::RenameLate | RotateMode::Delete => {
+                ignore_missing(std::fs::remove_file(&self.path))?;
+            }
+            RotateMode::Copytruncate => {}
+        }
+        match rotation.mode {
+            RotateMode::Rename | RotateMode::Delete => {
                 self.file = open_append(&self.path)?;
+            }
+            RotateMode::RenameLate => {
+                // The lines keep going to the renamed file (its size no
+                // longer matters: no rotation until the reopen).
+                self.late_until = Some(Instant::now() + rotation.late);
+                self.rotations += 1;
+                return Ok(());
             }
             RotateMode::Copytruncate => {
                 if rotation.keep > 0 {
@@ -205,6 +294,15 @@ impl Output {
         }
         self.size = 0;
         self.rotations += 1;
+        Ok(())
+    }
+
+    /// Opens the path again and writes there from now on.
+    fn reopen(&mut self) -> io::Result<()> {
+        self.file = open_append(&self.path)?;
+        self.size = self.file.metadata()?.len();
+        self.late_until = None;
+        self.reopens += 1;
         Ok(())
     }
 }
@@ -272,6 +370,7 @@ mod tests {
             size: 10,
             mode: RotateMode::Rename,
             keep: 2,
+            late: Duration::ZERO,
         };
         let mut output = Output::open(&path, false, Some(rotation)).unwrap();
         for line in ["one......\n", "two......\n", "three....\n", "four.....\n"] {
@@ -294,6 +393,7 @@ mod tests {
             size: 10,
             mode: RotateMode::Copytruncate,
             keep: 1,
+            late: Duration::ZERO,
         };
         let mut output = Output::open(&path, false, Some(rotation)).unwrap();
         let inode = std::fs::metadata(&path).unwrap().ino();
@@ -305,6 +405,81 @@ mod tests {
             "one......\n"
         );
         assert_eq!(std::fs::metadata(&path).unwrap().ino(), inode);
+    }
+
+    #[test]
+    fn delete_rotation_replaces_the_file_and_keeps_nothing() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        let rotation = Rotation {
+            size: 10,
+            mode: RotateMode::Delete,
+            keep: 5,
+            late: Duration::ZERO,
+        };
+        let mut output = Output::open(&path, false, Some(rotation)).unwrap();
+        output.write_lines(b"one......\n").unwrap();
+        let inode = std::fs::metadata(&path).unwrap().ino();
+        output.write_lines(b"two......\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two......\n");
+        assert_ne!(std::fs::metadata(&path).unwrap().ino(), inode);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn rename_late_writes_to_the_renamed_file_until_the_window_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        let rotation = Rotation {
+            size: 10,
+            mode: RotateMode::RenameLate,
+            keep: 5,
+            late: Duration::from_secs(3600),
+        };
+        let mut output = Output::open(&path, false, Some(rotation)).unwrap();
+        for line in ["one......\n", "two......\n", "three....\n"] {
+            output.write_lines(line.as_bytes()).unwrap();
+        }
+        // Rotated once, and the late lines went to the renamed file.
+        assert!(!path.exists());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("app.log.1")).unwrap(),
+            "one......\ntwo......\nthree....\n"
+        );
+        assert_eq!(output.rotations, 1);
+
+        // With no window, the next write after the rotation opens the path.
+        let rotation = Rotation {
+            late: Duration::ZERO,
+            ..rotation
+        };
+        let path = dir.path().join("b.log");
+        let mut output = Output::open(&path, false, Some(rotation)).unwrap();
+        for line in ["one......\n", "two......\n", "three....\n"] {
+            output.write_lines(line.as_bytes()).unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "three....\n");
+        assert_eq!(output.reopens, 1);
+    }
+
+    #[test]
+    fn a_reopen_request_opens_the_path_again_at_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        let signal = std::sync::Arc::new(ReopenSignal::new());
+        let mut output = Output::open(&path, false, None)
+            .unwrap()
+            .reopen_on(signal.clone());
+        output.write_lines(b"one\n").unwrap();
+        let rotated = dir.path().join("app.log.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        output.write_lines(b"late\n").unwrap();
+        signal.request();
+        output.write_lines(b"two\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&rotated).unwrap(), "one\nlate\n");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two\n");
+        assert_eq!(output.reopens, 1);
     }
 
     #[test]

@@ -74,13 +74,16 @@ pub struct Tally {
 }
 
 /// What the seen numbers are compared with.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Expectation {
     /// Lines each target wrote (`--expect`): numbers up to it must all be seen, none above.
     pub per_target: Option<u64>,
     /// Count losses from each target's first seen number instead of 1, for a
     /// capture that started late (`tail -n 10`, rotated-away files).
     pub from_first: bool,
+    /// Targets that must appear (`--expect-target`): one never seen is
+    /// reported with every line lost (all of `per_target`), and fails.
+    pub targets: Vec<String>,
 }
 
 /// The verdict for one target.
@@ -97,11 +100,34 @@ pub struct TargetSummary {
     pub out_of_order: u64,
     /// Numbers seen above `--expect`.
     pub unexpected: u64,
+    /// An expected target (`--expect-target`) of which no line was seen.
+    pub missing: bool,
 }
 
 impl TargetSummary {
     pub fn ok(&self) -> bool {
-        self.lost == 0 && self.duplicated == 0 && self.unexpected == 0
+        !self.missing && self.lost == 0 && self.duplicated == 0 && self.unexpected == 0
+    }
+
+    /// An expected target never seen: all of its `per_target` lines lost.
+    fn missing(name: &str, per_target: Option<u64>) -> Self {
+        let lost = per_target.unwrap_or(0);
+        Self {
+            target: name.to_owned(),
+            lines: 0,
+            first_seq: 0,
+            max_seq: 0,
+            lost,
+            lost_ranges: if lost > 0 {
+                vec![(1, lost)]
+            } else {
+                Vec::new()
+            },
+            duplicated: 0,
+            out_of_order: 0,
+            unexpected: 0,
+            missing: true,
+        }
     }
 }
 
@@ -136,6 +162,7 @@ impl Summary {
                     "duplicated": t.duplicated,
                     "out_of_order": t.out_of_order,
                     "unexpected": t.unexpected,
+                    "missing": t.missing,
                     "ok": t.ok(),
                 })
             })
@@ -174,6 +201,9 @@ impl Summary {
                 t.out_of_order,
                 ranges_text(&t.lost_ranges, t.lost)
             );
+            if t.missing {
+                let _ = writeln!(out, "{}: no line of this target was seen", t.target);
+            }
             if t.unexpected > 0 {
                 let _ = writeln!(
                     out,
@@ -258,8 +288,8 @@ impl Tally {
     }
 
     /// Compares what was seen with `expect`.
-    pub fn summary(&self, expect: Expectation) -> Summary {
-        let targets = self
+    pub fn summary(&self, expect: &Expectation) -> Summary {
+        let mut targets: Vec<TargetSummary> = self
             .streams
             .iter()
             .map(|(name, stream)| {
@@ -301,9 +331,17 @@ impl Tally {
                     duplicated: stream.duplicated,
                     out_of_order: stream.out_of_order,
                     unexpected,
+                    missing: false,
                 }
             })
             .collect();
+        for name in &expect.targets {
+            if !self.streams.contains_key(name.as_bytes()) {
+                targets.push(TargetSummary::missing(name, expect.per_target));
+            }
+        }
+        targets.sort_by(|a, b| a.target.cmp(&b.target));
+        targets.dedup_by(|a, b| a.target == b.target);
         Summary {
             targets,
             unmarked: self.unmarked,
@@ -337,7 +375,7 @@ mod tests {
 
     #[test]
     fn a_complete_stream_passes() {
-        let summary = of(&seqs("app", 1..=100)).summary(Expectation::default());
+        let summary = of(&seqs("app", 1..=100)).summary(&Expectation::default());
         assert!(summary.ok());
         assert_eq!(summary.targets[0].lines, 100);
         assert_eq!(summary.targets[0].max_seq, 100);
@@ -346,7 +384,7 @@ mod tests {
     #[test]
     fn gaps_are_reported_as_ranges() {
         let lines = seqs("app", (1..=10).chain(14..=20).chain(22..=30));
-        let summary = of(&lines).summary(Expectation::default());
+        let summary = of(&lines).summary(&Expectation::default());
         let app = &summary.targets[0];
         assert_eq!(app.lost, 4);
         assert_eq!(app.lost_ranges, vec![(11, 13), (21, 21)]);
@@ -357,7 +395,7 @@ mod tests {
     #[test]
     fn duplicates_and_reordering_are_told_apart() {
         let lines = seqs("app", [1, 2, 3, 3, 5, 4, 6]);
-        let app = &of(&lines).summary(Expectation::default()).targets[0];
+        let app = &of(&lines).summary(&Expectation::default()).targets[0];
         assert_eq!(app.duplicated, 1);
         assert_eq!(app.out_of_order, 1);
         assert_eq!(app.lost, 0);
@@ -365,14 +403,14 @@ mod tests {
 
     #[test]
     fn expect_catches_a_lost_tail_and_extra_lines() {
-        let short = of(&seqs("app", 1..=8)).summary(Expectation {
+        let short = of(&seqs("app", 1..=8)).summary(&Expectation {
             per_target: Some(10),
-            from_first: false,
+            ..Expectation::default()
         });
         assert_eq!(short.targets[0].lost_ranges, vec![(9, 10)]);
-        let long = of(&seqs("app", 1..=12)).summary(Expectation {
+        let long = of(&seqs("app", 1..=12)).summary(&Expectation {
             per_target: Some(10),
-            from_first: false,
+            ..Expectation::default()
         });
         assert_eq!(long.targets[0].unexpected, 2);
         assert!(!long.ok());
@@ -382,12 +420,12 @@ mod tests {
     fn from_first_forgives_a_late_start() {
         let lines = seqs("app", 50..=60);
         assert_eq!(
-            of(&lines).summary(Expectation::default()).targets[0].lost,
+            of(&lines).summary(&Expectation::default()).targets[0].lost,
             49
         );
-        let late = of(&lines).summary(Expectation {
-            per_target: None,
+        let late = of(&lines).summary(&Expectation {
             from_first: true,
+            ..Expectation::default()
         });
         assert!(late.ok());
     }
@@ -398,7 +436,7 @@ mod tests {
         lines.extend(seqs("error", 1..=2));
         lines.push("=== Application Logs ===".to_owned());
         lines.push(String::new());
-        let summary = of(&lines).summary(Expectation::default());
+        let summary = of(&lines).summary(&Expectation::default());
         assert_eq!(summary.targets.len(), 2);
         assert_eq!(summary.unmarked, 1);
         assert_eq!(summary.unmarked_examples, vec!["=== Application Logs ==="]);
@@ -409,14 +447,43 @@ mod tests {
     }
 
     #[test]
+    fn an_expected_target_never_seen_counts_every_line_lost() {
+        let expect = Expectation {
+            per_target: Some(50),
+            targets: vec!["app".to_owned(), "error".to_owned()],
+            ..Expectation::default()
+        };
+        let summary = of(&seqs("app", 1..=50)).summary(&expect);
+        assert_eq!(summary.targets.len(), 2);
+        let error = &summary.targets[1];
+        assert_eq!((error.target.as_str(), error.lost), ("error", 50));
+        assert_eq!(error.lost_ranges, vec![(1, 50)]);
+        assert!(error.missing && !summary.ok());
+        assert!(
+            summary
+                .to_table()
+                .contains("error: no line of this target was seen")
+        );
+
+        // Without --expect the count is unknown, but a missing target still fails.
+        let empty = tally(&[]).summary(&Expectation {
+            targets: vec!["app".to_owned()],
+            ..Expectation::default()
+        });
+        assert_eq!(empty.targets[0].lost, 0);
+        assert!(!empty.ok());
+        assert_eq!(empty.to_json()["targets"][0]["missing"], true);
+    }
+
+    #[test]
     fn an_empty_stream_fails() {
-        assert!(!tally(&[]).summary(Expectation::default()).ok());
+        assert!(!tally(&[]).summary(&Expectation::default()).ok());
     }
 
     #[test]
     fn a_huge_sequence_number_is_invalid_not_an_allocation() {
         let summary =
-            tally(&["seq=18446744073709551615 target=app"]).summary(Expectation::default());
+            tally(&["seq=18446744073709551615 target=app"]).summary(&Expectation::default());
         assert_eq!(summary.invalid, 1);
         assert!(summary.targets.is_empty());
     }

@@ -452,7 +452,147 @@ fn copytruncate_rotation_keeps_the_file_and_every_line() {
     );
 }
 
+#[test]
+fn sighup_reopens_the_path_so_logrotate_create_mode_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let rotated = dir.path().join("app.log.1");
+    let running = spawn({
+        let mut command = writer();
+        command
+            .args(["--rate", "2000", "--report", "json"])
+            .arg(&log);
+        command
+    });
+    let size = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
+    eventually("some lines", || size(&log) > 1000);
+    // logrotate's create mode: rename, (create), then postrotate's SIGHUP.
+    std::fs::rename(&log, &rotated).unwrap();
+    let renamed_at = size(&rotated);
+    eventually(
+        "a line written to the renamed file before the signal",
+        || size(&rotated) > renamed_at,
+    );
+    running.signal(libc::SIGHUP);
+    eventually("new lines at the path", || size(&log) > 1000);
+    let (status, _, output) = running.terminate();
+    assert!(status.success(), "{status:?}: {}", output.stderr);
+    // stderr: the reopen is logged, then the JSON report.
+    assert!(output.stderr.contains("SIGHUP"), "{}", output.stderr);
+    let json = output.stderr.lines().find(|l| l.starts_with('{')).unwrap();
+    let report: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(report["targets"][0]["reopens"], 1, "{report}");
+    let lines = report["targets"][0]["lines"].as_u64().unwrap();
+    let out = verify(
+        &["--expect", &lines.to_string(), "--report", "json"],
+        &[&rotated, &log],
+    );
+    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.status.success(), "{verdict}");
+    let app = &verdict["targets"][0];
+    assert_eq!(
+        (&app["lost"], &app["duplicated"], &app["out_of_order"]),
+        (&0.into(), &0.into(), &0.into()),
+        "{verdict}"
+    );
+}
+
+#[test]
+fn writer_rotate_modes_delete_and_rename_late_write_every_line_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let out = run(writer()
+        .args(["--rate", "0", "--count", "6000", "--rotate-size", "20KB"])
+        .args(["--rotate-mode", "rename-late", "--rotate-late", "0s"])
+        .args(["--rotate-keep", "100", "--report", "json"])
+        .arg(&log));
+    assert!(out.status.success(), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+    let mut files: Vec<_> = (1..=100)
+        .rev()
+        .map(|n| dir.path().join(format!("app.log.{n}")))
+        .filter(|p| p.exists())
+        .collect();
+    // Every rotation kept a file, and reopened the path after its late writes.
+    assert!(files.len() > 2, "{files:?}");
+    assert_eq!(report["targets"][0]["rotations"], files.len(), "{report}");
+    assert_eq!(report["targets"][0]["reopens"], files.len(), "{report}");
+    files.push(log.clone());
+    let refs: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
+    let out = verify(&["--expect", "6000"], &refs);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // delete: only the last file is left, holding the newest lines.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let out = run(writer()
+        .args(["--rate", "0", "--count", "3000", "--rotate-size", "20KB"])
+        .args(["--rotate-mode", "delete", "--report", "json"])
+        .arg(&log));
+    assert!(out.status.success(), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert!(report["targets"][0]["rotations"].as_u64().unwrap() > 3);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    let out = verify(&["--from-first", "--report", "json"], &[&log]);
+    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.status.success(), "{verdict}");
+    assert_eq!(verdict["targets"][0]["max_seq"], 3000);
+}
+
 // --- the checker ------------------------------------------------------------
+
+#[test]
+fn verify_expect_target_counts_a_target_never_seen_as_all_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("capture.txt");
+    let lines: String = (1..=3)
+        .map(|s| format!("line seq={s} target=app\n"))
+        .collect();
+    std::fs::write(&capture, lines).unwrap();
+    let out = verify(
+        &[
+            "--expect",
+            "3",
+            "--expect-target",
+            "app",
+            "--expect-target",
+            "error",
+            "--report",
+            "json",
+        ],
+        &[&capture],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(verdict["targets"][0]["ok"], true, "{verdict}");
+    let error = &verdict["targets"][1];
+    assert_eq!(error["target"], "error", "{verdict}");
+    assert_eq!(
+        (&error["lost"], &error["missing"]),
+        (&3.into(), &true.into())
+    );
+
+    // The same from the environment, comma-separated; all present passes.
+    let out = run(writer()
+        .env("WRITER_VERIFY_EXPECT_TARGET", "app,error")
+        .args(["verify", "--expect", "3"])
+        .arg(&capture));
+    assert_eq!(out.status.code(), Some(1));
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        table.contains("error: no line of this target was seen"),
+        "{table}"
+    );
+    let out = run(writer()
+        .env("WRITER_VERIFY_EXPECT_TARGET", "app")
+        .args(["verify", "--expect", "3"])
+        .arg(&capture));
+    assert!(out.status.success(), "{out:?}");
+}
 
 #[test]
 fn verify_reports_lost_duplicated_and_reordered_lines_and_fails() {

@@ -265,20 +265,7 @@ pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
         return run_pod(&args);
     }
     let started = Instant::now();
-    let bin_dir = match &args.bin_dir {
-        Some(dir) => dir.clone(),
-        None => {
-            util::run(util::cargo().args([
-                "build",
-                "--release",
-                "-p",
-                "writer",
-                "-p",
-                "log-aggregator",
-            ]))?;
-            util::target_dir().join("release")
-        }
-    };
+    let bin_dir = util::release_bin_dir(args.bin_dir.as_deref(), &["writer", "log-aggregator"])?;
     let writer = bin_dir.join("writer");
     let aggregator = bin_dir.join("log-aggregator");
     let followers = followers(&args.followers, &aggregator)?;
@@ -480,7 +467,7 @@ fn run_step(
             &format!("{} to open {}", follower.kind.name, log.display()),
             Duration::from_secs(10),
             || {
-                has_open(pid, &log)
+                util::has_open(pid, &log)
                     .then_some(())
                     .ok_or_else(|| "not yet".to_owned())
             },
@@ -573,7 +560,7 @@ fn run_step(
             if follower.finished(written) || writer_end.elapsed() > DRAIN_LIMIT {
                 follower.done = true;
                 follower.measure();
-                stop(&mut follower.child);
+                util::stop(&mut follower.child);
             }
         }
         if running.iter().all(|f| f.done) {
@@ -627,7 +614,7 @@ impl Drop for Running<'_> {
     /// A step that fails half-way leaves no follower behind.
     fn drop(&mut self) {
         if !self.done {
-            stop(&mut self.child);
+            util::stop(&mut self.child);
         }
     }
 }
@@ -816,32 +803,6 @@ fn clock_ticks() -> f64 {
         .ok()
         .and_then(|text| text.trim().parse().ok())
         .unwrap_or(100.0)
-}
-
-/// Whether process `pid` has `path` open.
-fn has_open(pid: u32, path: &Path) -> bool {
-    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return false;
-    };
-    entries
-        .filter_map(Result::ok)
-        .any(|entry| std::fs::read_link(entry.path()).is_ok_and(|target| target == path))
-}
-
-/// SIGTERM, then SIGKILL if it has not exited within 5 s.
-fn stop(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// `writer verify --expect N` on a capture: (lines seen, lost, duplicated).

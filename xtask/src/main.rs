@@ -9,6 +9,7 @@ mod e2e;
 mod images;
 mod lab;
 mod loadtest;
+mod matrix;
 mod test;
 mod util;
 
@@ -40,6 +41,8 @@ enum Task {
     Bench(bench::BenchArgs),
     /// Log-throughput load test: writer at stepped rates, followers side by side.
     Loadtest(loadtest::LoadtestArgs),
+    /// Rotation matrix: every line exactly once under every rotation (real logrotate), restart and rate.
+    Matrix(matrix::MatrixArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Task::E2e(args) => e2e::run(args),
         Task::Bench(args) => bench::run(args),
         Task::Loadtest(args) => loadtest::run(args),
+        Task::Matrix(args) => matrix::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,12 +1,13 @@
 //! `cargo xtask test`: what CI runs, in order, stopping at the first failure:
 //! fmt and clippy, the workspace's tests, rendering and schema validation of
 //! every kustomization, the end-to-end pod tests with podman, then a short
-//! load test that fails on any line our log-aggregator lost or repeated.
+//! load test that fails on any line our log-aggregator lost or repeated, and
+//! the quick rotation matrix (real logrotate, every rotation mode).
 //!
 //! With `--install` (CI on a fresh Debian machine, as root) it first installs
 //! what is missing: podman, runc and catatonit, Debian's nginx (the offline
-//! nginx stand-in is built from it) and busybox-static (comparison image), and
-//! kubernetes-validate into .lab/venv. Without it, a missing tool is an error
+//! nginx stand-in is built from it), busybox-static (comparison image),
+//! logrotate (the matrix), and kubernetes-validate into .lab/venv. Without it, a missing tool is an error
 //! that says how to install it: the pod tests fail, never skip.
 
 use crate::util::{apt_install, cargo, on_path, run};
@@ -59,6 +60,13 @@ pub fn run_all(args: &TestArgs) -> anyhow::Result<()> {
         loadtest.arg("--bin-dir").arg(images::release_dir());
     }
     run(&mut loadtest)?;
+    // The same way: every line once under every rotation, restart and rate.
+    let mut matrix = std::process::Command::new(std::env::current_exe()?);
+    matrix.args(["matrix", "--quick"]);
+    if !args.no_e2e {
+        matrix.arg("--bin-dir").arg(images::release_dir());
+    }
+    run(&mut matrix)?;
     Ok(())
 }
 
@@ -75,6 +83,10 @@ fn install_missing() -> anyhow::Result<()> {
     packages.extend(images::helper_packages_missing(false));
     if !std::path::Path::new("/bin/busybox").exists() {
         packages.push("busybox-static");
+    }
+    // The matrix's rotations; GNU tail (its comparison) is coreutils, always there.
+    if !on_path("logrotate") && !std::path::Path::new("/usr/sbin/logrotate").exists() {
+        packages.push("logrotate");
     }
     if !on_path("kubectl") {
         anyhow::bail!(

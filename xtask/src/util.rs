@@ -3,7 +3,7 @@
 //! capture, deadlines, and installing missing tools with apt-get.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -42,6 +42,22 @@ pub fn cargo() -> Command {
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     command.current_dir(workspace_root());
     command
+}
+
+/// Where the release binaries of `packages` are: `bin_dir` when given (as
+/// is), else `cargo build --release -p ...` first and the target directory's
+/// `release/`.
+pub fn release_bin_dir(bin_dir: Option<&Path>, packages: &[&str]) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = bin_dir {
+        return Ok(dir.to_owned());
+    }
+    let mut build = cargo();
+    build.args(["build", "--release"]);
+    for package in packages {
+        build.args(["-p", package]);
+    }
+    run(&mut build)?;
+    Ok(target_dir().join("release"))
 }
 
 /// The engine settings this project's pods need (see podman/containers.conf).
@@ -125,6 +141,41 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
+/// Whether process `pid` has `path` open.
+pub fn has_open(pid: u32, path: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    entries
+        .filter_map(Result::ok)
+        .any(|entry| std::fs::read_link(entry.path()).is_ok_and(|target| target == path))
+}
+
+/// Sends `signal` (a name: `TERM`, `KILL`, `HUP`) to `pid` with `kill(1)`
+/// (xtask links no libc).
+pub fn send_signal(pid: u32, signal: &str) -> anyhow::Result<()> {
+    output(
+        Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string()),
+    )
+    .map(drop)
+}
+
+/// SIGTERM, then SIGKILL if it has not exited within 5 s.
+pub fn stop(child: &mut Child) {
+    let _ = send_signal(child.id(), "TERM");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// Whether this process runs as root (read from /proc: no libc needed).
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
@@ -171,6 +222,17 @@ pub fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
 pub fn wait_for<T>(
     what: &str,
     timeout: Duration,
+    probe: impl FnMut() -> Result<T, String>,
+) -> anyhow::Result<T> {
+    wait_for_every(what, timeout, POLL_INTERVAL, probe)
+}
+
+/// [`wait_for`], looking every `every` (local processes, where the time
+/// waited is itself measured: a follower's downtime, a start-up).
+pub fn wait_for_every<T>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
     mut probe: impl FnMut() -> Result<T, String>,
 ) -> anyhow::Result<T> {
     let start = Instant::now();
@@ -180,7 +242,7 @@ pub fn wait_for<T>(
             Err(reason) if start.elapsed() >= timeout => {
                 bail!("timed out after {timeout:?} waiting for {what}: {reason}")
             }
-            Err(_) => std::thread::sleep(POLL_INTERVAL),
+            Err(_) => std::thread::sleep(every),
         }
     }
 }
