@@ -8,21 +8,26 @@
 //!   records, counts metrics, and pauses the follower when the stdout writer
 //!   has no room: reading stops, the file on disk is the buffer;
 //! - checkpoints ([`crate::checkpoint`]) are captured from
-//!   [`follow::Sink::after_poll`] every `--checkpoint-interval` (the follower
-//!   is then between two reads, so its positions match the lines handed
-//!   over) and saved only once the writer has written every byte handed
-//!   over before the capture, so a saved offset never skips a line that did
-//!   not reach stdout;
+//!   [`follow::Sink::after_poll`] right after the first poll and then every
+//!   `--checkpoint-interval` (the follower is then between two reads, so
+//!   its positions match the lines handed over). A capture is saved by the
+//!   saver thread ([`Saver`]) once stdout has taken every byte handed over
+//!   before it, and not earlier, so a saved offset never skips a line that
+//!   did not reach stdout; the stdout writer tells the saver after each
+//!   flush ([`CountingStdout`]), so the save follows within milliseconds
+//!   and a crash repeats at most about one interval of lines;
 //! - the gauges that need the follower (files followed) are refreshed there
 //!   too. One driver run covers the whole process: the polling fallback is
 //!   decided (and warned about) once.
 
 use std::collections::HashMap;
 use std::io;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -195,10 +200,11 @@ pub struct StreamSink {
     chunk: Vec<u8>,
     pipe: OutputPipe,
     metrics: Metrics,
-    /// Saving read positions (`--checkpoint-dir`), and when next.
-    checkpoints: Option<Checkpoints>,
+    /// Saving read positions (`--checkpoint-dir`), and when the next
+    /// capture is taken.
+    saver: Option<Saver>,
     checkpoint_interval: Duration,
-    next_save: Instant,
+    next_capture: Instant,
     /// When the files-followed gauge is next refreshed.
     next_gauges: Instant,
     multiline: Option<MultilineConfig>,
@@ -346,10 +352,10 @@ impl follow::Sink for StreamSink {
                 .files_followed
                 .set(follower.open_files() as f64);
         }
-        if self.checkpoints.is_none() || now < self.next_save {
+        if self.saver.is_none() || now < self.next_capture {
             return Ok(());
         }
-        self.next_save = now + self.checkpoint_interval;
+        self.next_capture = now + self.checkpoint_interval;
         let open_files = follower.open_files();
         self.metrics.files_followed.set(open_files as f64);
         tracing::debug!("checkpoint interval: {open_files} file(s) open");
@@ -363,9 +369,8 @@ impl follow::Sink for StreamSink {
             handed: self.pipe.handed() + self.chunk.len() as u64,
             positions: to_positions(follower.checkpoints()),
         };
-        let written = self.pipe.written();
-        if let Some(checkpoints) = self.checkpoints.as_mut() {
-            checkpoints.offer_or_warn(capture, written);
+        if let Some(saver) = &self.saver {
+            saver.offer(capture);
         }
         Ok(())
     }
@@ -409,11 +414,9 @@ fn to_checkpoints(positions: Vec<Position>) -> Vec<Checkpoint> {
         .collect()
 }
 
-/// Saves captures once their bytes are written; see the module documentation.
+/// Saves captures; the save errors policy lives here.
 struct Checkpoints {
     store: CheckpointStore,
-    /// The oldest capture whose bytes are not all written yet.
-    waiting: Option<Capture>,
     last_saved: Arc<Mutex<Instant>>,
     /// The last save error, reported once until it changes or clears
     /// (a full disk must not print a warning every interval).
@@ -424,7 +427,6 @@ impl Checkpoints {
     fn new(store: CheckpointStore, last_saved: Arc<Mutex<Instant>>) -> Self {
         Self {
             store,
-            waiting: None,
             last_saved,
             failing: None,
         }
@@ -438,10 +440,10 @@ impl Checkpoints {
         Ok(())
     }
 
-    /// [`Checkpoints::offer`] during following: a failure is a warning
+    /// [`Checkpoints::save`] during following: a failure is a warning
     /// (following goes on; the age metric shows it), reported once.
-    fn offer_or_warn(&mut self, capture: Capture, written: u64) {
-        match self.offer(capture, written) {
+    fn save_or_warn(&mut self, capture: &Capture) {
+        match self.save(capture) {
             Ok(()) => {
                 if self.failing.take().is_some() {
                     tracing::info!("saving read positions works again");
@@ -456,23 +458,181 @@ impl Checkpoints {
             }
         }
     }
+}
 
-    /// Takes a new capture into account, saving the newest one already written.
-    fn offer(&mut self, capture: Capture, written: u64) -> anyhow::Result<()> {
-        if capture.handed <= written {
-            self.waiting = None;
-            return self.save(&capture);
+/// Captures whose bytes have not all reached stdout yet: at most two, the
+/// oldest (it becomes savable first) and the newest (replaced by each new
+/// capture), so a stdout blocked for many intervals holds two, not one per
+/// interval.
+#[derive(Default)]
+struct Pending {
+    oldest: Option<Capture>,
+    newest: Option<Capture>,
+}
+
+impl Pending {
+    fn offer(&mut self, capture: Capture) {
+        if self.oldest.is_none() {
+            self.oldest = Some(capture);
+        } else {
+            self.newest = Some(capture);
         }
-        match self.waiting.take() {
-            Some(waiting) if waiting.handed <= written => {
-                self.save(&waiting)?;
-                self.waiting = Some(capture);
-            }
-            // Keep the older one: it becomes savable first.
-            Some(waiting) => self.waiting = Some(waiting),
-            None => self.waiting = Some(capture),
+    }
+
+    /// Takes the newest capture whose bytes are all among the first
+    /// `written` (older ones are dropped: the newer one covers them).
+    fn take_ready(&mut self, written: u64) -> Option<Capture> {
+        if self
+            .newest
+            .as_ref()
+            .is_some_and(|capture| capture.handed <= written)
+        {
+            self.oldest = None;
+            return self.newest.take();
         }
+        if self
+            .oldest
+            .as_ref()
+            .is_some_and(|capture| capture.handed <= written)
+        {
+            let ready = self.oldest.take();
+            self.oldest = self.newest.take();
+            return ready;
+        }
+        None
+    }
+}
+
+struct SaverState {
+    pending: Pending,
+    /// Bytes stdout has taken so far (as of the writer's last flush).
+    written: u64,
+    closed: bool,
+}
+
+struct SaverShared {
+    state: Mutex<SaverState>,
+    /// Wakes the saver: a capture was offered, stdout took more, or closing.
+    wake: Condvar,
+}
+
+impl SaverShared {
+    fn lock(&self) -> MutexGuard<'_, SaverState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The stdout writer thread's sink: stdout itself, counting what it took,
+/// and telling the saver after each flush (the writer flushes after every
+/// chunk). So a capture is saved the moment its bytes are out, not at the
+/// next interval.
+struct CountingStdout<W> {
+    inner: W,
+    written: u64,
+    saver: Arc<SaverShared>,
+}
+
+impl<W: Write> Write for CountingStdout<W> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let count = self.inner.write(bytes)?;
+        self.written += count as u64;
+        Ok(count)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()?;
+        self.saver.lock().written = self.written;
+        self.saver.wake.notify_one();
         Ok(())
+    }
+}
+
+/// The checkpoint saver thread: saves each capture as soon as stdout has
+/// taken every byte handed over before it. A thread of its own, so a slow
+/// fsync delays neither reading nor stdout.
+struct Saver {
+    shared: Arc<SaverShared>,
+    thread: Option<thread::JoinHandle<Checkpoints>>,
+}
+
+impl Saver {
+    fn spawn(checkpoints: Checkpoints) -> io::Result<Self> {
+        let shared = Arc::new(SaverShared {
+            state: Mutex::new(SaverState {
+                pending: Pending::default(),
+                written: 0,
+                closed: false,
+            }),
+            wake: Condvar::new(),
+        });
+        let thread_shared = shared.clone();
+        let thread = thread::Builder::new()
+            .name("checkpoint-saver".into())
+            .spawn(move || save_loop(&thread_shared, checkpoints))?;
+        Ok(Self {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// stdout wrapped so that the saver learns what it took.
+    fn counting<W: Write>(&self, inner: W) -> CountingStdout<W> {
+        CountingStdout {
+            inner,
+            written: 0,
+            saver: self.shared.clone(),
+        }
+    }
+
+    fn offer(&self, capture: Capture) {
+        self.shared.lock().pending.offer(capture);
+        self.shared.wake.notify_one();
+    }
+
+    /// Stops the thread (after the save it may be doing) and hands back the
+    /// store and the captures it had not saved, for the final save.
+    fn finish(mut self) -> anyhow::Result<(Checkpoints, Pending)> {
+        self.shared.lock().closed = true;
+        self.shared.wake.notify_one();
+        let checkpoints = self
+            .thread
+            .take()
+            .map(thread::JoinHandle::join)
+            .transpose()
+            .map_err(|_| anyhow::anyhow!("the checkpoint saver thread panicked"))?
+            .ok_or_else(|| anyhow::anyhow!("the checkpoint saver was already finished"))?;
+        let pending = std::mem::take(&mut self.shared.lock().pending);
+        Ok((checkpoints, pending))
+    }
+}
+
+impl Drop for Saver {
+    fn drop(&mut self) {
+        // An error exit: let the thread end; it holds nothing to flush.
+        self.shared.lock().closed = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+fn save_loop(shared: &SaverShared, mut checkpoints: Checkpoints) -> Checkpoints {
+    loop {
+        let capture = {
+            let mut state = shared.lock();
+            loop {
+                if state.closed {
+                    return checkpoints;
+                }
+                let written = state.written;
+                if let Some(capture) = state.pending.take_ready(written) {
+                    break capture;
+                }
+                state = shared
+                    .wake
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        };
+        checkpoints.save_or_warn(&capture);
     }
 }
 
@@ -549,14 +709,26 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
     }
 
     let now = Instant::now();
+    let saver = checkpoints
+        .map(Saver::spawn)
+        .transpose()
+        .context("starting the checkpoint saver")?;
+    let pipe = match &saver {
+        Some(saver) => OutputPipe::spawn(saver.counting(io::stdout())),
+        None => OutputPipe::spawn(io::stdout()),
+    }
+    .context("starting the stdout writer")?;
     let mut sink = StreamSink {
         formatter: Formatter::new(config.format),
         chunk: Vec::with_capacity(CHUNK_BYTES + 64 * 1024),
-        pipe: OutputPipe::spawn(io::stdout()).context("starting the stdout writer")?,
+        pipe,
         metrics,
-        checkpoints,
+        saver,
         checkpoint_interval: config.checkpoint_interval,
-        next_save: now + config.checkpoint_interval,
+        // The first capture right after the first poll: a restart soon
+        // after start already knows where this run began (with `--from
+        // end`, that is what keeps it from skipping lines).
+        next_capture: now,
         next_gauges: now,
         multiline: config.multiline.clone(),
         joiners: HashMap::new(),
@@ -579,7 +751,7 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
     tracing::info!(
         "following {} path(s) and pattern(s){}",
         config.patterns.len(),
-        if sink.checkpoints.is_some() {
+        if sink.saver.is_some() {
             ", saving read positions"
         } else {
             ""
@@ -616,17 +788,21 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
             false
         }
     };
-    if let Some(checkpoints) = sink.checkpoints.as_mut() {
-        let capture = Capture {
-            handed: sink.pipe.handed(),
+    if let Some(saver) = sink.saver.take() {
+        let (checkpoints, mut pending) = saver.finish()?;
+        let handed = sink.pipe.handed();
+        pending.offer(Capture {
+            handed,
             positions: to_positions(follower.checkpoints()),
-        };
+        });
         let written = if all_written {
-            capture.handed
+            handed
         } else {
             sink.pipe.written()
         };
-        checkpoints.offer(capture, written)?;
+        if let Some(capture) = pending.take_ready(written) {
+            checkpoints.save(&capture)?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -657,25 +833,67 @@ mod tests {
     }
 
     #[test]
-    fn a_capture_is_saved_only_once_its_bytes_are_written() {
+    fn the_newest_capture_whose_bytes_are_written_is_the_one_saved() {
+        let mut pending = Pending::default();
+        let offset = |capture: Option<Capture>| capture.map(|c| c.positions[0].offset);
+
+        pending.offer(capture(100, 10));
+        assert_eq!(offset(pending.take_ready(100)), Some(10), "written already");
+        assert_eq!(offset(pending.take_ready(1_000)), None, "taken once");
+
+        pending.offer(capture(200, 20));
+        assert_eq!(
+            offset(pending.take_ready(150)),
+            None,
+            "150..200 not written"
+        );
+        pending.offer(capture(300, 30));
+        pending.offer(capture(400, 40));
+        assert_eq!(
+            offset(pending.take_ready(250)),
+            Some(20),
+            "the oldest is written now; 300 replaced by 400 meanwhile"
+        );
+        assert_eq!(offset(pending.take_ready(399)), None);
+        assert_eq!(offset(pending.take_ready(400)), Some(40));
+
+        pending.offer(capture(500, 50));
+        pending.offer(capture(600, 60));
+        assert_eq!(
+            offset(pending.take_ready(600)),
+            Some(60),
+            "everything written: the newest, the older dropped"
+        );
+        assert_eq!(offset(pending.take_ready(600)), None);
+    }
+
+    #[test]
+    fn a_capture_is_saved_as_soon_as_stdout_took_its_bytes() {
+        // The saver thread and the counting stdout as the binary wires them,
+        // with a Vec for stdout: a capture is saved at the writer's flush,
+        // not at the next capture.
         let dir = tempfile::tempdir().unwrap();
         let store = CheckpointStore::open(dir.path()).unwrap();
-        let mut checkpoints = Checkpoints::new(store.clone(), Arc::new(Mutex::new(Instant::now())));
+        let saver = Saver::spawn(Checkpoints::new(
+            store.clone(),
+            Arc::new(Mutex::new(Instant::now())),
+        ))
+        .unwrap();
+        let mut stdout = saver.counting(Vec::new());
         let saved = || store.load().unwrap().map(|files| files[0].offset);
 
-        checkpoints.offer(capture(100, 10), 100).unwrap();
-        assert_eq!(saved(), Some(10), "written already: saved at once");
+        saver.offer(capture(10, 1));
+        stdout.write_all(&[b'x'; 10]).unwrap();
+        assert_eq!(saved(), None, "not flushed yet");
+        stdout.flush().unwrap();
+        testkit::eventually("the capture saved", || saved() == Some(1));
 
-        checkpoints.offer(capture(200, 20), 150).unwrap();
-        assert_eq!(saved(), Some(10), "bytes 150..200 not written: not saved");
+        saver.offer(capture(20, 2));
+        stdout.write_all(&[b'x'; 10]).unwrap();
+        stdout.flush().unwrap();
+        testkit::eventually("the next one saved", || saved() == Some(2));
 
-        checkpoints.offer(capture(300, 30), 250).unwrap();
-        assert_eq!(saved(), Some(20), "the older capture is written now");
-
-        checkpoints.offer(capture(400, 40), 260).unwrap();
-        assert_eq!(saved(), Some(20), "neither 300 nor 400 written");
-
-        checkpoints.offer(capture(500, 50), 500).unwrap();
-        assert_eq!(saved(), Some(50), "everything written: the newest");
+        let (_, pending) = saver.finish().unwrap();
+        assert!(pending.oldest.is_none() && pending.newest.is_none());
     }
 }
