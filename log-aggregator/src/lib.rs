@@ -102,6 +102,8 @@ pub struct Args {
     pub output: Format,
 
     /// Stream mode: where files present at start begin (files appearing later are read whole).
+    /// With --checkpoint-dir it applies to the first start only: after a restart, files the
+    /// saved positions do not know appeared while it was down and are read whole.
     #[arg(
         long,
         env = "LOG_AGGREGATOR_FROM",

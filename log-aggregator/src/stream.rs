@@ -636,7 +636,12 @@ fn save_loop(shared: &SaverShared, mut checkpoints: Checkpoints) -> Checkpoints 
     }
 }
 
-fn load_checkpoints(store: &CheckpointStore, discard: bool) -> anyhow::Result<Vec<Checkpoint>> {
+/// The saved positions, or `None` when there is no checkpoint file (a
+/// first start) or an invalid one was discarded (a fresh start, as asked).
+fn load_checkpoints(
+    store: &CheckpointStore,
+    discard: bool,
+) -> anyhow::Result<Option<Vec<Checkpoint>>> {
     match store.load() {
         Ok(Some(positions)) => {
             tracing::info!(
@@ -644,9 +649,9 @@ fn load_checkpoints(store: &CheckpointStore, discard: bool) -> anyhow::Result<Ve
                 positions.len(),
                 store.path().display()
             );
-            Ok(to_checkpoints(positions))
+            Ok(Some(to_checkpoints(positions)))
         }
-        Ok(None) => Ok(Vec::new()),
+        Ok(None) => Ok(None),
         Err(error @ (CheckpointError::Corrupt { .. } | CheckpointError::UnknownVersion { .. }))
             if discard =>
         {
@@ -655,7 +660,7 @@ fn load_checkpoints(store: &CheckpointStore, discard: bool) -> anyhow::Result<Ve
                 "{error}; moved it to {} and starting without it",
                 aside.display()
             );
-            Ok(Vec::new())
+            Ok(None)
         }
         Err(error) => Err(error.into()),
     }
@@ -679,18 +684,28 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
         Some(checkpoints) => {
             load_checkpoints(&checkpoints.store, config.discard_invalid_checkpoint)?
         }
-        None => Vec::new(),
+        None => None,
+    };
+    // With a checkpoint file this is a restart: `--from` was applied at the
+    // first start. A file the checkpoint does not know appeared while we
+    // were down (a rotation's new file, say) and is all new, so everything
+    // starts at its beginning; `resume` places the known files at their
+    // saved offsets.
+    let from = if resume.is_some() {
+        StartAt::Beginning
+    } else {
+        config.from
     };
 
     let mut follower = Follower::new(config.follow.clone());
     for pattern in &config.patterns {
         if is_glob(pattern) {
-            follower.add_glob(pattern, config.from)?;
+            follower.add_glob(pattern, from)?;
         } else {
-            follower.add_path(PathBuf::from(pattern), config.from);
+            follower.add_path(PathBuf::from(pattern), from);
         }
     }
-    follower.resume(&resume);
+    follower.resume(&resume.unwrap_or_default());
 
     if let Some(address) = config.listen {
         let listener = tokio::net::TcpListener::bind(address)

@@ -1,6 +1,7 @@
 //! Checkpoints through the real binary on real files: how far behind
-//! stdout a save is, and what a crash loop repeats (counted with the
-//! `writer` binary's sequence numbers and `writer verify`).
+//! stdout a save is, what a crash loop repeats (counted with the `writer`
+//! binary's sequence numbers and `writer verify`), `--from end` after a
+//! restart, and one process per checkpoint directory.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -229,4 +230,68 @@ fn a_crash_loop_loses_nothing_and_repeats_at_most_an_interval_per_kill() {
         duplicated <= bound,
         "{duplicated} lines repeated after {KILLS} kills, more than {bound}: {report}"
     );
+}
+
+#[test]
+fn from_end_after_a_restart_reads_files_created_while_down_from_their_start() {
+    // `--from end` applies to the first start only: once positions were
+    // saved, a file they do not know appeared while we were down (here
+    // the new file of a rename rotation) and all of it is new.
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let path = dir.path().join("app.log");
+    append(&path, "before the first start\n");
+    let flags = [
+        "--from",
+        "end",
+        "--checkpoint-dir",
+        state.to_str().unwrap(),
+        "--checkpoint-interval",
+        "50ms",
+    ];
+    let pattern = format!("{}*", path.display());
+    let start = || {
+        let mut command = aggregator();
+        command.args(flags).arg(&pattern);
+        spawn(command)
+    };
+    let numbers = |from: u64, to: u64| -> String { (from..to).map(|n| format!("{n}\n")).collect() };
+    let running = start();
+    // Saved positions mean the first poll placed the file at its end.
+    eventually("a first checkpoint", || checkpoint_offset(&state).is_some());
+    append(&path, &numbers(0, 1_000));
+    running.wait_for_stdout_containing("999\n");
+    let (status, _, first) = running.terminate();
+    assert!(status.success(), "{}", first.stderr);
+    // While down: more lines, then two rename rotations (logrotate's
+    // `rotate 2`), so the middle file, created while down, ends up under a
+    // name the saved positions never had.
+    let rotate = || {
+        let rotated = |n: u32| dir.path().join(format!("app.log.{n}"));
+        if rotated(1).exists() {
+            std::fs::rename(rotated(1), rotated(2)).unwrap();
+        }
+        std::fs::rename(&path, rotated(1)).unwrap();
+    };
+    append(&path, &numbers(1_000, 1_500));
+    rotate();
+    append(&path, &numbers(1_500, 2_000));
+    rotate();
+    append(&path, &numbers(2_000, 3_000));
+    let running = start();
+    running.wait_for_stdout("3,000 lines in all", |out| {
+        first.stdout.lines().count() + out.lines().count() >= 3_000
+    });
+    let (status, _, second) = running.terminate();
+    assert!(status.success(), "{}", second.stderr);
+    let mut seen: Vec<u64> = (first.stdout + &second.stdout)
+        .lines()
+        .map(|line| line.parse().unwrap_or_else(|_| panic!("line {line:?}")))
+        .collect();
+    seen.sort_unstable();
+    let lost = (0..3_000)
+        .filter(|n| seen.binary_search(n).is_err())
+        .count();
+    assert_eq!(lost, 0, "lines lost across the restart");
+    assert!(seen.iter().copied().eq(0..3_000), "lines repeated");
 }
