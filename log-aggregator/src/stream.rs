@@ -418,8 +418,8 @@ fn to_checkpoints(positions: Vec<Position>) -> Vec<Checkpoint> {
 struct Checkpoints {
     store: CheckpointStore,
     last_saved: Arc<Mutex<Instant>>,
-    /// The last save error, reported once until it changes or clears
-    /// (a full disk must not print a warning every interval).
+    /// The last save error; a failing spell is warned about once, when it
+    /// starts (a full disk must not print a warning every interval).
     failing: Option<String>,
 }
 
@@ -451,10 +451,15 @@ impl Checkpoints {
             }
             Err(error) => {
                 let message = format!("{error:#}");
-                if self.failing.as_ref() != Some(&message) {
+                if self.failing.is_none() {
                     tracing::warn!("{message} (read positions not saved; retrying every interval)");
-                    self.failing = Some(message);
+                } else if self.failing.as_ref() != Some(&message) {
+                    // Still failing, another step of the save (out of
+                    // descriptors: creating the file one time, opening the
+                    // directory the next): the same spell, not a new warning.
+                    tracing::debug!("{message} (read positions still not saved)");
                 }
+                self.failing = Some(message);
             }
         }
     }
