@@ -39,7 +39,7 @@ use sidecar_common::metrics::{Counter, Gauge, Health, Registry};
 use sidecar_common::multiline::Multiline;
 use sidecar_common::shutdown::Shutdown;
 
-use crate::checkpoint::{CheckpointError, CheckpointStore, Position};
+use crate::checkpoint::{CheckpointError, CheckpointStore, DirLock, Position};
 use crate::output::{CHUNK_BYTES, Format, Formatter, OutputPipe};
 
 /// How often metrics that need the follower (files followed) are refreshed
@@ -678,12 +678,18 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
     let metrics = Metrics::new(registry.clone());
     let files_followed = metrics.files_followed.clone();
 
-    let checkpoints = match &config.checkpoint_dir {
-        Some(dir) => Some(Checkpoints::new(
-            CheckpointStore::open(dir)?,
-            metrics.last_saved.clone(),
-        )),
-        None => None,
+    // The lock first: a second instance must not even read the positions
+    // the first one is about to overwrite. Held until we return.
+    let (checkpoints, _lock) = match &config.checkpoint_dir {
+        Some(dir) => {
+            let store = CheckpointStore::open(dir)?;
+            let lock = DirLock::acquire(dir)?;
+            (
+                Some(Checkpoints::new(store, metrics.last_saved.clone())),
+                Some(lock),
+            )
+        }
+        None => (None, None),
     };
     let resume = match &checkpoints {
         Some(checkpoints) => {

@@ -295,3 +295,41 @@ fn from_end_after_a_restart_reads_files_created_while_down_from_their_start() {
     assert_eq!(lost, 0, "lines lost across the restart");
     assert!(seen.iter().copied().eq(0..3_000), "lines repeated");
 }
+
+#[test]
+fn a_second_instance_on_the_same_checkpoint_directory_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let path = dir.path().join("app.log");
+    append(&path, "one\n");
+    let start = || {
+        let mut command = aggregator();
+        command
+            .args(["--checkpoint-dir", state.to_str().unwrap()])
+            .arg(&path);
+        spawn(command)
+    };
+    let first = start();
+    first.wait_for_stdout_containing("one\n");
+
+    let (status, second) = start().wait();
+    assert_eq!(status.code(), Some(1), "{}", second.stderr);
+    assert!(
+        second.stderr.contains(&state.display().to_string())
+            && second.stderr.contains("in use by another log-aggregator"),
+        "{}",
+        second.stderr
+    );
+    assert!(second.stdout.is_empty(), "{}", second.stdout);
+
+    // The first one is unharmed; once it is killed, the lock is free again.
+    append(&path, "two\n");
+    first.wait_for_stdout_containing("two\n");
+    first.signal(libc::SIGKILL);
+    let _ = first.wait();
+    let third = start();
+    append(&path, "three\n");
+    third.wait_for_stdout_containing("three\n");
+    let (status, _, output) = third.terminate();
+    assert!(status.success(), "{}", output.stderr);
+}
