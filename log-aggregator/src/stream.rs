@@ -17,10 +17,12 @@
 //!   flush ([`CountingStdout`]), so the save follows within milliseconds
 //!   and a crash repeats at most about one interval of lines;
 //! - the gauges that need the follower (files followed) are refreshed there
-//!   too. One driver run covers the whole process: the polling fallback is
-//!   decided (and warned about) once.
+//!   too, and readiness ([`Readiness`]: not ready while a named path cannot
+//!   be read). One driver run covers the whole process: the polling
+//!   fallback is decided (and warned about) once.
 
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::io;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -33,7 +35,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use regex::bytes::Regex;
 use sidecar_common::follow::{
-    self, Checkpoint, Event, FileId, Flow, FollowOptions, Follower, NoticeKind, StartAt,
+    self, Checkpoint, Event, FileId, Flow, FollowOptions, Follower, NoticeKind, ReadFailure,
+    StartAt,
 };
 use sidecar_common::metrics::{Counter, Gauge, Health, Registry};
 use sidecar_common::multiline::Multiline;
@@ -90,6 +93,9 @@ struct Metrics {
     lines_truncated: Counter,
     files_followed: Gauge,
     polling_fallback: Gauge,
+    /// `log_aggregator_file_errors_total{reason}`, every reason at 0 from the start.
+    file_errors: Vec<(&'static str, Counter)>,
+    files_unreadable: Gauge,
     /// Per-file line and byte counters, created on first use.
     per_file: HashMap<PathBuf, (Counter, Counter)>,
     /// Lines and bytes of the current run of lines from one path, not yet
@@ -141,10 +147,33 @@ impl Metrics {
                 "1 when inotify is unavailable and changes are found by polling alone.",
                 &[],
             ),
+            file_errors: ERROR_REASONS
+                .iter()
+                .map(|reason| {
+                    let counter = registry.counter(
+                        "log_aggregator_file_errors_total",
+                        "Paths that could not be opened or read (counted when the error starts or changes, as logged), by reason.",
+                        &[("reason", reason)],
+                    );
+                    (*reason, counter)
+                })
+                .collect(),
+            files_unreadable: registry.gauge(
+                "log_aggregator_files_unreadable",
+                "Paths that exist but cannot be read now (permission, a directory...).",
+                &[],
+            ),
             per_file: HashMap::new(),
             run: None,
             last_saved,
             registry,
+        }
+    }
+
+    fn file_error(&self, failure: ReadFailure) {
+        let reason = error_reason(failure);
+        if let Some((_, counter)) = self.file_errors.iter().find(|(name, _)| *name == reason) {
+            counter.inc();
         }
     }
 
@@ -188,6 +217,121 @@ impl Metrics {
     }
 }
 
+/// The `reason` label values of `log_aggregator_file_errors_total`.
+const ERROR_REASONS: [&str; 4] = [
+    "permission_denied",
+    "is_a_directory",
+    "too_many_open_files",
+    "other",
+];
+
+fn error_reason(failure: ReadFailure) -> &'static str {
+    match (failure.kind, failure.raw_os_error) {
+        (io::ErrorKind::PermissionDenied, _) => "permission_denied",
+        (io::ErrorKind::IsADirectory, _) => "is_a_directory",
+        (_, Some(libc::EMFILE | libc::ENFILE)) => "too_many_open_files",
+        _ => "other",
+    }
+}
+
+/// How often paths known to be unreadable are looked at again, to tell
+/// when they are fixed (the follower reports an error once, not its end).
+pub const UNREADABLE_RECHECK: Duration = Duration::from_millis(500);
+
+/// `/readyz`: ready means following what was asked. Not ready:
+/// - before the first poll;
+/// - while a path named on the command line exists but cannot be read
+///   (permission denied, a directory, out of descriptors...): a
+///   misconfiguration that loses every line of that file, and that should
+///   show as an unready container in `kubectl get pods`;
+/// - while no file is open and some matching path cannot be read (a glob
+///   whose every match is unreadable).
+///
+/// A path that does not exist (yet) does not count: a sidecar usually
+/// starts before its application writes its first line, and
+/// a pod is Ready only when every container is, so an unready sidecar takes
+/// the whole pod out of its Service: an application that logs only when it
+/// receives requests would then never log. Fluent Bit's and Vector's health
+/// endpoints do not wait for input files either.
+struct Readiness {
+    health: Arc<Health>,
+    /// The paths named on the command line (not globs).
+    named: HashSet<PathBuf>,
+    /// Paths reported unreadable and not seen fixed since.
+    unreadable: HashMap<PathBuf, ReadFailure>,
+    /// A new error since the last refresh.
+    changed: bool,
+    next_check: Instant,
+    /// What `/readyz` says, `None` before the first refresh.
+    ready: Option<bool>,
+}
+
+impl Readiness {
+    fn new(health: Arc<Health>, patterns: &[String]) -> Self {
+        Self {
+            health,
+            named: patterns
+                .iter()
+                .filter(|pattern| !is_glob(pattern))
+                .map(PathBuf::from)
+                .collect(),
+            unreadable: HashMap::new(),
+            changed: false,
+            next_check: Instant::now(),
+            ready: None,
+        }
+    }
+
+    fn failed(&mut self, path: &Path, failure: ReadFailure) {
+        self.unreadable.insert(path.to_owned(), failure);
+        self.changed = true;
+    }
+
+    fn due(&self, now: Instant) -> bool {
+        self.changed
+            || self.ready.is_none()
+            || (!self.unreadable.is_empty() && now >= self.next_check)
+    }
+
+    fn refresh(&mut self, now: Instant, open_files: usize, metrics: &Metrics) {
+        self.changed = false;
+        self.next_check = now + UNREADABLE_RECHECK;
+        // Gone, or readable again: the follower opens it at its next poll.
+        self.unreadable
+            .retain(|path, _| match std::fs::metadata(path) {
+                Err(error) => error.kind() != io::ErrorKind::NotFound,
+                Ok(meta) => meta.is_dir() || std::fs::File::open(path).is_err(),
+            });
+        metrics.files_unreadable.set(self.unreadable.len() as f64);
+        let mut named_failing: Vec<_> = self
+            .unreadable
+            .iter()
+            .filter(|(path, _)| self.named.contains(*path))
+            .collect();
+        named_failing.sort_by_key(|(path, _)| *path);
+        let why_not = if let Some((path, failure)) = named_failing.first() {
+            Some(format!("cannot read {}: {failure}", path.display()))
+        } else if open_files == 0 && !self.unreadable.is_empty() {
+            Some(format!(
+                "no file followed, {} matching path(s) cannot be read",
+                self.unreadable.len()
+            ))
+        } else {
+            None
+        };
+        let ready = why_not.is_none();
+        if self.ready != Some(ready) {
+            match (&why_not, self.ready) {
+                (Some(why), _) => tracing::warn!("not ready: {why}"),
+                (None, Some(false)) => tracing::info!("ready: following every named path"),
+                (None, _) => {}
+            }
+            self.ready = Some(ready);
+            self.health.set_ready(ready);
+        }
+    }
+}
+
 /// One path's multiline joiner and whether its pending record had a cut line.
 struct Joiner {
     lines: Multiline,
@@ -205,6 +349,7 @@ pub struct StreamSink {
     saver: Option<Saver>,
     checkpoint_interval: Duration,
     next_capture: Instant,
+    readiness: Readiness,
     /// When the files-followed gauge is next refreshed.
     next_gauges: Instant,
     multiline: Option<MultilineConfig>,
@@ -322,7 +467,9 @@ impl follow::Sink for StreamSink {
                     }
                     NoticeKind::Removed => tracing::debug!("{} was removed", path.display()),
                     NoticeKind::Unreadable(failure) => {
-                        tracing::warn!("cannot read {}: {failure}", path.display())
+                        tracing::warn!("cannot read {}: {failure}", path.display());
+                        self.metrics.file_error(failure);
+                        self.readiness.failed(path, failure);
                     }
                 }
                 Ok(Flow::Continue)
@@ -351,6 +498,10 @@ impl follow::Sink for StreamSink {
             self.metrics
                 .files_followed
                 .set(follower.open_files() as f64);
+        }
+        if self.readiness.due(now) {
+            self.readiness
+                .refresh(now, follower.open_files(), &self.metrics);
         }
         if self.saver.is_none() || now < self.next_capture {
             return Ok(());
@@ -755,6 +906,7 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
         // after start already knows where this run began (with `--from
         // end`, that is what keeps it from skipping lines).
         next_capture: now,
+        readiness: Readiness::new(health.clone(), &config.patterns),
         next_gauges: now,
         multiline: config.multiline.clone(),
         joiners: HashMap::new(),
@@ -783,7 +935,6 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
             ""
         }
     );
-    health.set_ready(true);
     follow::run(&mut follower, &mut sink, &shutdown, config.drain_timeout)
         .await
         .context("following files")?;
