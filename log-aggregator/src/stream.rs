@@ -297,10 +297,11 @@ impl Readiness {
         self.changed = false;
         self.next_check = now + UNREADABLE_RECHECK;
         // Gone, or readable again: the follower opens it at its next poll.
+        // Only a regular file is opened here (opening a FIFO would block).
         self.unreadable
             .retain(|path, _| match std::fs::metadata(path) {
                 Err(error) => error.kind() != io::ErrorKind::NotFound,
-                Ok(meta) => meta.is_dir() || std::fs::File::open(path).is_err(),
+                Ok(meta) => !meta.is_file() || std::fs::File::open(path).is_err(),
             });
         metrics.files_unreadable.set(self.unreadable.len() as f64);
         let mut named_failing: Vec<_> = self
