@@ -20,23 +20,20 @@ fn aggregator() -> Command {
 }
 
 /// The workspace's `writer` binary (numbered load, `writer verify`), next
-/// to ours; built once when missing (`cargo test -p log-aggregator` does
-/// not build other packages' binaries).
+/// to ours. `cargo test -p log-aggregator` does not build other packages'
+/// binaries, so it is built (or found up to date) once per test run.
 fn writer() -> Command {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     let path = PATH.get_or_init(|| {
         let ours = Path::new(env!("CARGO_BIN_EXE_log-aggregator"));
-        let path = ours.with_file_name("writer");
-        if !path.exists() {
-            let mut build = Command::new(env!("CARGO"));
-            build.args(["build", "-p", "writer"]);
-            if ours.parent().is_some_and(|dir| dir.ends_with("release")) {
-                build.arg("--release");
-            }
-            let status = build.status().expect("running cargo build -p writer");
-            assert!(status.success(), "cargo build -p writer failed");
+        let mut build = Command::new(env!("CARGO"));
+        build.args(["build", "--quiet", "-p", "writer"]);
+        if ours.parent().is_some_and(|dir| dir.ends_with("release")) {
+            build.arg("--release");
         }
-        path
+        let status = build.status().expect("running cargo build -p writer");
+        assert!(status.success(), "cargo build -p writer failed");
+        ours.with_file_name("writer")
     });
     let mut command = Command::new(path);
     command.env_remove("WRITER_TARGETS");
