@@ -234,8 +234,9 @@ fn error_reason(failure: ReadFailure) -> &'static str {
     }
 }
 
-/// How often paths known to be unreadable are looked at again, to tell
-/// when they are fixed (the follower reports an error once, not its end).
+/// How often named paths and paths known to be unreadable are looked at
+/// again (the follower reports an error once, not its end, and not again
+/// when the same error comes back).
 pub const UNREADABLE_RECHECK: Duration = Duration::from_millis(500);
 
 /// `/readyz`: ready means following what was asked. Not ready:
@@ -290,19 +291,30 @@ impl Readiness {
     fn due(&self, now: Instant) -> bool {
         self.changed
             || self.ready.is_none()
-            || (!self.unreadable.is_empty() && now >= self.next_check)
+            || ((!self.unreadable.is_empty() || !self.named.is_empty()) && now >= self.next_check)
     }
 
     fn refresh(&mut self, now: Instant, open_files: usize, metrics: &Metrics) {
         self.changed = false;
         self.next_check = now + UNREADABLE_RECHECK;
-        // Gone, or readable again: the follower opens it at its next poll.
-        // Only a regular file is opened here (opening a FIFO would block).
+        // Named paths are looked at directly: the follower reports an error
+        // once until it changes, so a path that went away and came back
+        // with the same error (a directory again) brings no new notice.
+        for path in &self.named {
+            match look(path) {
+                Look::Readable => {
+                    self.unreadable.remove(path);
+                }
+                Look::Unreadable(failure) => {
+                    self.unreadable.insert(path.clone(), failure);
+                }
+                Look::Unknown => {}
+            }
+        }
+        // Glob matches the follower reported: until gone or readable
+        // again (the follower opens it at its next poll).
         self.unreadable
-            .retain(|path, _| match std::fs::metadata(path) {
-                Err(error) => error.kind() != io::ErrorKind::NotFound,
-                Ok(meta) => !meta.is_file() || std::fs::File::open(path).is_err(),
-            });
+            .retain(|path, _| !matches!(look(path), Look::Readable));
         metrics.files_unreadable.set(self.unreadable.len() as f64);
         let mut named_failing: Vec<_> = self
             .unreadable
@@ -330,6 +342,31 @@ impl Readiness {
             self.ready = Some(ready);
             self.health.set_ready(ready);
         }
+    }
+}
+
+/// What [`look`] found at a path.
+enum Look {
+    /// A regular file we can open, or nothing (a missing file is not an error).
+    Readable,
+    Unreadable(ReadFailure),
+    /// Something else (a FIFO, a socket): opening it here could block, so
+    /// the follower's notices decide.
+    Unknown,
+}
+
+/// Whether `path` can be followed now, as the follower would find it.
+fn look(path: &Path) -> Look {
+    match std::fs::metadata(path) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Look::Readable,
+        Err(error) => Look::Unreadable(ReadFailure::of(&error)),
+        Ok(meta) if meta.is_dir() => Look::Unreadable(io::ErrorKind::IsADirectory.into()),
+        Ok(meta) if meta.is_file() => match std::fs::File::open(path) {
+            Ok(_) => Look::Readable,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Look::Readable,
+            Err(error) => Look::Unreadable(ReadFailure::of(&error)),
+        },
+        Ok(_) => Look::Unknown,
     }
 }
 

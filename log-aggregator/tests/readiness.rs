@@ -109,3 +109,27 @@ fn ready_while_a_named_file_does_not_exist_yet() {
     let (status, _, output) = running.terminate();
     assert!(status.success(), "{}", output.stderr);
 }
+
+#[test]
+fn a_named_path_that_turns_into_a_directory_again_is_unready_again() {
+    // The follower reports an error once, until it changes: gone and back
+    // as the same error is not reported again. Readiness looks itself.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    std::fs::create_dir(&path).unwrap();
+    let mut command = aggregator();
+    command.args(["--poll-interval", "50ms"]).arg(&path);
+    let running = spawn(command);
+    let address = metrics_address(&running);
+    eventually("not ready: a directory", || {
+        status(&address, "/readyz") == 503
+    });
+    std::fs::remove_dir(&path).unwrap();
+    eventually("ready: missing is fine", || {
+        status(&address, "/readyz") == 200
+    });
+    std::fs::create_dir(&path).unwrap();
+    eventually("not ready again", || status(&address, "/readyz") == 503);
+    let (status, _, output) = running.terminate();
+    assert!(status.success(), "{}", output.stderr);
+}
