@@ -21,7 +21,10 @@
 //!   writer has flushed), so resuming there never skips a line;
 //! - an unreadable, corrupt or unknown-version file is an error naming it,
 //!   never silently replaced: starting fresh would re-send or skip a whole
-//!   file's worth of lines. `--discard-invalid-checkpoint` opts in to that.
+//!   file's worth of lines. `--discard-invalid-checkpoint` opts in to that;
+//! - one process per directory: [`DirLock`] (an advisory `flock` on
+//!   `DIR/lock`, held for the process's lifetime) makes a second instance
+//!   refuse to start instead of overwriting the first one's positions.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -201,6 +204,102 @@ impl CheckpointStore {
     }
 }
 
+/// Name of the lock file inside the checkpoint directory.
+pub const LOCK_FILE_NAME: &str = "lock";
+
+/// Why the checkpoint directory could not be locked; both name it.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error(
+        "checkpoint directory {dir} is in use by another log-aggregator{holder} (lock {lock}); two processes saving positions in one directory would overwrite each other's: give each its own --checkpoint-dir"
+    )]
+    Held {
+        dir: PathBuf,
+        lock: PathBuf,
+        /// `" (pid N)"` when the holder wrote its pid, else empty.
+        holder: String,
+    },
+    #[error("{operation} {path}: {cause}")]
+    Io {
+        operation: &'static str,
+        path: PathBuf,
+        cause: io::Error,
+    },
+}
+
+/// Exclusive use of a checkpoint directory, released when dropped (or when
+/// the process dies, however it dies: the kernel drops `flock` locks with
+/// the last descriptor, so a SIGKILLed instance never leaves a stale lock).
+///
+/// `flock(LOCK_EX | LOCK_NB)` on `DIR/lock`, as Vector locks its
+/// `data_dir`. Advisory: it keeps out other instances of this program, on
+/// one host (an `emptyDir` or `hostPath` volume); it is not meant for
+/// network filesystems.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: File,
+}
+
+impl DirLock {
+    /// Locks `dir` (which must exist; [`CheckpointStore::open`] creates it),
+    /// or fails with [`LockError::Held`] when another process holds it.
+    pub fn acquire(dir: &Path) -> Result<Self, LockError> {
+        let path = dir.join(LOCK_FILE_NAME);
+        let io_error = |operation, path: &Path| {
+            let path = path.to_owned();
+            move |cause| LockError::Io {
+                operation,
+                path,
+                cause,
+            }
+        };
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_error("opening lock file", &path))?;
+        match try_lock_exclusive(&file) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                let holder = fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|text| text.trim().parse::<u32>().ok())
+                    .map(|pid| format!(" (pid {pid})"))
+                    .unwrap_or_default();
+                return Err(LockError::Held {
+                    dir: dir.to_owned(),
+                    lock: path,
+                    holder,
+                });
+            }
+            Err(cause) => return Err(io_error("locking", &path)(cause)),
+        }
+        // Our pid, for the message a second instance prints. Only a hint:
+        // the lock itself is what counts.
+        file.set_len(0)
+            .and_then(|()| writeln!(file, "{}", std::process::id()))
+            .map_err(io_error("writing lock file", &path))?;
+        Ok(Self { _file: file })
+    }
+}
+
+/// `flock(LOCK_EX | LOCK_NB)` (`File::try_lock` needs Rust 1.89, above our
+/// rust-version).
+#[allow(unsafe_code)]
+fn try_lock_exclusive(file: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock(2) takes a descriptor we own for the duration of the
+    // call and touches no memory of ours.
+    let result = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,5 +465,24 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("not-a-dir/sub"), "{message}");
+    }
+
+    #[test]
+    fn a_second_lock_on_a_directory_is_refused_naming_it_and_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DirLock::acquire(dir.path()).unwrap();
+        // flock locks belong to the open file, so a second open in the same
+        // process conflicts just as another process would.
+        let message = DirLock::acquire(dir.path()).unwrap_err().to_string();
+        assert!(
+            message.contains(&dir.path().display().to_string()),
+            "{message}"
+        );
+        assert!(
+            message.contains(&format!("(pid {})", std::process::id())),
+            "{message}"
+        );
+        drop(first);
+        DirLock::acquire(dir.path()).expect("free again once dropped");
     }
 }

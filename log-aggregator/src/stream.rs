@@ -8,33 +8,41 @@
 //!   records, counts metrics, and pauses the follower when the stdout writer
 //!   has no room: reading stops, the file on disk is the buffer;
 //! - checkpoints ([`crate::checkpoint`]) are captured from
-//!   [`follow::Sink::after_poll`] every `--checkpoint-interval` (the follower
-//!   is then between two reads, so its positions match the lines handed
-//!   over) and saved only once the writer has written every byte handed
-//!   over before the capture, so a saved offset never skips a line that did
-//!   not reach stdout;
+//!   [`follow::Sink::after_poll`] right after the first poll and then every
+//!   `--checkpoint-interval` (the follower is then between two reads, so
+//!   its positions match the lines handed over). A capture is saved by the
+//!   saver thread ([`Saver`]) once stdout has taken every byte handed over
+//!   before it, and not earlier, so a saved offset never skips a line that
+//!   did not reach stdout; the stdout writer tells the saver after each
+//!   flush ([`CountingStdout`]), so the save follows within milliseconds
+//!   and a crash repeats at most about one interval of lines;
 //! - the gauges that need the follower (files followed) are refreshed there
-//!   too. One driver run covers the whole process: the polling fallback is
-//!   decided (and warned about) once.
+//!   too, and readiness ([`Readiness`]: not ready while a named path cannot
+//!   be read). One driver run covers the whole process: the polling
+//!   fallback is decided (and warned about) once.
 
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::io;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use regex::bytes::Regex;
 use sidecar_common::follow::{
-    self, Checkpoint, Event, FileId, Flow, FollowOptions, Follower, NoticeKind, StartAt,
+    self, Checkpoint, Event, FileId, Flow, FollowOptions, Follower, NoticeKind, ReadFailure,
+    StartAt,
 };
 use sidecar_common::metrics::{Counter, Gauge, Health, Registry};
 use sidecar_common::multiline::Multiline;
 use sidecar_common::shutdown::Shutdown;
 
-use crate::checkpoint::{CheckpointError, CheckpointStore, Position};
+use crate::checkpoint::{CheckpointError, CheckpointStore, DirLock, Position};
 use crate::output::{CHUNK_BYTES, Format, Formatter, OutputPipe};
 
 /// How often metrics that need the follower (files followed) are refreshed
@@ -85,6 +93,9 @@ struct Metrics {
     lines_truncated: Counter,
     files_followed: Gauge,
     polling_fallback: Gauge,
+    /// `log_aggregator_file_errors_total{reason}`, every reason at 0 from the start.
+    file_errors: Vec<(&'static str, Counter)>,
+    files_unreadable: Gauge,
     /// Per-file line and byte counters, created on first use.
     per_file: HashMap<PathBuf, (Counter, Counter)>,
     /// Lines and bytes of the current run of lines from one path, not yet
@@ -136,10 +147,33 @@ impl Metrics {
                 "1 when inotify is unavailable and changes are found by polling alone.",
                 &[],
             ),
+            file_errors: ERROR_REASONS
+                .iter()
+                .map(|reason| {
+                    let counter = registry.counter(
+                        "log_aggregator_file_errors_total",
+                        "Paths that could not be opened or read (counted when the error starts or changes, as logged), by reason.",
+                        &[("reason", reason)],
+                    );
+                    (*reason, counter)
+                })
+                .collect(),
+            files_unreadable: registry.gauge(
+                "log_aggregator_files_unreadable",
+                "Paths that exist but cannot be read now (permission, a directory...).",
+                &[],
+            ),
             per_file: HashMap::new(),
             run: None,
             last_saved,
             registry,
+        }
+    }
+
+    fn file_error(&self, failure: ReadFailure) {
+        let reason = error_reason(failure);
+        if let Some((_, counter)) = self.file_errors.iter().find(|(name, _)| *name == reason) {
+            counter.inc();
         }
     }
 
@@ -183,6 +217,159 @@ impl Metrics {
     }
 }
 
+/// The `reason` label values of `log_aggregator_file_errors_total`.
+const ERROR_REASONS: [&str; 4] = [
+    "permission_denied",
+    "is_a_directory",
+    "too_many_open_files",
+    "other",
+];
+
+fn error_reason(failure: ReadFailure) -> &'static str {
+    match (failure.kind, failure.raw_os_error) {
+        (io::ErrorKind::PermissionDenied, _) => "permission_denied",
+        (io::ErrorKind::IsADirectory, _) => "is_a_directory",
+        (_, Some(libc::EMFILE | libc::ENFILE)) => "too_many_open_files",
+        _ => "other",
+    }
+}
+
+/// How often named paths and paths known to be unreadable are looked at
+/// again (the follower reports an error once, not its end, and not again
+/// when the same error comes back).
+pub const UNREADABLE_RECHECK: Duration = Duration::from_millis(500);
+
+/// `/readyz`: ready means following what was asked. Not ready:
+/// - before the first poll;
+/// - while a path named on the command line exists but cannot be read
+///   (permission denied, a directory, out of descriptors...): a
+///   misconfiguration that loses every line of that file, and that should
+///   show as an unready container in `kubectl get pods`;
+/// - while no file is open and some matching path cannot be read (a glob
+///   whose every match is unreadable).
+///
+/// A path that does not exist (yet) does not count: a sidecar usually
+/// starts before its application writes its first line, and
+/// a pod is Ready only when every container is, so an unready sidecar takes
+/// the whole pod out of its Service: an application that logs only when it
+/// receives requests would then never log. Fluent Bit's and Vector's health
+/// endpoints do not wait for input files either.
+struct Readiness {
+    health: Arc<Health>,
+    /// The paths named on the command line (not globs).
+    named: HashSet<PathBuf>,
+    /// Paths reported unreadable and not seen fixed since.
+    unreadable: HashMap<PathBuf, ReadFailure>,
+    /// A new error since the last refresh.
+    changed: bool,
+    next_check: Instant,
+    /// What `/readyz` says, `None` before the first refresh.
+    ready: Option<bool>,
+}
+
+impl Readiness {
+    fn new(health: Arc<Health>, patterns: &[String]) -> Self {
+        Self {
+            health,
+            named: patterns
+                .iter()
+                .filter(|pattern| !is_glob(pattern))
+                .map(PathBuf::from)
+                .collect(),
+            unreadable: HashMap::new(),
+            changed: false,
+            next_check: Instant::now(),
+            ready: None,
+        }
+    }
+
+    fn failed(&mut self, path: &Path, failure: ReadFailure) {
+        self.unreadable.insert(path.to_owned(), failure);
+        self.changed = true;
+    }
+
+    fn due(&self, now: Instant) -> bool {
+        self.changed
+            || self.ready.is_none()
+            || ((!self.unreadable.is_empty() || !self.named.is_empty()) && now >= self.next_check)
+    }
+
+    fn refresh(&mut self, now: Instant, open_files: usize, metrics: &Metrics) {
+        self.changed = false;
+        self.next_check = now + UNREADABLE_RECHECK;
+        // Named paths are looked at directly: the follower reports an error
+        // once until it changes, so a path that went away and came back
+        // with the same error (a directory again) brings no new notice.
+        for path in &self.named {
+            match look(path) {
+                Look::Readable => {
+                    self.unreadable.remove(path);
+                }
+                Look::Unreadable(failure) => {
+                    self.unreadable.insert(path.clone(), failure);
+                }
+                Look::Unknown => {}
+            }
+        }
+        // Glob matches the follower reported: until gone or readable
+        // again (the follower opens it at its next poll).
+        self.unreadable
+            .retain(|path, _| !matches!(look(path), Look::Readable));
+        metrics.files_unreadable.set(self.unreadable.len() as f64);
+        let mut named_failing: Vec<_> = self
+            .unreadable
+            .iter()
+            .filter(|(path, _)| self.named.contains(*path))
+            .collect();
+        named_failing.sort_by_key(|(path, _)| *path);
+        let why_not = if let Some((path, failure)) = named_failing.first() {
+            Some(format!("cannot read {}: {failure}", path.display()))
+        } else if open_files == 0 && !self.unreadable.is_empty() {
+            Some(format!(
+                "no file followed, {} matching path(s) cannot be read",
+                self.unreadable.len()
+            ))
+        } else {
+            None
+        };
+        let ready = why_not.is_none();
+        if self.ready != Some(ready) {
+            match (&why_not, self.ready) {
+                (Some(why), _) => tracing::warn!("not ready: {why}"),
+                (None, Some(false)) => tracing::info!("ready: following every named path"),
+                (None, _) => {}
+            }
+            self.ready = Some(ready);
+            self.health.set_ready(ready);
+        }
+    }
+}
+
+/// What [`look`] found at a path.
+enum Look {
+    /// A regular file we can open, or nothing (a missing file is not an error).
+    Readable,
+    Unreadable(ReadFailure),
+    /// Something else (a FIFO, a socket): opening it here could block, so
+    /// the follower's notices decide.
+    Unknown,
+}
+
+/// Whether `path` can be followed now, as the follower would find it.
+fn look(path: &Path) -> Look {
+    match std::fs::metadata(path) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Look::Readable,
+        Err(error) => Look::Unreadable(ReadFailure::of(&error)),
+        Ok(meta) if meta.is_dir() => Look::Unreadable(io::ErrorKind::IsADirectory.into()),
+        Ok(meta) if meta.is_file() => match std::fs::File::open(path) {
+            Ok(_) => Look::Readable,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Look::Readable,
+            Err(error) => Look::Unreadable(ReadFailure::of(&error)),
+        },
+        Ok(_) => Look::Unknown,
+    }
+}
+
 /// One path's multiline joiner and whether its pending record had a cut line.
 struct Joiner {
     lines: Multiline,
@@ -195,10 +382,12 @@ pub struct StreamSink {
     chunk: Vec<u8>,
     pipe: OutputPipe,
     metrics: Metrics,
-    /// Saving read positions (`--checkpoint-dir`), and when next.
-    checkpoints: Option<Checkpoints>,
+    /// Saving read positions (`--checkpoint-dir`), and when the next
+    /// capture is taken.
+    saver: Option<Saver>,
     checkpoint_interval: Duration,
-    next_save: Instant,
+    next_capture: Instant,
+    readiness: Readiness,
     /// When the files-followed gauge is next refreshed.
     next_gauges: Instant,
     multiline: Option<MultilineConfig>,
@@ -316,7 +505,9 @@ impl follow::Sink for StreamSink {
                     }
                     NoticeKind::Removed => tracing::debug!("{} was removed", path.display()),
                     NoticeKind::Unreadable(failure) => {
-                        tracing::warn!("cannot read {}: {failure}", path.display())
+                        tracing::warn!("cannot read {}: {failure}", path.display());
+                        self.metrics.file_error(failure);
+                        self.readiness.failed(path, failure);
                     }
                 }
                 Ok(Flow::Continue)
@@ -346,10 +537,14 @@ impl follow::Sink for StreamSink {
                 .files_followed
                 .set(follower.open_files() as f64);
         }
-        if self.checkpoints.is_none() || now < self.next_save {
+        if self.readiness.due(now) {
+            self.readiness
+                .refresh(now, follower.open_files(), &self.metrics);
+        }
+        if self.saver.is_none() || now < self.next_capture {
             return Ok(());
         }
-        self.next_save = now + self.checkpoint_interval;
+        self.next_capture = now + self.checkpoint_interval;
         let open_files = follower.open_files();
         self.metrics.files_followed.set(open_files as f64);
         tracing::debug!("checkpoint interval: {open_files} file(s) open");
@@ -363,9 +558,8 @@ impl follow::Sink for StreamSink {
             handed: self.pipe.handed() + self.chunk.len() as u64,
             positions: to_positions(follower.checkpoints()),
         };
-        let written = self.pipe.written();
-        if let Some(checkpoints) = self.checkpoints.as_mut() {
-            checkpoints.offer_or_warn(capture, written);
+        if let Some(saver) = &self.saver {
+            saver.offer(capture);
         }
         Ok(())
     }
@@ -411,14 +605,12 @@ fn to_checkpoints(positions: Vec<Position>) -> Vec<Checkpoint> {
         .collect()
 }
 
-/// Saves captures once their bytes are written; see the module documentation.
+/// Saves captures; the save errors policy lives here.
 struct Checkpoints {
     store: CheckpointStore,
-    /// The oldest capture whose bytes are not all written yet.
-    waiting: Option<Capture>,
     last_saved: Arc<Mutex<Instant>>,
-    /// The last save error, reported once until it changes or clears
-    /// (a full disk must not print a warning every interval).
+    /// The last save error; a failing spell is warned about once, when it
+    /// starts (a full disk must not print a warning every interval).
     failing: Option<String>,
 }
 
@@ -426,7 +618,6 @@ impl Checkpoints {
     fn new(store: CheckpointStore, last_saved: Arc<Mutex<Instant>>) -> Self {
         Self {
             store,
-            waiting: None,
             last_saved,
             failing: None,
         }
@@ -440,10 +631,10 @@ impl Checkpoints {
         Ok(())
     }
 
-    /// [`Checkpoints::offer`] during following: a failure is a warning
+    /// [`Checkpoints::save`] during following: a failure is a warning
     /// (following goes on; the age metric shows it), reported once.
-    fn offer_or_warn(&mut self, capture: Capture, written: u64) {
-        match self.offer(capture, written) {
+    fn save_or_warn(&mut self, capture: &Capture) {
+        match self.save(capture) {
             Ok(()) => {
                 if self.failing.take().is_some() {
                     tracing::info!("saving read positions works again");
@@ -451,34 +642,202 @@ impl Checkpoints {
             }
             Err(error) => {
                 let message = format!("{error:#}");
-                if self.failing.as_ref() != Some(&message) {
+                if self.failing.is_none() {
                     tracing::warn!("{message} (read positions not saved; retrying every interval)");
-                    self.failing = Some(message);
+                } else if self.failing.as_ref() != Some(&message) {
+                    // Still failing, another step of the save (out of
+                    // descriptors: creating the file one time, opening the
+                    // directory the next): the same spell, not a new warning.
+                    tracing::debug!("{message} (read positions still not saved)");
                 }
+                self.failing = Some(message);
             }
         }
     }
+}
 
-    /// Takes a new capture into account, saving the newest one already written.
-    fn offer(&mut self, capture: Capture, written: u64) -> anyhow::Result<()> {
-        if capture.handed <= written {
-            self.waiting = None;
-            return self.save(&capture);
+/// Captures whose bytes have not all reached stdout yet: at most two, the
+/// oldest (it becomes savable first) and the newest (replaced by each new
+/// capture), so a stdout blocked for many intervals holds two, not one per
+/// interval.
+#[derive(Default)]
+struct Pending {
+    oldest: Option<Capture>,
+    newest: Option<Capture>,
+}
+
+impl Pending {
+    fn offer(&mut self, capture: Capture) {
+        if self.oldest.is_none() {
+            self.oldest = Some(capture);
+        } else {
+            self.newest = Some(capture);
         }
-        match self.waiting.take() {
-            Some(waiting) if waiting.handed <= written => {
-                self.save(&waiting)?;
-                self.waiting = Some(capture);
-            }
-            // Keep the older one: it becomes savable first.
-            Some(waiting) => self.waiting = Some(waiting),
-            None => self.waiting = Some(capture),
+    }
+
+    /// Takes the newest capture whose bytes are all among the first
+    /// `written` (older ones are dropped: the newer one covers them).
+    fn take_ready(&mut self, written: u64) -> Option<Capture> {
+        if self
+            .newest
+            .as_ref()
+            .is_some_and(|capture| capture.handed <= written)
+        {
+            self.oldest = None;
+            return self.newest.take();
         }
+        if self
+            .oldest
+            .as_ref()
+            .is_some_and(|capture| capture.handed <= written)
+        {
+            let ready = self.oldest.take();
+            self.oldest = self.newest.take();
+            return ready;
+        }
+        None
+    }
+}
+
+struct SaverState {
+    pending: Pending,
+    /// Bytes stdout has taken so far (as of the writer's last flush).
+    written: u64,
+    closed: bool,
+}
+
+struct SaverShared {
+    state: Mutex<SaverState>,
+    /// Wakes the saver: a capture was offered, stdout took more, or closing.
+    wake: Condvar,
+}
+
+impl SaverShared {
+    fn lock(&self) -> MutexGuard<'_, SaverState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The stdout writer thread's sink: stdout itself, counting what it took,
+/// and telling the saver after each flush (the writer flushes after every
+/// chunk). So a capture is saved the moment its bytes are out, not at the
+/// next interval.
+struct CountingStdout<W> {
+    inner: W,
+    written: u64,
+    saver: Arc<SaverShared>,
+}
+
+impl<W: Write> Write for CountingStdout<W> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let count = self.inner.write(bytes)?;
+        self.written += count as u64;
+        Ok(count)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()?;
+        self.saver.lock().written = self.written;
+        self.saver.wake.notify_one();
         Ok(())
     }
 }
 
-fn load_checkpoints(store: &CheckpointStore, discard: bool) -> anyhow::Result<Vec<Checkpoint>> {
+/// The checkpoint saver thread: saves each capture as soon as stdout has
+/// taken every byte handed over before it. A thread of its own, so a slow
+/// fsync delays neither reading nor stdout.
+struct Saver {
+    shared: Arc<SaverShared>,
+    thread: Option<thread::JoinHandle<Checkpoints>>,
+}
+
+impl Saver {
+    fn spawn(checkpoints: Checkpoints) -> io::Result<Self> {
+        let shared = Arc::new(SaverShared {
+            state: Mutex::new(SaverState {
+                pending: Pending::default(),
+                written: 0,
+                closed: false,
+            }),
+            wake: Condvar::new(),
+        });
+        let thread_shared = shared.clone();
+        let thread = thread::Builder::new()
+            .name("checkpoint-saver".into())
+            .spawn(move || save_loop(&thread_shared, checkpoints))?;
+        Ok(Self {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// stdout wrapped so that the saver learns what it took.
+    fn counting<W: Write>(&self, inner: W) -> CountingStdout<W> {
+        CountingStdout {
+            inner,
+            written: 0,
+            saver: self.shared.clone(),
+        }
+    }
+
+    fn offer(&self, capture: Capture) {
+        self.shared.lock().pending.offer(capture);
+        self.shared.wake.notify_one();
+    }
+
+    /// Stops the thread (after the save it may be doing) and hands back the
+    /// store and the captures it had not saved, for the final save.
+    fn finish(mut self) -> anyhow::Result<(Checkpoints, Pending)> {
+        self.shared.lock().closed = true;
+        self.shared.wake.notify_one();
+        let checkpoints = self
+            .thread
+            .take()
+            .map(thread::JoinHandle::join)
+            .transpose()
+            .map_err(|_| anyhow::anyhow!("the checkpoint saver thread panicked"))?
+            .ok_or_else(|| anyhow::anyhow!("the checkpoint saver was already finished"))?;
+        let pending = std::mem::take(&mut self.shared.lock().pending);
+        Ok((checkpoints, pending))
+    }
+}
+
+impl Drop for Saver {
+    fn drop(&mut self) {
+        // An error exit: let the thread end; it holds nothing to flush.
+        self.shared.lock().closed = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+fn save_loop(shared: &SaverShared, mut checkpoints: Checkpoints) -> Checkpoints {
+    loop {
+        let capture = {
+            let mut state = shared.lock();
+            loop {
+                if state.closed {
+                    return checkpoints;
+                }
+                let written = state.written;
+                if let Some(capture) = state.pending.take_ready(written) {
+                    break capture;
+                }
+                state = shared
+                    .wake
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        };
+        checkpoints.save_or_warn(&capture);
+    }
+}
+
+/// The saved positions, or `None` when there is no checkpoint file (a
+/// first start) or an invalid one was discarded (a fresh start, as asked).
+fn load_checkpoints(
+    store: &CheckpointStore,
+    discard: bool,
+) -> anyhow::Result<Option<Vec<Checkpoint>>> {
     match store.load() {
         Ok(Some(positions)) => {
             tracing::info!(
@@ -486,9 +845,9 @@ fn load_checkpoints(store: &CheckpointStore, discard: bool) -> anyhow::Result<Ve
                 positions.len(),
                 store.path().display()
             );
-            Ok(to_checkpoints(positions))
+            Ok(Some(to_checkpoints(positions)))
         }
-        Ok(None) => Ok(Vec::new()),
+        Ok(None) => Ok(None),
         Err(error @ (CheckpointError::Corrupt { .. } | CheckpointError::UnknownVersion { .. }))
             if discard =>
         {
@@ -497,7 +856,7 @@ fn load_checkpoints(store: &CheckpointStore, discard: bool) -> anyhow::Result<Ve
                 "{error}; moved it to {} and starting without it",
                 aside.display()
             );
-            Ok(Vec::new())
+            Ok(None)
         }
         Err(error) => Err(error.into()),
     }
@@ -510,29 +869,45 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
     let metrics = Metrics::new(registry.clone());
     let files_followed = metrics.files_followed.clone();
 
-    let checkpoints = match &config.checkpoint_dir {
-        Some(dir) => Some(Checkpoints::new(
-            CheckpointStore::open(dir)?,
-            metrics.last_saved.clone(),
-        )),
-        None => None,
+    // The lock first: a second instance must not even read the positions
+    // the first one is about to overwrite. Held until we return.
+    let (checkpoints, _lock) = match &config.checkpoint_dir {
+        Some(dir) => {
+            let store = CheckpointStore::open(dir)?;
+            let lock = DirLock::acquire(dir)?;
+            (
+                Some(Checkpoints::new(store, metrics.last_saved.clone())),
+                Some(lock),
+            )
+        }
+        None => (None, None),
     };
     let resume = match &checkpoints {
         Some(checkpoints) => {
             load_checkpoints(&checkpoints.store, config.discard_invalid_checkpoint)?
         }
-        None => Vec::new(),
+        None => None,
+    };
+    // With a checkpoint file this is a restart: `--from` was applied at the
+    // first start. A file the checkpoint does not know appeared while we
+    // were down (a rotation's new file, say) and is all new, so everything
+    // starts at its beginning; `resume` places the known files at their
+    // saved offsets.
+    let from = if resume.is_some() {
+        StartAt::Beginning
+    } else {
+        config.from
     };
 
     let mut follower = Follower::new(config.follow.clone());
     for pattern in &config.patterns {
         if is_glob(pattern) {
-            follower.add_glob(pattern, config.from)?;
+            follower.add_glob(pattern, from)?;
         } else {
-            follower.add_path(PathBuf::from(pattern), config.from);
+            follower.add_path(PathBuf::from(pattern), from);
         }
     }
-    follower.resume(&resume);
+    follower.resume(&resume.unwrap_or_default());
 
     if let Some(address) = config.listen {
         let listener = tokio::net::TcpListener::bind(address)
@@ -551,14 +926,27 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
     }
 
     let now = Instant::now();
+    let saver = checkpoints
+        .map(Saver::spawn)
+        .transpose()
+        .context("starting the checkpoint saver")?;
+    let pipe = match &saver {
+        Some(saver) => OutputPipe::spawn(saver.counting(io::stdout())),
+        None => OutputPipe::spawn(io::stdout()),
+    }
+    .context("starting the stdout writer")?;
     let mut sink = StreamSink {
         formatter: Formatter::new(config.format),
         chunk: Vec::with_capacity(CHUNK_BYTES + 64 * 1024),
-        pipe: OutputPipe::spawn(io::stdout()).context("starting the stdout writer")?,
+        pipe,
         metrics,
-        checkpoints,
+        saver,
         checkpoint_interval: config.checkpoint_interval,
-        next_save: now + config.checkpoint_interval,
+        // The first capture right after the first poll: a restart soon
+        // after start already knows where this run began (with `--from
+        // end`, that is what keeps it from skipping lines).
+        next_capture: now,
+        readiness: Readiness::new(health.clone(), &config.patterns),
         next_gauges: now,
         multiline: config.multiline.clone(),
         joiners: HashMap::new(),
@@ -581,13 +969,12 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
     tracing::info!(
         "following {} path(s) and pattern(s){}",
         config.patterns.len(),
-        if sink.checkpoints.is_some() {
+        if sink.saver.is_some() {
             ", saving read positions"
         } else {
             ""
         }
     );
-    health.set_ready(true);
     follow::run(&mut follower, &mut sink, &shutdown, config.drain_timeout)
         .await
         .context("following files")?;
@@ -618,17 +1005,21 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
             false
         }
     };
-    if let Some(checkpoints) = sink.checkpoints.as_mut() {
-        let capture = Capture {
-            handed: sink.pipe.handed(),
+    if let Some(saver) = sink.saver.take() {
+        let (checkpoints, mut pending) = saver.finish()?;
+        let handed = sink.pipe.handed();
+        pending.offer(Capture {
+            handed,
             positions: to_positions(follower.checkpoints()),
-        };
+        });
         let written = if all_written {
-            capture.handed
+            handed
         } else {
             sink.pipe.written()
         };
-        checkpoints.offer(capture, written)?;
+        if let Some(capture) = pending.take_ready(written) {
+            checkpoints.save(&capture)?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -660,25 +1051,67 @@ mod tests {
     }
 
     #[test]
-    fn a_capture_is_saved_only_once_its_bytes_are_written() {
+    fn the_newest_capture_whose_bytes_are_written_is_the_one_saved() {
+        let mut pending = Pending::default();
+        let offset = |capture: Option<Capture>| capture.map(|c| c.positions[0].offset);
+
+        pending.offer(capture(100, 10));
+        assert_eq!(offset(pending.take_ready(100)), Some(10), "written already");
+        assert_eq!(offset(pending.take_ready(1_000)), None, "taken once");
+
+        pending.offer(capture(200, 20));
+        assert_eq!(
+            offset(pending.take_ready(150)),
+            None,
+            "150..200 not written"
+        );
+        pending.offer(capture(300, 30));
+        pending.offer(capture(400, 40));
+        assert_eq!(
+            offset(pending.take_ready(250)),
+            Some(20),
+            "the oldest is written now; 300 replaced by 400 meanwhile"
+        );
+        assert_eq!(offset(pending.take_ready(399)), None);
+        assert_eq!(offset(pending.take_ready(400)), Some(40));
+
+        pending.offer(capture(500, 50));
+        pending.offer(capture(600, 60));
+        assert_eq!(
+            offset(pending.take_ready(600)),
+            Some(60),
+            "everything written: the newest, the older dropped"
+        );
+        assert_eq!(offset(pending.take_ready(600)), None);
+    }
+
+    #[test]
+    fn a_capture_is_saved_as_soon_as_stdout_took_its_bytes() {
+        // The saver thread and the counting stdout as the binary wires them,
+        // with a Vec for stdout: a capture is saved at the writer's flush,
+        // not at the next capture.
         let dir = tempfile::tempdir().unwrap();
         let store = CheckpointStore::open(dir.path()).unwrap();
-        let mut checkpoints = Checkpoints::new(store.clone(), Arc::new(Mutex::new(Instant::now())));
+        let saver = Saver::spawn(Checkpoints::new(
+            store.clone(),
+            Arc::new(Mutex::new(Instant::now())),
+        ))
+        .unwrap();
+        let mut stdout = saver.counting(Vec::new());
         let saved = || store.load().unwrap().map(|files| files[0].offset);
 
-        checkpoints.offer(capture(100, 10), 100).unwrap();
-        assert_eq!(saved(), Some(10), "written already: saved at once");
+        saver.offer(capture(10, 1));
+        stdout.write_all(&[b'x'; 10]).unwrap();
+        assert_eq!(saved(), None, "not flushed yet");
+        stdout.flush().unwrap();
+        testkit::eventually("the capture saved", || saved() == Some(1));
 
-        checkpoints.offer(capture(200, 20), 150).unwrap();
-        assert_eq!(saved(), Some(10), "bytes 150..200 not written: not saved");
+        saver.offer(capture(20, 2));
+        stdout.write_all(&[b'x'; 10]).unwrap();
+        stdout.flush().unwrap();
+        testkit::eventually("the next one saved", || saved() == Some(2));
 
-        checkpoints.offer(capture(300, 30), 250).unwrap();
-        assert_eq!(saved(), Some(20), "the older capture is written now");
-
-        checkpoints.offer(capture(400, 40), 260).unwrap();
-        assert_eq!(saved(), Some(20), "neither 300 nor 400 written");
-
-        checkpoints.offer(capture(500, 50), 500).unwrap();
-        assert_eq!(saved(), Some(50), "everything written: the newest");
+        let (_, pending) = saver.finish().unwrap();
+        assert!(pending.oldest.is_none() && pending.newest.is_none());
     }
 }
