@@ -4,8 +4,8 @@
 //! The bytes are copied as they are. When following, the copy stops at the
 //! last complete line and the follower starts there, so an incomplete last
 //! line is printed once it is complete (or at exit), never cut in two.
-//! Also where bad operands are refused: a missing directory, a directory
-//! given as FILE, a file we may not read.
+//! Also where bad operands are refused: a directory given as FILE, a file
+//! we may not read, a missing file when not following.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -35,22 +35,11 @@ pub(crate) async fn print<W: Write>(
     let (lines, follow) = (config.lines, config.follow);
     let file = match File::open(path) {
         Ok(file) => file,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            let dir = match path.parent() {
-                Some(dir) if !dir.as_os_str().is_empty() => dir,
-                _ => Path::new("."),
-            };
-            if !dir.is_dir() {
-                bail!(
-                    "cannot follow {}: directory {} does not exist",
-                    path.display(),
-                    dir.display()
-                );
-            }
-            if !follow {
-                return Err(error)
-                    .with_context(|| format!("cannot open {} for reading", path.display()));
-            }
+        // Waited for like GNU `tail -F`, even when its directory is missing
+        // too (an emptyDir subdirectory the application creates later): the
+        // follower re-checks the path at every tick, and inotify watches the
+        // directory once it exists.
+        Err(error) if follow && error.kind() == io::ErrorKind::NotFound => {
             tracing::info!("{} does not exist yet; waiting for it", path.display());
             return Ok(None);
         }

@@ -300,12 +300,30 @@ fn lines_longer_than_max_line_bytes_are_cut() {
 // --- bad input ---
 
 #[test]
-fn a_missing_directory_is_an_error_naming_it() {
-    let (code, stdout, stderr) = run(&["/nonexistent-dir/log.txt"]);
+fn a_file_whose_directory_does_not_exist_yet_is_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a/b/app.log");
+    let running = start(&[s(&path)]);
+    running.wait_for_stderr_containing("does not exist yet");
+    fs::create_dir(dir.path().join("a")).unwrap();
+    fs::create_dir(dir.path().join("a/b")).unwrap();
+    fs::write(&path, "first\n").unwrap();
+    running.wait_for_stdout_containing("first\n");
+    append(&path, "second\n");
+    running.wait_for_stdout_containing("second\n");
+    let output = stop(running);
+    assert_eq!(output.stdout, "first\nsecond\n");
+    // A missing directory is not a reason to give up on inotify.
+    assert!(!output.stderr.contains("polling"), "{}", output.stderr);
+}
+
+#[test]
+fn a_missing_directory_without_follow_is_an_error_naming_the_file() {
+    let (code, stdout, stderr) = run(&["--no-follow", "/nonexistent-dir/log.txt"]);
     assert_eq!(code, 1);
     assert_eq!(stdout, "");
     assert!(
-        stderr.starts_with("reader: error: ") && stderr.contains("/nonexistent-dir"),
+        stderr.starts_with("reader: error: ") && stderr.contains("/nonexistent-dir/log.txt"),
         "{stderr}"
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
