@@ -296,6 +296,7 @@ impl follow::Sink for StreamSink {
                 path,
                 line,
                 truncated,
+                ..
             } => {
                 self.line(path, line, truncated);
                 self.after_accept()

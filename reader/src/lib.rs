@@ -89,7 +89,9 @@ pub struct Args {
     #[arg(long, env = "READER_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
     pub poll_interval: Duration,
 
-    /// Lines longer than this are cut (the rest of the line is skipped).
+    /// Lines are never cut, like GNU tail: a line longer than this is
+    /// printed in pieces as it is read, so this is the most of one line held
+    /// in memory (per file).
     #[arg(long, env = "READER_MAX_LINE_BYTES", default_value = "64KiB", value_parser = parse_bytes, value_name = "BYTES")]
     pub max_line_bytes: u64,
 
@@ -168,6 +170,9 @@ impl Args {
             follow: !self.no_follow,
             follow_options: FollowOptions {
                 max_line_bytes,
+                // tail passes bytes through: a long line is written in
+                // pieces, never cut.
+                split_long_lines: true,
                 poll_interval: self.poll_interval,
                 force_poll: self.poll,
                 rotate_wait: self.rotate_wait,

@@ -4,6 +4,7 @@
 //! and bad operands.
 
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -287,14 +288,78 @@ fn bytes_that_are_not_utf8_are_passed_through() {
     assert_eq!(running.stdout_bytes(), b"\xff\xfe\nok\n");
 }
 
+/// A line of `length` bytes (no newline), different for each `seed`, so a
+/// piece out of place shows.
+fn long_line(length: usize, seed: usize) -> Vec<u8> {
+    (0..length)
+        .map(|i| b'a' + ((i / 7 + seed) % 26) as u8)
+        .collect()
+}
+
 #[test]
-fn lines_longer_than_max_line_bytes_are_cut() {
+fn a_1_mib_line_is_followed_whole() {
+    let (_dir, path) = temp_file("log.txt", "start\n");
+    let running = start(&[s(&path)]);
+    running.wait_for_stdout_containing("start\n");
+    let mut written = long_line(1024 * 1024, 0);
+    written.extend_from_slice(b"\nend\n");
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(&written)
+        .unwrap();
+    running.wait_for_stdout_containing("end\n");
+    let output = running.terminate().2;
+    assert_eq!(output.stdout.len(), "start\n".len() + written.len());
+    assert!(
+        output.stdout.as_bytes() == [b"start\n".as_slice(), &written].concat(),
+        "the 1 MiB line came out changed"
+    );
+}
+
+#[test]
+fn n_3_prints_three_500_kib_lines_whole() {
+    let mut text = b"earlier\n".to_vec();
+    let mut last_three = Vec::new();
+    for seed in 0..3 {
+        last_three.extend(long_line(500 * 1024, seed));
+        last_three.push(b'\n');
+    }
+    text.extend_from_slice(&last_three);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.txt");
+    fs::write(&path, &text).unwrap();
+    for follow in [false, true] {
+        let mut args = vec!["-n", "3", s(&path)];
+        if !follow {
+            args.insert(0, "--no-follow");
+        }
+        let running = start(&args);
+        let stdout = if follow {
+            running.wait_for_stdout("three lines", |out| out.len() == last_three.len());
+            stop(running).stdout
+        } else {
+            running.wait().1.stdout
+        };
+        assert!(
+            stdout.as_bytes() == last_three,
+            "follow {follow}: {} bytes printed, {} expected, first difference at {:?}",
+            stdout.len(),
+            last_three.len(),
+            stdout.bytes().zip(&last_three).position(|(a, b)| a != *b)
+        );
+    }
+}
+
+#[test]
+fn lines_longer_than_max_line_bytes_pass_through_whole() {
     let (_dir, path) = temp_file("log.txt", "0123456789\nok\n");
     let running = start(&["--max-line-bytes", "4", s(&path)]);
     running.wait_for_stdout_containing("ok\n");
     append(&path, "abcdefgh\nend\n");
     running.wait_for_stdout_containing("end\n");
-    assert_eq!(stop(running).stdout, "0123\nok\nabcd\nend\n");
+    assert_eq!(stop(running).stdout, "0123456789\nok\nabcdefgh\nend\n");
 }
 
 // --- bad input ---
