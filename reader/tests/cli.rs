@@ -362,6 +362,54 @@ fn lines_longer_than_max_line_bytes_pass_through_whole() {
     assert_eq!(stop(running).stdout, "0123456789\nok\nabcdefgh\nend\n");
 }
 
+// --- ending ---
+
+#[test]
+fn pid_exits_after_the_writer_died_and_its_last_lines_are_printed() {
+    let (_dir, path) = temp_file("log.txt", "first\n");
+    // A writer that appends one more line and exits when told to.
+    let mut writer = Command::new("sh")
+        .args(["-c", "read _ && echo last >> \"$0\"", s(&path)])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = writer.id().to_string();
+    let running = start(&["--pid", &pid, "--poll-interval", "100ms", s(&path)]);
+    running.wait_for_stdout_containing("first\n");
+    writer.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    // Reaped, as a real writer's parent would: a zombie still counts as alive.
+    assert!(writer.wait().unwrap().success());
+    let (status, output) = running.wait();
+    assert_eq!(status.code(), Some(0), "{output:?}");
+    assert_eq!(output.stdout, "first\nlast\n");
+}
+
+#[test]
+fn pid_is_settable_from_the_environment_and_a_dead_pid_ends_at_once() {
+    let (_dir, path) = temp_file("log.txt", "a\nb\n");
+    let mut gone = Command::new("true").spawn().unwrap();
+    let pid = gone.id().to_string();
+    gone.wait().unwrap();
+    let mut command = reader();
+    command.env("READER_PID", &pid).arg(s(&path));
+    let (status, output) = spawn(command).wait();
+    assert_eq!(status.code(), Some(0), "{output:?}");
+    assert_eq!(output.stdout, "a\nb\n");
+}
+
+#[test]
+fn a_closed_stdout_ends_the_reader_while_the_file_is_quiet() {
+    // `reader -n +1 FILE | head -1`: head exits after one line; the file
+    // gets no new line that could fail to be written.
+    let (_dir, path) = temp_file("log.txt", "one\ntwo\n");
+    let mut command = reader();
+    command.args(["-n", "+1", s(&path)]);
+    let (line, status, took) = testkit::first_line_then_close_stdout(command);
+    assert_eq!(line, "one\n");
+    assert_eq!(status.code(), Some(0));
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+}
+
 // --- bad input ---
 
 #[test]
