@@ -303,3 +303,25 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<ExitCode>
         Config::Stream(config) => stream::run(*config, shutdown).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(args: &[&str]) -> StreamConfig {
+        let argv = ["log-aggregator", "--follow"].iter().chain(args);
+        match Args::try_parse_from(argv).unwrap().into_config().unwrap() {
+            Config::Stream(config) => *config,
+            Config::Snapshot(_) => unreachable!("--follow is stream mode"),
+        }
+    }
+
+    #[test]
+    fn long_lines_are_split_where_bytes_pass_through_and_cut_where_records_must_be_whole() {
+        let split = |args: &[&str]| stream(args).follow.split_long_lines;
+        assert!(split(&["a.log"]));
+        assert!(split(&["--output", "prefixed", "a.log"]));
+        assert!(!split(&["--output", "json", "a.log"]));
+        assert!(!split(&["--multiline-start", "^x", "a.log"]));
+    }
+}

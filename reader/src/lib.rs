@@ -6,7 +6,10 @@
 //! file truncated in place is read again from its start, and nothing is lost
 //! or printed twice across those. Several files get GNU's `==> FILE <==`
 //! headers when the output switches between them. Notices (replaced,
-//! truncated, appeared) go to stderr; stdout carries only the files' bytes.
+//! truncated, appeared) go to stderr; stdout carries only the files' bytes,
+//! lines of any length unchanged. It ends at a signal, once the `--pid`
+//! process is gone (after printing what it wrote), or at once when the
+//! reader of stdout goes away ([`sidecar_common::gone`]).
 //!
 //! This file owns the flags ([`Args`]), their mapping to a plain [`Config`],
 //! and [`run`]; `initial` prints the first lines, `output` owns stdout.
@@ -51,6 +54,10 @@ Examples:
 
   # Where inotify is not available or not trusted (some network filesystems)
   reader --poll --poll-interval 500ms /shared/data.txt
+
+  # End with the application: exit once process 4242 is gone and its last
+  # lines are printed
+  reader --pid 4242 /var/log/app.log
 
 Files in READER_FILES are separated by newlines.
 ";
