@@ -318,6 +318,40 @@ fn a_1_mib_line_is_followed_whole() {
     );
 }
 
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().strip_suffix("kB"))
+        .and_then(|number| number.trim().parse().ok())
+        .unwrap_or_else(|| panic!("VmHWM in {status}"))
+}
+
+#[test]
+fn a_16_mib_line_without_newline_is_printed_as_it_comes_with_memory_bounded() {
+    let (_dir, path) = temp_file("log.txt", "start\n");
+    let running = start(&[s(&path)]);
+    running.wait_for_stdout_containing("start\n");
+    let line = long_line(16 << 20, 3);
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(&line)
+        .unwrap();
+    // No newline yet, and still it comes out (all but what is held).
+    let held = 64 * 1024;
+    running.wait_for_stdout("the line's pieces", |out| {
+        out.len() >= "start\n".len() + line.len() - held
+    });
+    let peak = peak_rss_kib(running.pid());
+    // Held whole, the line alone would be 16 MiB.
+    assert!(peak < 12 * 1024, "peak RSS {peak} kB");
+    let output = stop(running);
+    assert!(output.stdout.as_bytes() == [b"start\n".as_slice(), &line, b"\n"].concat());
+}
+
 #[test]
 fn n_3_prints_three_500_kib_lines_whole() {
     let mut text = b"earlier\n".to_vec();
