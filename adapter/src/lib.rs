@@ -521,7 +521,15 @@ async fn read_file(
         error: None,
     };
     let result = if follow {
-        follow::run(&mut follower, &mut sink, shutdown, DRAIN_TIMEOUT).await
+        tokio::select! {
+            following = follow::run(&mut follower, &mut sink, shutdown, DRAIN_TIMEOUT) => following,
+            // Nobody reads what we would write: stop; the final write of
+            // what is buffered then fails with EPIPE, a clean exit.
+            () = sidecar_common::gone::stdout_closed() => {
+                tracing::debug!("stdout was closed; stopping");
+                Ok(())
+            }
+        }
     } else {
         read_to_end(&mut follower, &mut sink, shutdown).await
     };

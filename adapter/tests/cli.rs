@@ -296,3 +296,18 @@ fn a_multiline_record_on_open_stdin_is_written_after_the_timeout() {
     drop(stdin);
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn a_closed_stdout_ends_a_followed_file_while_it_is_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    append(&path, "one\ntwo\n");
+    let mut command = adapter();
+    command
+        .args(["--from", "logfmt", "--to", "logfmt"])
+        .arg(&path);
+    let (line, status, took) = testkit::first_line_then_close_stdout(command);
+    assert!(line.ends_with('\n') && !line.is_empty(), "{line:?}");
+    assert_eq!(status.code(), Some(0));
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+}

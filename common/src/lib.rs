@@ -12,12 +12,14 @@
 //! - [`tail`]: where the last N lines of a file begin, reading blocks backwards.
 //! - [`multiline`]: joining continuation lines (stack traces) into one record.
 //! - [`json`]: JSON string literals written straight into an output buffer.
+//! - [`gone`]: noticing that our stdout's reader or a followed writer (`--pid`) went away.
 //! - [`metrics`]: Prometheus text exposition and the `/metrics`, `/healthz`, `/readyz` server.
 
 pub mod applets;
 pub mod cli;
 pub mod clock;
 pub mod follow;
+pub mod gone;
 pub mod json;
 pub mod metrics;
 pub mod multiline;

@@ -113,7 +113,16 @@ pub struct Args {
     )]
     pub from: From,
 
-    /// Stream mode: longer lines are cut here, flagged and counted.
+    /// Stream mode: `--output plain` and `prefixed` never cut a line: a
+    /// longer one is written in pieces of this size as it is read (the most
+    /// of a line held in memory). `--output json` (and `--multiline-start`)
+    /// cuts longer lines here, flags them `"truncated":true`, counts them in
+    /// log_aggregator_lines_truncated_total and warns (once a minute per
+    /// file): a record must be held whole, and escaped it can grow sixfold.
+    /// 64 KiB keeps memory flat (a few MiB) and a long stack-trace line
+    /// whole; Vector's default (100 KiB) drops longer lines entirely,
+    /// OpenTelemetry's filelog (1 MiB) truncates them. Raise it (e.g. 1MiB)
+    /// to keep bigger JSON records, at up to ~7x that in memory.
     #[arg(long, env = "LOG_AGGREGATOR_MAX_LINE_BYTES", default_value = "64KiB", value_parser = parse_bytes, value_name = "SIZE", requires = "follow")]
     pub max_line_bytes: u64,
 
@@ -273,6 +282,10 @@ impl Args {
             },
             follow: FollowOptions {
                 max_line_bytes: usize::try_from(self.max_line_bytes).unwrap_or(usize::MAX),
+                // Plain and prefixed lines are bytes passed through: written
+                // in pieces, never cut. A JSON record or a multiline record
+                // must be whole, so there long lines are cut.
+                split_long_lines: self.output != Format::Json && multiline.is_none(),
                 poll_interval: self.poll_interval,
                 force_poll: self.poll,
                 rotate_wait: self.rotate_wait,
@@ -294,5 +307,27 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<ExitCode>
     match config {
         Config::Snapshot(config) => snapshot::run(config, shutdown).await,
         Config::Stream(config) => stream::run(*config, shutdown).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(args: &[&str]) -> StreamConfig {
+        let argv = ["log-aggregator", "--follow"].iter().chain(args);
+        match Args::try_parse_from(argv).unwrap().into_config().unwrap() {
+            Config::Stream(config) => *config,
+            Config::Snapshot(_) => unreachable!("--follow is stream mode"),
+        }
+    }
+
+    #[test]
+    fn long_lines_are_split_where_bytes_pass_through_and_cut_where_records_must_be_whole() {
+        let split = |args: &[&str]| stream(args).follow.split_long_lines;
+        assert!(split(&["a.log"]));
+        assert!(split(&["--output", "prefixed", "a.log"]));
+        assert!(!split(&["--output", "json", "a.log"]));
+        assert!(!split(&["--multiline-start", "^x", "a.log"]));
     }
 }

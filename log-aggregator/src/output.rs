@@ -61,6 +61,9 @@ pub struct Formatter {
     /// per file, so the path is escaped once per run, not once per line.
     json_head: Vec<u8>,
     json_head_path: std::path::PathBuf,
+    /// The path whose long line was left open by a `partial` piece: its
+    /// next piece continues it (no prefix); anything else ends it first.
+    open_line: Option<std::path::PathBuf>,
 }
 
 impl Formatter {
@@ -71,18 +74,43 @@ impl Formatter {
             time_text: String::new(),
             json_head: Vec::new(),
             json_head_path: std::path::PathBuf::new(),
+            open_line: None,
         }
     }
 
-    /// Appends `line` (without its newline) from `path`, rendered, with a newline.
-    pub fn render(&mut self, out: &mut Vec<u8>, path: &Path, line: &[u8], truncated: bool) {
+    /// Appends `line` (without its newline) from `path`, rendered, with a
+    /// newline. `partial`: a piece of a long line whose rest follows (the
+    /// follower's split mode): in plain and prefixed output it is written
+    /// as it comes, without the newline, and the next piece of that path
+    /// continues it, so a line of any size comes out whole while only a
+    /// piece is held. A line of another file arriving before the last piece
+    /// (the long line is still being written) ends the open line first; its
+    /// rest then comes out as a line of its own. JSON is not given pieces:
+    /// a record must be whole, so there lines are cut (`truncated`).
+    pub fn render(
+        &mut self,
+        out: &mut Vec<u8>,
+        path: &Path,
+        line: &[u8],
+        truncated: bool,
+        partial: bool,
+    ) {
+        if let Some(open) = &self.open_line {
+            if open != path {
+                out.push(b'\n');
+                self.open_line = None;
+            }
+        }
+        let continued = self.open_line.is_some();
         match self.format {
             Format::Plain => {
                 out.extend_from_slice(line);
             }
             Format::Prefixed => {
-                out.extend_from_slice(path.as_os_str().as_encoded_bytes());
-                out.extend_from_slice(b": ");
+                if !continued {
+                    out.extend_from_slice(path.as_os_str().as_encoded_bytes());
+                    out.extend_from_slice(b": ");
+                }
                 out.extend_from_slice(line);
             }
             Format::Json => {
@@ -110,6 +138,13 @@ impl Formatter {
                 out.push(b'}');
             }
         }
+        if partial && self.format != Format::Json {
+            if !continued {
+                self.open_line = Some(path.to_owned());
+            }
+            return;
+        }
+        self.open_line = None;
         out.push(b'\n');
     }
 }
@@ -299,7 +334,13 @@ mod tests {
 
     fn render(format: Format, line: &[u8], truncated: bool) -> String {
         let mut out = Vec::new();
-        Formatter::new(format).render(&mut out, Path::new("/var/log/app.log"), line, truncated);
+        Formatter::new(format).render(
+            &mut out,
+            Path::new("/var/log/app.log"),
+            line,
+            truncated,
+            false,
+        );
         String::from_utf8(out).unwrap()
     }
 
@@ -338,7 +379,7 @@ mod tests {
         let mut formatter = Formatter::new(Format::Json);
         let mut out = Vec::new();
         for path in ["/a.log", "/b \"quoted\".log", "/a.log"] {
-            formatter.render(&mut out, Path::new(path), b"x", false);
+            formatter.render(&mut out, Path::new(path), b"x", false, false);
         }
         let files: Vec<String> = String::from_utf8(out)
             .unwrap()
@@ -350,6 +391,44 @@ mod tests {
         assert_eq!(
             files,
             [r#""/a.log""#, r#""/b \"quoted\".log""#, r#""/a.log""#]
+        );
+    }
+
+    #[test]
+    fn pieces_of_a_long_line_come_out_as_one_line() {
+        for (format, expected) in [
+            (Format::Plain, "abcdef\nnext\n"),
+            (Format::Prefixed, "/a.log: abcdef\n/a.log: next\n"),
+        ] {
+            let mut formatter = Formatter::new(format);
+            let mut out = Vec::new();
+            for (piece, partial) in [("ab", true), ("cd", true), ("ef", false), ("next", false)] {
+                formatter.render(
+                    &mut out,
+                    Path::new("/a.log"),
+                    piece.as_bytes(),
+                    false,
+                    partial,
+                );
+            }
+            assert_eq!(String::from_utf8(out).unwrap(), expected, "{format:?}");
+        }
+    }
+
+    #[test]
+    fn another_files_line_ends_an_open_long_line_first() {
+        let mut formatter = Formatter::new(Format::Prefixed);
+        let mut out = Vec::new();
+        for (path, piece, partial) in [
+            ("/a.log", "ab", true),
+            ("/b.log", "other", false),
+            ("/a.log", "cd", false),
+        ] {
+            formatter.render(&mut out, Path::new(path), piece.as_bytes(), false, partial);
+        }
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "/a.log: ab\n/b.log: other\n/a.log: cd\n"
         );
     }
 

@@ -177,16 +177,18 @@ impl Metrics {
         }
     }
 
-    fn line(&mut self, path: &Path, bytes: u64) {
-        if let Some((run_path, lines, read)) = &mut self.run {
+    /// Counts `lines` (0 for a piece of a long line whose rest follows)
+    /// and `bytes` read from `path`.
+    fn line(&mut self, path: &Path, lines: u64, bytes: u64) {
+        if let Some((run_path, run_lines, read)) = &mut self.run {
             if run_path == path {
-                *lines += 1;
+                *run_lines += lines;
                 *read += bytes;
                 return;
             }
         }
         self.flush_lines();
-        self.run = Some((path.to_owned(), 1, bytes));
+        self.run = Some((path.to_owned(), lines, bytes));
     }
 
     /// Adds the current run of lines to its path's counters.
@@ -392,25 +394,34 @@ pub struct StreamSink {
     next_gauges: Instant,
     multiline: Option<MultilineConfig>,
     joiners: HashMap<PathBuf, Joiner>,
-    warned_truncated: std::collections::HashSet<PathBuf>,
+    /// Per path: when a cut line may be warned about again, and how many
+    /// were cut since the last warning.
+    truncation_warnings: HashMap<PathBuf, (Instant, u64)>,
 }
+
+/// At most one warning about cut lines per file in this interval: a file
+/// of long lines must not flood stderr; the metric counts every one.
+pub const TRUNCATION_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
 impl StreamSink {
     fn emit(&mut self, path: &Path, line: &[u8], truncated: bool) {
         self.formatter
-            .render(&mut self.chunk, path, line, truncated);
+            .render(&mut self.chunk, path, line, truncated, false);
     }
 
-    fn line(&mut self, path: &Path, line: &[u8], truncated: bool) {
-        self.metrics.line(path, line.len() as u64 + 1);
+    /// `partial`: a piece of a long line, more follows (plain and prefixed
+    /// output, no multiline: see `split_long_lines` in [`crate::Args`]).
+    fn line(&mut self, path: &Path, line: &[u8], truncated: bool, partial: bool) {
+        let ended = u64::from(!partial);
+        self.metrics.line(path, ended, line.len() as u64 + ended);
         if truncated {
             self.metrics.lines_truncated.inc();
-            if self.warned_truncated.insert(path.to_owned()) {
-                tracing::warn!(
-                    "{}: a line longer than --max-line-bytes was cut (counted in log_aggregator_lines_truncated_total; warned once per file)",
-                    path.display()
-                );
-            }
+            self.warn_truncated(path);
+        }
+        if partial {
+            self.formatter
+                .render(&mut self.chunk, path, line, truncated, true);
+            return;
         }
         let Some(config) = &self.multiline else {
             self.emit(path, line, truncated);
@@ -434,6 +445,31 @@ impl StreamSink {
             }
             None => joiner.truncated |= truncated,
         }
+    }
+
+    /// Warns that a line of `path` was cut, at most once per
+    /// [`TRUNCATION_WARNING_INTERVAL`] per file, with the count since.
+    fn warn_truncated(&mut self, path: &Path) {
+        let now = Instant::now();
+        let cut = match self.truncation_warnings.get_mut(path) {
+            Some((next, cut)) if now < *next => {
+                *cut += 1;
+                return;
+            }
+            Some((next, cut)) => {
+                *next = now + TRUNCATION_WARNING_INTERVAL;
+                std::mem::take(cut) + 1
+            }
+            None => {
+                self.truncation_warnings
+                    .insert(path.to_owned(), (now + TRUNCATION_WARNING_INTERVAL, 0));
+                1
+            }
+        };
+        tracing::warn!(
+            "{}: a line longer than --max-line-bytes was cut ({cut} since the last warning; every cut is counted in log_aggregator_lines_truncated_total; warned at most once a minute per file)",
+            path.display()
+        );
     }
 
     /// Writes out multiline records: those quiet for the timeout, or all.
@@ -485,8 +521,9 @@ impl follow::Sink for StreamSink {
                 path,
                 line,
                 truncated,
+                partial,
             } => {
-                self.line(path, line, truncated);
+                self.line(path, line, truncated, partial);
                 self.after_accept()
             }
             Event::Notice { path, kind } => {
@@ -864,6 +901,8 @@ fn load_checkpoints(
 
 /// Follows until SIGTERM, drains, flushes, saves positions; see the module documentation.
 pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
+    // A closed stdout ends the process even while every file is quiet.
+    let stdout_closed = sidecar_common::gone::stdout_closed();
     let registry = Arc::new(Registry::new());
     let health = Arc::new(Health::default());
     let metrics = Metrics::new(registry.clone());
@@ -950,7 +989,7 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
         next_gauges: now,
         multiline: config.multiline.clone(),
         joiners: HashMap::new(),
-        warned_truncated: Default::default(),
+        truncation_warnings: HashMap::new(),
     };
 
     // When the stop was asked for: the drain and the final flush share one deadline.
@@ -975,9 +1014,18 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
             ""
         }
     );
-    follow::run(&mut follower, &mut sink, &shutdown, config.drain_timeout)
-        .await
-        .context("following files")?;
+    tokio::select! {
+        following = follow::run(&mut follower, &mut sink, &shutdown, config.drain_timeout) => {
+            following.context("following files")?;
+        }
+        () = stdout_closed => {
+            // Nobody reads what we would write: a clean end, like EPIPE.
+            // Positions are not saved now (the last save stands), so lines
+            // handed over but never written are read again after a restart.
+            tracing::info!("stdout was closed; exiting");
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     files_followed.set(follower.open_files() as f64);
 
     // Shutdown: everything read was handed to the writer; wait for it to be

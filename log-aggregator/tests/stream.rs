@@ -796,3 +796,118 @@ fn without_inotify_it_warns_once_falls_back_to_polling_and_loses_nothing() {
     }
     panic!("no descriptor limit let it start");
 }
+
+// --- long lines, a closed stdout ---
+
+/// A line of `length` bytes (no newline) that shows a piece out of place.
+fn long_line(length: usize, seed: usize) -> Vec<u8> {
+    (0..length)
+        .map(|i| b'a' + ((i / 7 + seed) % 26) as u8)
+        .collect()
+}
+
+#[test]
+fn a_1_mib_line_comes_out_whole_in_plain_and_prefixed_output() {
+    for (format, prefix) in [("plain", ""), ("prefixed", "PATH: ")] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        append(&path, "before\n");
+        let mut command = aggregator();
+        command
+            .args(["--output", format, "--listen", "127.0.0.1:0"])
+            .arg(&path);
+        let running = spawn(command);
+        running.wait_for_stdout_containing("before\n");
+        let line = long_line(1024 * 1024, 0);
+        let mut file = open_append(&path);
+        file.write_all(&line).unwrap();
+        file.write_all(b"\nafter\n").unwrap();
+        running.wait_for_stdout_containing("after\n");
+        let prefix = prefix.replace("PATH", path.to_str().unwrap());
+        let expected = [
+            format!("{prefix}before\n{prefix}").as_bytes(),
+            &line,
+            format!("\n{prefix}after\n").as_bytes(),
+        ]
+        .concat();
+        let out = running.stdout_bytes();
+        assert!(
+            out == expected,
+            "{format}: {} bytes out, {} expected, first difference at {:?}",
+            out.len(),
+            expected.len(),
+            out.iter().zip(&expected).position(|(a, b)| a != b)
+        );
+        let metrics = get(&metrics_address(&running), "/metrics");
+        assert!(
+            metrics.contains("log_aggregator_lines_truncated_total 0\n"),
+            "{metrics}"
+        );
+        let label = format!("{{file=\"{}\"}}", path.display());
+        assert!(
+            metrics.contains(&format!("log_aggregator_lines_total{label} 3\n")),
+            "{metrics}"
+        );
+        let (status, _, output) = running.terminate();
+        assert!(status.success());
+        assert!(!output.stderr.contains("was cut"), "{}", output.stderr);
+    }
+}
+
+#[test]
+fn json_cuts_each_long_line_flags_and_counts_every_one_and_warns_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    append(&path, "before\n");
+    let mut command = aggregator();
+    command
+        .args(["--output", "json", "--listen", "127.0.0.1:0"])
+        .arg(&path);
+    let running = spawn(command);
+    running.wait_for_stdout_containing("\"before\"");
+    let mut file = open_append(&path);
+    for seed in 0..2 {
+        file.write_all(&long_line(1024 * 1024, seed)).unwrap();
+        file.write_all(b"\n").unwrap();
+    }
+    file.write_all(b"after\n").unwrap();
+    let out = running.wait_for_stdout_containing("\"after\"");
+    let records: Vec<serde_json::Value> = out
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(records.len(), 4);
+    for (seed, record) in records[1..3].iter().enumerate() {
+        let kept = long_line(64 * 1024, seed);
+        assert_eq!(record["line"].as_str().unwrap().as_bytes(), kept);
+        assert_eq!(record["truncated"], true);
+    }
+    assert!(records[3].get("truncated").is_none());
+    let metrics = get(&metrics_address(&running), "/metrics");
+    assert!(
+        metrics.contains("log_aggregator_lines_truncated_total 2\n"),
+        "{metrics}"
+    );
+    let (status, _, output) = running.terminate();
+    assert!(status.success());
+    let warnings: Vec<&str> = output
+        .stderr
+        .lines()
+        .filter(|line| line.contains("was cut"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", output.stderr);
+    assert!(warnings[0].contains(path.to_str().unwrap()), "{warnings:?}");
+}
+
+#[test]
+fn a_closed_stdout_ends_stream_mode_while_the_files_are_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    append(&path, "one\ntwo\n");
+    let mut command = aggregator();
+    command.arg(&path);
+    let (line, status, took) = testkit::first_line_then_close_stdout(command);
+    assert_eq!(line, "one\n");
+    assert_eq!(status.code(), Some(0));
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+}

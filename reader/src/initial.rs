@@ -1,11 +1,13 @@
 //! The lines printed before following: the last N lines (found by reading
 //! backwards, [`sidecar_common::tail`]) or everything from line N.
 //!
-//! The bytes are copied as they are. When following, the copy stops at the
+//! The bytes are copied as they are, in blocks: a line of any length comes
+//! out whole and memory stays one block (GNU tail does not cut either).
+//! When following, the copy stops at the
 //! last complete line and the follower starts there, so an incomplete last
 //! line is printed once it is complete (or at exit), never cut in two.
-//! Also where bad operands are refused: a missing directory, a directory
-//! given as FILE, a file we may not read.
+//! Also where bad operands are refused: a directory given as FILE, a file
+//! we may not read, a missing file when not following.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -35,22 +37,11 @@ pub(crate) async fn print<W: Write>(
     let (lines, follow) = (config.lines, config.follow);
     let file = match File::open(path) {
         Ok(file) => file,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            let dir = match path.parent() {
-                Some(dir) if !dir.as_os_str().is_empty() => dir,
-                _ => Path::new("."),
-            };
-            if !dir.is_dir() {
-                bail!(
-                    "cannot follow {}: directory {} does not exist",
-                    path.display(),
-                    dir.display()
-                );
-            }
-            if !follow {
-                return Err(error)
-                    .with_context(|| format!("cannot open {} for reading", path.display()));
-            }
+        // Waited for like GNU `tail -F`, even when its directory is missing
+        // too (an emptyDir subdirectory the application creates later): the
+        // follower re-checks the path at every tick, and inotify watches the
+        // directory once it exists.
+        Err(error) if follow && error.kind() == io::ErrorKind::NotFound => {
             tracing::info!("{} does not exist yet; waiting for it", path.display());
             return Ok(None);
         }
@@ -77,8 +68,7 @@ pub(crate) async fn print<W: Write>(
         size
     };
     output.switch_to(path).context("writing to stdout")?;
-    let limit = LineLimit::new(config.follow_options.max_line_bytes);
-    let stopped = copy(&file, start, end, limit, output, shutdown)
+    let stopped = copy(&file, start, end, output, shutdown)
         .await
         .with_context(reading)?;
     Ok(Some((file, stopped)))
@@ -122,13 +112,13 @@ fn after_last_newline(file: &File, start: u64, size: u64) -> io::Result<u64> {
     Ok(start)
 }
 
-/// Copies `start..end` to the output; stops early on shutdown (returns
-/// where it stopped).
+/// Copies `start..end` to the output block by block, lines of any length
+/// as they are (memory: one block); stops early on shutdown (returns where
+/// it stopped).
 async fn copy<W: Write>(
     file: &File,
     start: u64,
     end: u64,
-    mut limit: LineLimit,
     output: &mut Output<W>,
     shutdown: &Shutdown,
 ) -> io::Result<u64> {
@@ -143,7 +133,7 @@ async fn copy<W: Write>(
         if read == 0 {
             break;
         }
-        limit.write(&block[..read], output)?;
+        output.write_raw(&block[..read])?;
         pos += read as u64;
         blocks += 1;
         if blocks % BLOCKS_PER_YIELD == 0 {
@@ -156,39 +146,6 @@ async fn copy<W: Write>(
     Ok(pos)
 }
 
-/// Cuts lines at `--max-line-bytes` in the first lines too, as the
-/// follower does for the lines that come later.
-struct LineLimit {
-    max: usize,
-    /// Bytes of the current line seen so far.
-    len: usize,
-}
-
-impl LineLimit {
-    fn new(max: usize) -> Self {
-        Self { max, len: 0 }
-    }
-
-    fn write<W: Write>(&mut self, mut chunk: &[u8], output: &mut Output<W>) -> io::Result<()> {
-        while !chunk.is_empty() {
-            let newline = memchr::memchr(b'\n', chunk);
-            let piece = &chunk[..newline.unwrap_or(chunk.len())];
-            let room = self.max.saturating_sub(self.len).min(piece.len());
-            output.write_raw(&piece[..room])?;
-            self.len += piece.len();
-            match newline {
-                Some(at) => {
-                    output.write_raw(b"\n")?;
-                    self.len = 0;
-                    chunk = &chunk[at + 1..];
-                }
-                None => break,
-            }
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,16 +155,6 @@ mod tests {
         named.write_all(text.as_bytes()).unwrap();
         let file = File::open(named.path()).unwrap();
         (named, file)
-    }
-
-    #[test]
-    fn long_lines_are_cut_across_blocks() {
-        let mut output = Output::new(Vec::new(), false);
-        let mut limit = LineLimit::new(4);
-        for chunk in ["abcdef\nxy", "zzzz", "\nok\n12"] {
-            limit.write(chunk.as_bytes(), &mut output).unwrap();
-        }
-        assert_eq!(output.into_inner(), b"abcd\nxyzz\nok\n12");
     }
 
     #[test]

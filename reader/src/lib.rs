@@ -6,7 +6,10 @@
 //! file truncated in place is read again from its start, and nothing is lost
 //! or printed twice across those. Several files get GNU's `==> FILE <==`
 //! headers when the output switches between them. Notices (replaced,
-//! truncated, appeared) go to stderr; stdout carries only the files' bytes.
+//! truncated, appeared) go to stderr; stdout carries only the files' bytes,
+//! lines of any length unchanged. It ends at a signal, once the `--pid`
+//! process is gone (after printing what it wrote), or at once when the
+//! reader of stdout goes away ([`sidecar_common::gone`]).
 //!
 //! This file owns the flags ([`Args`]), their mapping to a plain [`Config`],
 //! and [`run`]; `initial` prints the first lines, `output` owns stdout.
@@ -14,6 +17,7 @@
 mod initial;
 mod output;
 
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
@@ -22,7 +26,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Parser;
 use sidecar_common::cli::{LogArgs, Tool};
-use sidecar_common::follow::{self, FollowOptions, Follower, StartAt};
+use sidecar_common::follow::{self, FollowOptions, Follower, PollOutcome, Sink, StartAt};
+use sidecar_common::gone;
 use sidecar_common::shutdown::Shutdown;
 use sidecar_common::units::{parse_bytes, parse_duration};
 
@@ -49,6 +54,10 @@ Examples:
 
   # Where inotify is not available or not trusted (some network filesystems)
   reader --poll --poll-interval 500ms /shared/data.txt
+
+  # End with the application: exit once process 4242 is gone and its last
+  # lines are printed
+  reader --pid 4242 /var/log/app.log
 
 Files in READER_FILES are separated by newlines.
 ";
@@ -89,7 +98,9 @@ pub struct Args {
     #[arg(long, env = "READER_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
     pub poll_interval: Duration,
 
-    /// Lines longer than this are cut (the rest of the line is skipped).
+    /// Lines are never cut, like GNU tail: a line longer than this is
+    /// printed in pieces as it is read, so this is the most of one line held
+    /// in memory (per file).
     #[arg(long, env = "READER_MAX_LINE_BYTES", default_value = "64KiB", value_parser = parse_bytes, value_name = "BYTES")]
     pub max_line_bytes: u64,
 
@@ -104,6 +115,11 @@ pub struct Args {
     /// Always print `==> FILE <==` headers, even for one file.
     #[arg(short, long, env = "READER_VERBOSE")]
     pub verbose: bool,
+
+    /// Exit once process PID has died (looked at every --poll-interval),
+    /// after printing what the files hold then, like GNU `tail --pid`.
+    #[arg(long, env = "READER_PID", value_name = "PID")]
+    pub pid: Option<u32>,
 
     #[command(flatten)]
     pub log: LogArgs,
@@ -149,6 +165,8 @@ pub struct Config {
     pub lines: Lines,
     pub follow: bool,
     pub headers: bool,
+    /// `--pid`: stop following once this process is gone.
+    pub pid: Option<u32>,
     pub follow_options: FollowOptions,
 }
 
@@ -161,13 +179,21 @@ impl Args {
             .ok()
             .filter(|bytes| *bytes > 0)
             .context("--max-line-bytes must be more than zero")?;
+        if self.pid.is_some() && self.no_follow {
+            // GNU tail's words for the same flags.
+            tracing::warn!("PID ignored; --pid=PID is useful only when following");
+        }
         Ok(Config {
             headers: !self.quiet && (self.verbose || self.files.len() > 1),
             files: self.files,
             lines: self.lines,
             follow: !self.no_follow,
+            pid: self.pid,
             follow_options: FollowOptions {
                 max_line_bytes,
+                // tail passes bytes through: a long line is written in
+                // pieces, never cut.
+                split_long_lines: true,
                 poll_interval: self.poll_interval,
                 force_poll: self.poll,
                 rotate_wait: self.rotate_wait,
@@ -177,8 +203,13 @@ impl Args {
     }
 }
 
-/// Prints the first lines, then follows until `shutdown`.
+/// Prints the first lines, then follows until `shutdown`, until the
+/// `--pid` process is gone (and its last lines are printed), or until the
+/// reader of stdout goes away.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
+    // Watched from the start: `reader FILE | head -1` must end even if the
+    // file stays quiet after the line `head` wanted.
+    let stdout_closed = gone::stdout_closed();
     let stdout = std::io::stdout();
     let mut output = Output::new(stdout.lock(), config.headers);
     let mut follower = Follower::new(config.follow_options.clone());
@@ -196,10 +227,62 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<ExitCode>
     if !config.follow {
         return Ok(ExitCode::SUCCESS);
     }
-    follow::run(&mut follower, &mut output, &shutdown, DRAIN_TIMEOUT)
-        .await
-        .context("following")?;
+    // Following stops at a signal or when the --pid process is gone.
+    let stop = Shutdown::new();
+    let writer_gone = {
+        let (stop, shutdown, pid) = (stop.clone(), shutdown.clone(), config.pid);
+        let interval = config.follow_options.poll_interval;
+        tokio::spawn(async move {
+            let gone = tokio::select! {
+                () = shutdown.requested() => false,
+                () = writer_exited(pid, interval) => true,
+            };
+            stop.trigger();
+            gone
+        })
+    };
+    let following = async {
+        follow::run(&mut follower, &mut output, &stop, DRAIN_TIMEOUT).await?;
+        if matches!(writer_gone.await, Ok(true)) {
+            // Not a signal: there is no hurry, so what the writer left is
+            // printed in full, not just what the drain deadline allowed.
+            read_to_end(&mut follower, &mut output, &shutdown).await?;
+        }
+        io::Result::Ok(())
+    };
+    tokio::select! {
+        following = following => following.context("following")?,
+        () = stdout_closed => {
+            // Nobody reads what we would print: a clean end, like EPIPE.
+            tracing::debug!("stdout was closed; exiting");
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Completes when the `--pid` process is gone; never without one.
+async fn writer_exited(pid: Option<u32>, interval: Duration) {
+    match pid {
+        Some(pid) => gone::process_exited(pid, interval).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads every file to its end and prints incomplete last lines, unless a
+/// signal comes first.
+async fn read_to_end<W: Write>(
+    follower: &mut Follower,
+    output: &mut Output<W>,
+    shutdown: &Shutdown,
+) -> io::Result<()> {
+    while !shutdown.is_requested() {
+        match follower.poll_once(&mut |event| output.event(event))? {
+            PollOutcome::Idle => break,
+            PollOutcome::Busy | PollOutcome::Paused => tokio::task::yield_now().await,
+        }
+    }
+    follower.finish(&mut |event| output.event(event))?;
+    output.flush()
 }
 
 #[cfg(test)]

@@ -61,10 +61,19 @@ impl<W: Write> Output<W> {
 impl<W: Write> Sink for Output<W> {
     fn event(&mut self, event: Event<'_>) -> io::Result<Flow> {
         match event {
-            Event::Line { path, line, .. } => {
+            Event::Line {
+                path,
+                line,
+                partial,
+                ..
+            } => {
                 self.switch_to(path)?;
                 self.out.write_all(line)?;
-                self.out.write_all(b"\n")?;
+                // A piece of a long line: the rest follows (GNU tail writes
+                // what it reads, too).
+                if !partial {
+                    self.out.write_all(b"\n")?;
+                }
             }
             Event::Notice { path, kind } => notice(path, kind),
         }
@@ -103,10 +112,27 @@ mod tests {
                     path: Path::new(path),
                     line: line.as_bytes(),
                     truncated: false,
+                    partial: false,
                 })
                 .unwrap();
         }
         let text = String::from_utf8(output.into_inner()).unwrap();
         assert_eq!(text, "==> a <==\n1\n2\n\n==> b <==\n3\n\n==> a <==\n4\n");
+    }
+
+    #[test]
+    fn pieces_of_a_long_line_make_one_line() {
+        let mut output = Output::new(Vec::new(), false);
+        for (piece, partial) in [("ab", true), ("cd", true), ("e", false), ("f", false)] {
+            output
+                .event(Event::Line {
+                    path: Path::new("a"),
+                    line: piece.as_bytes(),
+                    truncated: false,
+                    partial,
+                })
+                .unwrap();
+        }
+        assert_eq!(output.into_inner(), b"abcde\nf\n");
     }
 }

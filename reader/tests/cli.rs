@@ -4,6 +4,7 @@
 //! and bad operands.
 
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -287,25 +288,189 @@ fn bytes_that_are_not_utf8_are_passed_through() {
     assert_eq!(running.stdout_bytes(), b"\xff\xfe\nok\n");
 }
 
+/// A line of `length` bytes (no newline), different for each `seed`, so a
+/// piece out of place shows.
+fn long_line(length: usize, seed: usize) -> Vec<u8> {
+    (0..length)
+        .map(|i| b'a' + ((i / 7 + seed) % 26) as u8)
+        .collect()
+}
+
 #[test]
-fn lines_longer_than_max_line_bytes_are_cut() {
+fn a_1_mib_line_is_followed_whole() {
+    let (_dir, path) = temp_file("log.txt", "start\n");
+    let running = start(&[s(&path)]);
+    running.wait_for_stdout_containing("start\n");
+    let mut written = long_line(1024 * 1024, 0);
+    written.extend_from_slice(b"\nend\n");
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(&written)
+        .unwrap();
+    running.wait_for_stdout_containing("end\n");
+    let output = running.terminate().2;
+    assert_eq!(output.stdout.len(), "start\n".len() + written.len());
+    assert!(
+        output.stdout.as_bytes() == [b"start\n".as_slice(), &written].concat(),
+        "the 1 MiB line came out changed"
+    );
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().strip_suffix("kB"))
+        .and_then(|number| number.trim().parse().ok())
+        .unwrap_or_else(|| panic!("VmHWM in {status}"))
+}
+
+#[test]
+fn a_16_mib_line_without_newline_is_printed_as_it_comes_with_memory_bounded() {
+    let (_dir, path) = temp_file("log.txt", "start\n");
+    let running = start(&[s(&path)]);
+    running.wait_for_stdout_containing("start\n");
+    let line = long_line(16 << 20, 3);
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(&line)
+        .unwrap();
+    // No newline yet, and still it comes out (all but what is held).
+    let held = 64 * 1024;
+    running.wait_for_stdout("the line's pieces", |out| {
+        out.len() >= "start\n".len() + line.len() - held
+    });
+    let peak = peak_rss_kib(running.pid());
+    // Held whole, the line alone would be 16 MiB.
+    assert!(peak < 12 * 1024, "peak RSS {peak} kB");
+    let output = stop(running);
+    assert!(output.stdout.as_bytes() == [b"start\n".as_slice(), &line, b"\n"].concat());
+}
+
+#[test]
+fn n_3_prints_three_500_kib_lines_whole() {
+    let mut text = b"earlier\n".to_vec();
+    let mut last_three = Vec::new();
+    for seed in 0..3 {
+        last_three.extend(long_line(500 * 1024, seed));
+        last_three.push(b'\n');
+    }
+    text.extend_from_slice(&last_three);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.txt");
+    fs::write(&path, &text).unwrap();
+    for follow in [false, true] {
+        let mut args = vec!["-n", "3", s(&path)];
+        if !follow {
+            args.insert(0, "--no-follow");
+        }
+        let running = start(&args);
+        let stdout = if follow {
+            running.wait_for_stdout("three lines", |out| out.len() == last_three.len());
+            stop(running).stdout
+        } else {
+            running.wait().1.stdout
+        };
+        assert!(
+            stdout.as_bytes() == last_three,
+            "follow {follow}: {} bytes printed, {} expected, first difference at {:?}",
+            stdout.len(),
+            last_three.len(),
+            stdout.bytes().zip(&last_three).position(|(a, b)| a != *b)
+        );
+    }
+}
+
+#[test]
+fn lines_longer_than_max_line_bytes_pass_through_whole() {
     let (_dir, path) = temp_file("log.txt", "0123456789\nok\n");
     let running = start(&["--max-line-bytes", "4", s(&path)]);
     running.wait_for_stdout_containing("ok\n");
     append(&path, "abcdefgh\nend\n");
     running.wait_for_stdout_containing("end\n");
-    assert_eq!(stop(running).stdout, "0123\nok\nabcd\nend\n");
+    assert_eq!(stop(running).stdout, "0123456789\nok\nabcdefgh\nend\n");
+}
+
+// --- ending ---
+
+#[test]
+fn pid_exits_after_the_writer_died_and_its_last_lines_are_printed() {
+    let (_dir, path) = temp_file("log.txt", "first\n");
+    // A writer that appends one more line and exits when told to.
+    let mut writer = Command::new("sh")
+        .args(["-c", "read _ && echo last >> \"$0\"", s(&path)])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = writer.id().to_string();
+    let running = start(&["--pid", &pid, "--poll-interval", "100ms", s(&path)]);
+    running.wait_for_stdout_containing("first\n");
+    writer.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    // Reaped, as a real writer's parent would: a zombie still counts as alive.
+    assert!(writer.wait().unwrap().success());
+    let (status, output) = running.wait();
+    assert_eq!(status.code(), Some(0), "{output:?}");
+    assert_eq!(output.stdout, "first\nlast\n");
+}
+
+#[test]
+fn pid_is_settable_from_the_environment_and_a_dead_pid_ends_at_once() {
+    let (_dir, path) = temp_file("log.txt", "a\nb\n");
+    let mut gone = Command::new("true").spawn().unwrap();
+    let pid = gone.id().to_string();
+    gone.wait().unwrap();
+    let mut command = reader();
+    command.env("READER_PID", &pid).arg(s(&path));
+    let (status, output) = spawn(command).wait();
+    assert_eq!(status.code(), Some(0), "{output:?}");
+    assert_eq!(output.stdout, "a\nb\n");
+}
+
+#[test]
+fn a_closed_stdout_ends_the_reader_while_the_file_is_quiet() {
+    // `reader -n +1 FILE | head -1`: head exits after one line; the file
+    // gets no new line that could fail to be written.
+    let (_dir, path) = temp_file("log.txt", "one\ntwo\n");
+    let mut command = reader();
+    command.args(["-n", "+1", s(&path)]);
+    let (line, status, took) = testkit::first_line_then_close_stdout(command);
+    assert_eq!(line, "one\n");
+    assert_eq!(status.code(), Some(0));
+    assert!(took < Duration::from_secs(2), "took {took:?}");
 }
 
 // --- bad input ---
 
 #[test]
-fn a_missing_directory_is_an_error_naming_it() {
-    let (code, stdout, stderr) = run(&["/nonexistent-dir/log.txt"]);
+fn a_file_whose_directory_does_not_exist_yet_is_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a/b/app.log");
+    let running = start(&[s(&path)]);
+    running.wait_for_stderr_containing("does not exist yet");
+    fs::create_dir(dir.path().join("a")).unwrap();
+    fs::create_dir(dir.path().join("a/b")).unwrap();
+    fs::write(&path, "first\n").unwrap();
+    running.wait_for_stdout_containing("first\n");
+    append(&path, "second\n");
+    running.wait_for_stdout_containing("second\n");
+    let output = stop(running);
+    assert_eq!(output.stdout, "first\nsecond\n");
+    // A missing directory is not a reason to give up on inotify.
+    assert!(!output.stderr.contains("polling"), "{}", output.stderr);
+}
+
+#[test]
+fn a_missing_directory_without_follow_is_an_error_naming_the_file() {
+    let (code, stdout, stderr) = run(&["--no-follow", "/nonexistent-dir/log.txt"]);
     assert_eq!(code, 1);
     assert_eq!(stdout, "");
     assert!(
-        stderr.starts_with("reader: error: ") && stderr.contains("/nonexistent-dir"),
+        stderr.starts_with("reader: error: ") && stderr.contains("/nonexistent-dir/log.txt"),
         "{stderr}"
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");

@@ -180,6 +180,37 @@ pub struct Output {
     pub stderr: String,
 }
 
+/// Starts `command` with stdout a pipe, reads its first line, then closes
+/// the pipe's read end, as `| head -1` does; returns that line, the exit
+/// status and how long the exit took after the close. Panics if the process
+/// is still running `DEADLINE` after the close.
+pub fn first_line_then_close_stdout(mut command: Command) -> (String, ExitStatus, Duration) {
+    use std::io::BufRead;
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .stdin(Stdio::null());
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|error| panic!("starting {command:?}: {error}"));
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("piped"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("reading stdout");
+    drop(stdout);
+    let closed = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for the child") {
+            return (line, status, closed.elapsed());
+        }
+        if closed.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running {DEADLINE:?} after its stdout was closed");
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Sends `signal` to `pid`.
 #[allow(unsafe_code)]
 pub fn send_signal(pid: u32, signal: i32) {

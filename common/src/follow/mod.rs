@@ -33,7 +33,9 @@
 //!   [`Follower::finish`] at shutdown.
 //! - Memory is bounded whatever the file: reads use one 64 KiB buffer, and a
 //!   line longer than [`FollowOptions::max_line_bytes`] is cut at the limit,
-//!   flagged `truncated`, and the rest up to its newline skipped.
+//!   flagged `truncated`, and the rest up to its newline skipped; or, with
+//!   [`FollowOptions::split_long_lines`], handed over whole in pieces of at
+//!   most that size (`partial`), for sinks that can write a line in parts.
 //! - Bytes pass through untouched: no UTF-8 decoding on the data path.
 //! - Backpressure: a sink returning [`Flow::Pause`] stops reading at once; the
 //!   file on disk is the buffer. The next poll resumes at the next line.
@@ -96,6 +98,9 @@
 //!   a glob over a rotation chain no longer reads a rotated file again from
 //!   0 under its next name (issue 5). A file taken over by another name
 //!   brings no notice of its own. [`RELEASED_MEMORY`] is public.
+//! - v9: [`FollowOptions::split_long_lines`] (default off) and
+//!   `Event::Line::partial`: long lines handed over in pieces instead of cut.
+//!   In that mode a checkpoint may fall inside a line (see [`Checkpoint`]).
 
 mod driver;
 #[cfg(test)]
@@ -176,8 +181,14 @@ pub enum StartAt {
 /// The follower's knobs; see the `DEFAULT_*` constants.
 #[derive(Clone, Debug)]
 pub struct FollowOptions {
-    /// Longer lines are cut here and flagged `truncated` (at least 1).
+    /// Longer lines are cut here and flagged `truncated` (at least 1); with
+    /// `split_long_lines`, the size of the pieces they are handed over in.
+    /// Either way the most of one line held in memory.
     pub max_line_bytes: usize,
+    /// Hand a line longer than `max_line_bytes` over in pieces (each but the
+    /// last flagged `partial`) instead of cutting it: for sinks that pass
+    /// bytes through (`tail`), where a cut would lose data for nothing.
+    pub split_long_lines: bool,
     /// The driver's periodic re-check, with or without inotify.
     pub poll_interval: Duration,
     /// Never use inotify: poll every `poll_interval` only.
@@ -195,6 +206,7 @@ impl Default for FollowOptions {
     fn default() -> Self {
         Self {
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            split_long_lines: false,
             poll_interval: DEFAULT_POLL_INTERVAL,
             force_poll: false,
             rotate_wait: DEFAULT_ROTATE_WAIT,
@@ -205,7 +217,9 @@ impl Default for FollowOptions {
 }
 
 /// A saved read position: `offset` is just after the last line handed to
-/// the sink in the file `id`, followed under `path`.
+/// the sink in the file `id`, followed under `path`. With
+/// [`FollowOptions::split_long_lines`] it may be just after a piece of a
+/// long line: resuming there hands over the rest of that line as a line.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Checkpoint {
     pub path: PathBuf,
@@ -245,11 +259,16 @@ pub const FINGERPRINT_BYTES: u64 = 1024;
 #[derive(Debug)]
 pub enum Event<'a> {
     /// One line of `path`, without its `\n`; `truncated` when it was longer
-    /// than `max_line_bytes` and cut.
+    /// than `max_line_bytes` and cut. `partial`: more of this line follows
+    /// (only with [`FollowOptions::split_long_lines`]): `line` is a piece of
+    /// at most `max_line_bytes`, and the line's last piece, which may be
+    /// empty, has `partial` false. Pieces of other files' lines may come in
+    /// between when a long line is still being written.
     Line {
         path: &'a Path,
         line: &'a [u8],
         truncated: bool,
+        partial: bool,
     },
     /// Something happened to the file at `path`.
     Notice { path: &'a Path, kind: NoticeKind },
@@ -936,7 +955,7 @@ impl Follower {
                         if current.id != id || Source::unlinked(&fd_meta) {
                             retire(watch, now + options.rotate_wait);
                             open_new = true;
-                        } else if current.head.is_empty() && current.pos == 0 && fd_meta.len() > 0 {
+                        } else if current.unidentified && fd_meta.len() > 0 {
                             // Empty when opened (a copy or a compressed file
                             // being created): who it is shows only now.
                             watch.current = None;
@@ -1016,6 +1035,7 @@ impl Follower {
         if let Some(mut open) = self.take_open(id, index) {
             // Not a new file: only say that this name's previous one went.
             open.older = true;
+            open.unidentified = false;
             let watch = &mut self.watches[index];
             if watch.seen == Seen::Present && !watch.retired.is_empty() {
                 watch.notice = Some(NoticeKind::Rotated);
@@ -1086,6 +1106,7 @@ impl Follower {
             },
         };
         let continued = start.is_some();
+        source.unidentified = !continued && source.head.is_empty();
         tracing::debug!(
             path = %watch.path.display(),
             offset,
@@ -1229,7 +1250,7 @@ impl Follower {
         let Some(current) = watch.current.as_mut() else {
             return Ok(PollOutcome::Idle);
         };
-        if current.head.is_empty() && current.pos == 0 {
+        if current.unidentified {
             // Nothing to identify it by yet: placed again once it has bytes.
             return Ok(PollOutcome::Idle);
         }
@@ -1238,6 +1259,7 @@ impl Follower {
                 &watch.path,
                 buf,
                 options.max_line_bytes,
+                options.split_long_lines,
                 options.read_budget,
                 sink,
             )? {
@@ -1332,6 +1354,7 @@ impl Follower {
                 &watch.path,
                 buf,
                 options.max_line_bytes,
+                options.split_long_lines,
                 options.read_budget,
                 sink,
             )?;
