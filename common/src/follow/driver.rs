@@ -73,6 +73,10 @@ pub trait Sink {
 /// lose them; the rest of the time, coalescing keeps the cost low.
 pub const EAGER_AFTER_NAME_CHANGE: Duration = Duration::from_secs(1);
 
+/// While a copytruncate is expected, how many quick reads of the copied
+/// files come between two full polls.
+const ORIGINAL_READS_PER_POLL: usize = 20;
+
 /// A watcher constructor: receives the wake-up callback, returns a watcher.
 /// [`run`] uses inotify; tests pass one that fails.
 pub type WatcherFactory =
@@ -121,7 +125,6 @@ pub async fn run_with_watcher<S: Sink>(
     while !shutdown.is_requested() {
         let polled = Instant::now();
         let outcome = follower.poll_once(&mut |event| sink.event(event))?;
-        tracing::trace!(?outcome, took = ?polled.elapsed(), "poll");
         sink.after_poll(follower)?;
         match outcome {
             PollOutcome::Busy => {
@@ -136,7 +139,15 @@ pub async fn run_with_watcher<S: Sink>(
                 continue;
             }
             PollOutcome::Idle if follower.truncation_expected() => {
-                tokio::task::yield_now().await;
+                // logrotate is copying: read the original as it grows, until
+                // it is truncated; a full poll now and then notices that.
+                for _ in 0..ORIGINAL_READS_PER_POLL {
+                    if follower.read_originals(&mut |event| sink.event(event))? != PollOutcome::Idle
+                    {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
                 continue;
             }
             PollOutcome::Idle => {}

@@ -404,14 +404,15 @@ struct Watch {
     notice: Option<NoticeKind>,
     /// The error last reported as `Unreadable`, so it is reported once.
     failing: Option<ReadFailure>,
-    /// The current file shrank below our position (found by a refresh).
-    truncated: bool,
     /// A file at this path that is not read (compressed and matching no
     /// stream read, or not a regular file): left alone while it stays.
     skipped: Option<FileId>,
     /// The current file was let go to be placed again (it was empty): no
     /// notice for it.
     reidentify: bool,
+    /// The incomplete last line of a file truncated in place, when no copy
+    /// holds it: handed over (whole, and whether cut) before anything else.
+    orphan: Option<(Vec<u8>, bool)>,
 }
 
 impl Watch {
@@ -425,9 +426,9 @@ impl Watch {
             retired: Vec::new(),
             notice: None,
             failing: None,
-            truncated: false,
             skipped: None,
             reidentify: false,
+            orphan: None,
         }
     }
 }
@@ -584,6 +585,9 @@ impl Follower {
             self.step_done();
         }
         self.resolve_shadows()?;
+        for index in 0..count {
+            self.truncate(index, now)?;
+        }
         // Two passes: files holding older lines (rotated away, the copy of a
         // truncated file) before the files their names now lead to, so each
         // stream's lines come out in order.
@@ -679,6 +683,31 @@ impl Follower {
                 })
             })
         })
+    }
+
+    /// While [`Follower::truncation_expected`]: reads the files whose copy
+    /// just appeared, and nothing else (no glob, no stat of other files), so
+    /// the driver can look again every few microseconds until logrotate
+    /// truncates them.
+    pub fn read_originals(&mut self, sink: &mut SinkFn<'_>) -> io::Result<PollOutcome> {
+        let copied: std::collections::HashSet<u64> = self
+            .watches
+            .iter()
+            .filter_map(|watch| watch.current.as_ref()?.shadow_of)
+            .collect();
+        let mut outcome = PollOutcome::Idle;
+        for index in 0..self.watches.len() {
+            let original = self.watches[index].current.as_ref().is_some_and(|current| {
+                copied.contains(&current.serial) && !current.truncated && !current.older
+            });
+            if original {
+                match self.read_current(index, sink)? {
+                    PollOutcome::Idle => {}
+                    other => outcome = other,
+                }
+            }
+        }
+        Ok(outcome)
     }
 
     /// The directories whose changes should wake the driver: each followed
@@ -833,15 +862,24 @@ impl Follower {
     /// with whether that stream's own file still holds them.
     fn relate_to_open(&mut self, source: &mut Source) -> io::Result<Option<(u64, Relation, bool)>> {
         for watch in &mut self.watches {
-            let truncated = watch.truncated;
-            let current = watch.current.as_mut().map(|current| (current, truncated));
             let streams = watch
                 .retired
                 .iter_mut()
-                .map(|retired| (&mut retired.source, false))
-                .chain(current);
-            for (stream, truncated) in streams {
-                if stream.shadow_of.is_some() || !source.shares_head(stream) {
+                .map(|retired| &mut retired.source)
+                .chain(watch.current.as_mut());
+            for stream in streams {
+                let truncated = stream.truncated;
+                // A truncated stream whose unread bytes another file took
+                // over (its copy) is that file's now.
+                let taken_over = stream.truncated && stream.continued;
+                if stream.shadow_of.is_some() || taken_over {
+                    continue;
+                }
+                // Its first bytes as they are now, even if not read yet.
+                if !stream.truncated && (stream.head.len() as u64) < FINGERPRINT_BYTES {
+                    stream.extend_head()?;
+                }
+                if !source.shares_head(stream) {
                     continue;
                 }
                 let intact = !truncated && stream.intact()?;
@@ -864,69 +902,97 @@ impl Follower {
     /// written between our last read and the truncation are only there),
     /// or was all read already; one that grew apart is a file of its own.
     fn resolve_shadows(&mut self) -> io::Result<()> {
-        for index in 0..self.watches.len() {
-            let Some(serial) = self.watches[index]
+        // Where the shadows are: a watch's current file (`None`) or one of
+        // its rotated-away files (a copy whose name went, e.g. compressed).
+        let mut places: Vec<(usize, Option<usize>)> = Vec::new();
+        for (index, watch) in self.watches.iter().enumerate() {
+            if watch
                 .current
                 .as_ref()
-                .and_then(|source| source.shadow_of)
-            else {
-                continue;
-            };
-            let Some(mut copy) = self.watches[index].current.take() else {
-                continue;
-            };
-            let mut decided = None;
-            for watch in &mut self.watches {
-                let truncated = watch.truncated;
-                let current = watch.current.as_mut().map(|current| (current, truncated));
-                let streams = watch
-                    .retired
-                    .iter_mut()
-                    .map(|retired| (&mut retired.source, false))
-                    .chain(current);
-                for (stream, truncated) in streams {
-                    if stream.serial != serial || stream.shadow_of.is_some() {
-                        continue;
-                    }
-                    let intact = !truncated && stream.intact()?;
-                    decided = Some(if intact {
-                        let copy_len = copy.content_len()?;
-                        let their_len = stream.file.metadata()?.len();
-                        if !copy.is_compressed() && copy_len.is_some_and(|len| len > their_len) {
-                            // Not a copy: more than the original ever had.
-                            Some(0)
-                        } else {
-                            None
-                        }
-                    } else {
-                        let offset = stream.line_start;
-                        match copy.content_len()? {
-                            Some(len) if len < offset => copy.content_len()?,
-                            _ => {
-                                stream.continued = true;
-                                Some(offset)
-                            }
-                        }
-                    });
+                .is_some_and(|s| s.shadow_of.is_some())
+            {
+                places.push((index, None));
+            }
+            for (at, retired) in watch.retired.iter().enumerate() {
+                if retired.source.shadow_of.is_some() {
+                    places.push((index, Some(at)));
                 }
             }
-            let decided = match decided {
-                Some(decided) => decided,
-                // The stream was let go: where it was left, else all read.
-                None => match self.take_released(&mut copy)? {
-                    Some(offset) => Some(offset),
-                    None => Some(copy.content_len()?.unwrap_or(0)),
+        }
+        for (index, slot) in places {
+            let watch = &mut self.watches[index];
+            let (mut copy, retired) = match slot {
+                None => match watch.current.take() {
+                    Some(copy) => (copy, None),
+                    None => continue,
                 },
+                Some(at) => {
+                    let retired = watch.retired.remove(at);
+                    (retired.source, Some((at, retired.deadline, retired.grew)))
+                }
             };
+            let serial = copy.shadow_of.unwrap_or_default();
+            let decided = self.resolve_shadow(&mut copy, serial)?;
             tracing::debug!(path = %self.watches[index].path.display(), ?decided, "copy resolved");
             if let Some(offset) = decided {
                 copy.shadow_of = None;
                 copy.older = offset > 0;
                 copy.seek(offset);
             }
-            self.watches[index].current = Some(copy);
+            let watch = &mut self.watches[index];
+            match retired {
+                None => watch.current = Some(copy),
+                Some((at, deadline, grew)) => watch.retired.insert(
+                    at,
+                    Retired {
+                        source: copy,
+                        deadline,
+                        grew,
+                    },
+                ),
+            }
         }
         Ok(())
+    }
+
+    /// Where the copy of stream `serial` is to be read from, once it is
+    /// decided (`None`: its original is still intact, it stays a copy).
+    fn resolve_shadow(&mut self, copy: &mut Source, serial: u64) -> io::Result<Option<u64>> {
+        for watch in &mut self.watches {
+            let streams = watch
+                .retired
+                .iter_mut()
+                .map(|retired| &mut retired.source)
+                .chain(watch.current.as_mut());
+            for stream in streams {
+                let truncated = stream.truncated;
+                if stream.serial != serial || stream.shadow_of.is_some() {
+                    continue;
+                }
+                let intact = !truncated && stream.intact()?;
+                if intact {
+                    let copy_len = copy.content_len()?;
+                    let their_len = stream.file.metadata()?.len();
+                    // More than the original ever had: not a copy after all.
+                    let grew_apart =
+                        !copy.is_compressed() && copy_len.is_some_and(|len| len > their_len);
+                    return Ok(grew_apart.then_some(0));
+                }
+                let offset = stream.line_start;
+                return Ok(match copy.content_len()? {
+                    Some(len) if len < offset => Some(len),
+                    _ => {
+                        stream.continued = true;
+                        Some(offset)
+                    }
+                });
+            }
+        }
+        // The stream was let go: where it was left, else all read.
+        Ok(Some(match self.take_released(copy)? {
+            Some(offset) => offset,
+            None => copy.content_len()?.unwrap_or(0),
+        }))
     }
 
     /// Phase 1 for one path: what does the name point at now? (Events are
@@ -961,8 +1027,14 @@ impl Follower {
                             watch.current = None;
                             watch.reidentify = true;
                             open_new = true;
-                        } else if current.shadow_of.is_none() && !current.intact()? {
-                            watch.truncated = true;
+                        } else if current.shadow_of.is_none()
+                            && !current.is_compressed()
+                            && (fd_meta.len() < current.pos
+                                || (current.modified_since_check(&fd_meta) && !current.intact()?))
+                        {
+                            // Shrunk; one written past our position again
+                            // is found by its first bytes before it is read.
+                            current.truncated = true;
                         }
                     }
                     None => open_new = true,
@@ -1200,12 +1272,23 @@ impl Follower {
         sink: &mut SinkFn<'_>,
     ) -> io::Result<PollOutcome> {
         if older {
-            if std::mem::take(&mut self.watches[index].truncated)
-                && self.truncate(index, now, sink)? == Flow::Pause
-            {
-                return Ok(PollOutcome::Paused);
+            let mut outcome = PollOutcome::Idle;
+            let watch = &mut self.watches[index];
+            if let Some((line, truncated)) = watch.orphan.take() {
+                let event = Event::Line {
+                    path: &watch.path,
+                    line: &line,
+                    truncated,
+                    partial: false,
+                };
+                if sink(event)? == Flow::Pause {
+                    return Ok(PollOutcome::Paused);
+                }
             }
-            let outcome = self.read_retired(index, now, sink)?;
+            let retired = self.read_retired(index, now, sink)?;
+            if retired != PollOutcome::Idle {
+                outcome = retired;
+            }
             if outcome == PollOutcome::Paused {
                 return Ok(outcome);
             }
@@ -1254,6 +1337,13 @@ impl Follower {
             // Nothing to identify it by yet: placed again once it has bytes.
             return Ok(PollOutcome::Idle);
         }
+        if current.replaced_in_place()? {
+            // Truncated and written again past our position since we
+            // looked: its bytes are another stream's. The truncation is
+            // handled (copy first) in the next poll's older pass.
+            current.truncated = true;
+            return Ok(PollOutcome::Busy);
+        }
         Ok(
             match current.read(
                 &watch.path,
@@ -1272,11 +1362,21 @@ impl Follower {
 
     /// Truncated in place (copytruncate): the lines written between our
     /// last read and the truncation are only in logrotate's copy. Unless a
-    /// followed copy continues the stream already, the usual copy names are
-    /// looked at ([`copy_candidates`]) and the one holding our bytes is read
-    /// from our position to its end first (as a rotated-away file); then
-    /// the file is read again from its start.
-    fn truncate(&mut self, index: usize, now: Instant, sink: &mut SinkFn<'_>) -> io::Result<Flow> {
+    /// followed copy continues the stream already (placed this poll), the
+    /// usual copy names are looked at ([`copy_candidates`]) and the one
+    /// holding our bytes is read from our position to its end first (as a
+    /// rotated-away file); then the file is read again from its start. Done
+    /// at the end of the refresh phase, when every copy found this poll had
+    /// its chance to continue the old stream, and never later: a second
+    /// truncation must find the file restarted.
+    fn truncate(&mut self, index: usize, now: Instant) -> io::Result<()> {
+        let is_truncated = self.watches[index]
+            .current
+            .as_ref()
+            .is_some_and(|current| current.truncated);
+        if !is_truncated {
+            return Ok(());
+        }
         let serial = self.serial();
         let open_ids: std::collections::HashSet<FileId> = self
             .watches
@@ -1289,14 +1389,23 @@ impl Follower {
                     .chain(watch.current.as_ref().map(|source| source.id))
             })
             .collect();
+        let globbed: Vec<glob::Pattern> = self
+            .globs
+            .iter()
+            .filter_map(|spec| glob::Pattern::new(&spec.pattern).ok())
+            .collect();
         let watch = &mut self.watches[index];
         let Some(current) = watch.current.as_mut() else {
-            return Ok(Flow::Continue);
+            return Ok(());
         };
-        let mut flow = Flow::Continue;
         if !current.continued {
             let mut copy = None;
-            for candidate in copy_candidates(&watch.path) {
+            // A copy a glob matches is followed by its own name, and placed
+            // by its content there.
+            let candidates = copy_candidates(&watch.path)
+                .into_iter()
+                .filter(|candidate| !globbed.iter().any(|glob| glob.matches_path(candidate)));
+            for candidate in candidates {
                 let Ok((mut source, _)) = Source::open(&candidate, serial) else {
                     continue;
                 };
@@ -1319,18 +1428,21 @@ impl Follower {
                     grew: now,
                 }),
                 // No copy: the partial line is all we will ever have of it.
-                None => flow = current.flush_pending(&watch.path, sink)?,
+                None => {
+                    if let Some(orphan) = current.take_pending() {
+                        watch.orphan = Some(orphan);
+                    }
+                }
             }
         }
-        let serial = self.next_serial + 1;
-        self.next_serial = serial;
+        let serial = self.serial();
         let watch = &mut self.watches[index];
         if let Some(current) = watch.current.as_mut() {
             current.restart(serial)?;
             current.older = false;
         }
         watch.notice = Some(NoticeKind::Truncated);
-        Ok(flow)
+        Ok(())
     }
 
     /// Files rotated away from watch `index`, read to their end and let go

@@ -1,6 +1,6 @@
-//! Model test (issue 5): random sequences of appends, partial appends,
-//! rename rotation, delete + recreate, truncation and restarts from
-//! checkpoints, against a real directory, under a sink that pauses at random.
+//! Model test: random sequences of appends, partial appends, rename
+//! rotation, delete + recreate, truncation, logrotate's copytruncate (with
+//! and without compression) and restarts from checkpoints, against a real directory, under a sink that pauses at random.
 //! The follower's output must hold every line written exactly once, in order
 //! within each file.
 //!
@@ -58,6 +58,16 @@ enum Op {
         count: u8,
         lines: u8,
     },
+    /// logrotate's `copytruncate`: the older copies move along, the file is
+    /// copied to `.1`, `after_copy` lines are written (and read, by a poll:
+    /// lines written between the copy and the truncation are in no file
+    /// once it is done), then the file is truncated, and with `compress`
+    /// the copy is gzipped (`.1.gz`, the uncompressed copy removed) before
+    /// anyone looks.
+    CopyTruncate {
+        after_copy: u8,
+        compress: bool,
+    },
 }
 
 /// logrotate's `rotate N` for the glob mode.
@@ -75,6 +85,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (1u8..=3, 0u8..4).prop_map(|(count, lines)| Op::RotateChain { count, lines }),
         2 => (0u8..12, 1u8..=3, 0u8..4)
             .prop_map(|(step, count, lines)| Op::PollWithRotations { step, count, lines }),
+        2 => (0u8..3, any::<bool>())
+            .prop_map(|(after_copy, compress)| Op::CopyTruncate { after_copy, compress }),
     ]
 }
 
@@ -210,7 +222,11 @@ impl World {
     }
 
     fn poll_until_idle(&mut self) {
-        while self.poll() != PollOutcome::Idle {}
+        let mut polls = 0;
+        while self.poll() != PollOutcome::Idle {
+            polls += 1;
+            assert!(polls < 10_000, "never idle");
+        }
     }
 
     fn apply(&mut self, op: &Op) {
@@ -292,6 +308,47 @@ impl World {
                     hook();
                 }
                 self.writer = open_append(&self.path);
+            }
+            Op::CopyTruncate {
+                after_copy,
+                compress,
+            } => {
+                self.end_partial();
+                self.poll();
+                let path = self.path.clone();
+                let name = |n: u32| path.with_extension(format!("log.{n}"));
+                let gz = |n: u32| path.with_extension(format!("log.{n}.gz"));
+                let _ = fs::remove_file(name(KEEP));
+                let _ = fs::remove_file(gz(KEEP));
+                for n in (1..KEEP).rev() {
+                    for (from, to) in [(name(n), name(n + 1)), (gz(n), gz(n + 1))] {
+                        if from.exists() {
+                            fs::rename(from, to).unwrap();
+                        }
+                    }
+                }
+                fs::copy(&path, name(1)).unwrap();
+                for _ in 0..after_copy {
+                    let line = self.line(10);
+                    self.write(&format!("{line}\n"));
+                    self.expected.push(line);
+                }
+                if after_copy > 0 {
+                    self.poll_until_idle();
+                }
+                self.writer.set_len(0).unwrap();
+                if compress {
+                    let plain = fs::read(name(1)).unwrap();
+                    let mut encoder = flate2::write::GzEncoder::new(
+                        File::create(gz(1)).unwrap(),
+                        flate2::Compression::fast(),
+                    );
+                    encoder.write_all(&plain).unwrap();
+                    encoder.finish().unwrap();
+                    fs::remove_file(name(1)).unwrap();
+                }
+                self.rotations += 1;
+                self.file_no += 1;
             }
             Op::Restart => {
                 self.poll_until_idle();
@@ -400,4 +457,177 @@ proptest! {
         expected.sort();
         prop_assert_eq!(output, expected);
     }
+}
+
+fn replay(ops: &[Op], pause_every: Option<usize>, glob: bool) -> (Vec<String>, Vec<String>) {
+    let mut world = World::new(pause_every, glob);
+    for op in ops {
+        world.apply(op);
+    }
+    world.finish();
+    let mut expected = world.expected.clone();
+    expected.sort();
+    (world.output, expected)
+}
+
+#[test]
+fn copytruncate_with_a_partial_line_before_it_is_read_once() {
+    let partial = Op::Append {
+        lines: 0,
+        width: 0,
+        partial: true,
+    };
+    let ops = [
+        partial.clone(),
+        Op::CopyTruncate {
+            after_copy: 0,
+            compress: false,
+        },
+        partial,
+    ];
+    let (output, expected) = replay(&ops, Some(1), false);
+    let mut sorted = output.clone();
+    sorted.sort();
+    assert_eq!(sorted, expected, "output in order read: {output:?}");
+}
+
+#[test]
+fn copytruncate_after_a_rotation_reads_the_new_line_once() {
+    let ops = [
+        Op::RotateChain { count: 1, lines: 1 },
+        Op::CopyTruncate {
+            after_copy: 0,
+            compress: false,
+        },
+        Op::Append {
+            lines: 0,
+            width: 11,
+            partial: true,
+        },
+    ];
+    let (output, expected) = replay(&ops, Some(1), false);
+    let mut sorted = output.clone();
+    sorted.sort();
+    assert_eq!(sorted, expected, "output in order read: {output:?}");
+}
+
+#[test]
+fn copytruncate_compressed_at_once_under_a_glob_is_read_once() {
+    let ops = [
+        Op::Append {
+            lines: 1,
+            width: 22,
+            partial: false,
+        },
+        Op::CopyTruncate {
+            after_copy: 0,
+            compress: true,
+        },
+    ];
+    let (output, expected) = replay(&ops, None, true);
+    let mut sorted = output.clone();
+    sorted.sort();
+    assert_eq!(sorted, expected, "output in order read: {output:?}");
+}
+
+#[test]
+fn copytruncate_of_an_empty_file_then_a_line_is_read_once() {
+    let ops = [
+        Op::RotateChain { count: 1, lines: 1 },
+        Op::CopyTruncate {
+            after_copy: 0,
+            compress: false,
+        },
+        Op::RotateChain { count: 1, lines: 0 },
+        Op::CopyTruncate {
+            after_copy: 1,
+            compress: false,
+        },
+    ];
+    let (output, expected) = replay(&ops, Some(1), true);
+    let mut sorted = output.clone();
+    sorted.sort();
+    assert_eq!(sorted, expected, "output in order read: {output:?}");
+}
+
+#[test]
+fn copytruncate_compressed_then_again_is_read_once() {
+    let ops = [
+        Op::RotateChain { count: 1, lines: 1 },
+        Op::CopyTruncate {
+            after_copy: 0,
+            compress: true,
+        },
+        Op::CopyTruncate {
+            after_copy: 0,
+            compress: false,
+        },
+    ];
+    let (output, expected) = replay(&ops, Some(1), true);
+    let mut sorted = output.clone();
+    sorted.sort();
+    assert_eq!(sorted, expected, "output in order read: {output:?}");
+}
+
+#[test]
+fn a_partial_line_across_two_copytruncates_is_read_once() {
+    let partial = |lines| Op::Append {
+        lines,
+        width: 0,
+        partial: true,
+    };
+    let ops = [
+        partial(2),
+        Op::Append {
+            lines: 3,
+            width: 0,
+            partial: false,
+        },
+        Op::CopyTruncate {
+            after_copy: 0,
+            compress: false,
+        },
+        partial(0),
+        Op::CopyTruncate {
+            after_copy: 0,
+            compress: true,
+        },
+    ];
+    for glob in [false, true] {
+        let (output, expected) = replay(&ops, Some(1), glob);
+        let mut sorted = output.clone();
+        sorted.sort();
+        assert_eq!(
+            sorted, expected,
+            "glob {glob}: output in order read: {output:?}"
+        );
+    }
+}
+
+#[test]
+fn a_line_finished_after_a_copytruncate_then_copied_again_is_read_once() {
+    let append = |lines, partial| Op::Append {
+        lines,
+        width: 0,
+        partial,
+    };
+    let ops = [
+        append(2, true),
+        append(4, false),
+        append(0, true),
+        Op::CopyTruncate {
+            after_copy: 0,
+            compress: false,
+        },
+        Op::Poll,
+        append(0, true),
+        Op::CopyTruncate {
+            after_copy: 1,
+            compress: false,
+        },
+    ];
+    let (output, expected) = replay(&ops, Some(1), true);
+    let mut sorted = output.clone();
+    sorted.sort();
+    assert_eq!(sorted, expected, "output in order read: {output:?}");
 }

@@ -216,6 +216,11 @@ pub(super) struct Source {
     /// Holds lines older than a file being read under some name (rotated
     /// away, or the copy of a truncated file): read first in a poll.
     pub(super) older: bool,
+    /// Found truncated in place (shrunk, or its first bytes changed): read
+    /// again from its start, after the copy holding its unread lines.
+    pub(super) truncated: bool,
+    /// The file's (mtime, size) at the last [`Source::modified_since_check`].
+    checked: Option<(i64, i64, u64)>,
     /// Placed as a new file while empty: a copy or a compressed file being
     /// created looks like that, so it is not read before it has bytes to be
     /// identified by (it is then placed again).
@@ -291,6 +296,8 @@ impl Source {
             shadow_of: None,
             shadow_since: None,
             older: false,
+            checked: None,
+            truncated: false,
             unidentified: false,
             continued: false,
         };
@@ -333,7 +340,7 @@ impl Source {
 
     /// Reads more of the first bytes while they are fewer than the
     /// fingerprint size and the file has more.
-    fn extend_head(&mut self) -> io::Result<()> {
+    pub(super) fn extend_head(&mut self) -> io::Result<()> {
         let have = self.head.len();
         if have < FINGERPRINT_BYTES as usize {
             let more = self.content(have as u64, FINGERPRINT_BYTES as usize - have)?;
@@ -372,6 +379,24 @@ impl Source {
         }
         let now = self.content(0, self.head.len())?;
         Ok(now == self.head)
+    }
+
+    /// Whether the file was written (or truncated) since the last call:
+    /// its first bytes are worth comparing again only then.
+    pub(super) fn modified_since_check(&mut self, meta: &Metadata) -> bool {
+        let stamp = (meta.mtime(), meta.mtime_nsec(), meta.len());
+        let changed = self.checked != Some(stamp);
+        self.checked = Some(stamp);
+        changed
+    }
+
+    /// Whether there is more to read but the first bytes changed: the file
+    /// was truncated and written past our position between two looks.
+    pub(super) fn replaced_in_place(&mut self) -> io::Result<bool> {
+        if self.gzip.is_some() || self.file.metadata()?.len() <= self.pos {
+            return Ok(false);
+        }
+        Ok(self.content(0, self.head.len())? != self.head)
     }
 
     /// How this (newly opened) file relates to `stream`, a stream we are
@@ -470,6 +495,7 @@ impl Source {
     /// place): its first bytes are read again.
     pub(super) fn restart(&mut self, serial: u64) -> io::Result<()> {
         self.serial = serial;
+        self.truncated = false;
         self.head.clear();
         self.continued = false;
         self.seek(0);
@@ -713,6 +739,19 @@ impl Source {
         }
         self.pos = base + chunk.len() as u64;
         Ok(Flow::Continue)
+    }
+
+    /// Takes the incomplete last line (if any) out, as the file will not
+    /// be read further at this position: its bytes and whether it was cut.
+    pub(super) fn take_pending(&mut self) -> Option<(Vec<u8>, bool)> {
+        if self.line_start == self.pos && !self.mid_line {
+            return None;
+        }
+        let taken = (std::mem::take(&mut self.pending), self.overflow);
+        self.overflow = false;
+        self.mid_line = false;
+        self.line_start = self.pos;
+        Some(taken)
     }
 
     /// Hands the incomplete last line (if any) to `sink` as a line: used when
