@@ -9,6 +9,7 @@
 //! the `/metrics` series, and ends on `--once`, `--count`, `--max-failures`
 //! or SIGTERM with a summary on stderr and an exit code per failure class.
 
+pub mod body;
 pub mod expect;
 pub mod probe;
 pub mod stats;
@@ -51,8 +52,9 @@ Examples:
 
 Exit status:
   0 success (with --count: the last try succeeded; SIGTERM in loop mode)
-  1 bad input or set-up error (URL, header, regex, --listen), before any request
-  2 usage error (unknown flag, bad duration)
+  1 bad input or set-up error (https or another scheme, header, regex, --listen), before any request
+  2 usage error (unknown flag, bad duration, a zero --interval or --timeout)
+  3 malformed URL (no host, a port that is not 1-65535), before any request
   6 dns   7 refused   8 bad response   9 connect (unreachable)   10 body mismatch
   22 status (not in --expect-status)   28 timeout   47 redirects (more than --max-redirects)
   143 SIGTERM before the --once try finished";
@@ -70,14 +72,14 @@ pub struct Args {
     #[arg(env = "CLIENT_URL", value_name = "URL")]
     pub url: String,
 
-    /// Time from the start of one try to the start of the next (tries never overlap).
+    /// Time from the start of one try to the start of the next (tries never overlap; more than 0).
     #[arg(long, env = "CLIENT_INTERVAL", default_value = "10s", value_name = "DURATION",
-          value_parser = units::parse_duration)]
+          value_parser = units::parse_nonzero_duration)]
     pub interval: Duration,
 
-    /// Limit for one whole try: resolving, connecting, redirects and the whole body.
+    /// Limit for one whole try: resolving, connecting, redirects and the whole body (more than 0).
     #[arg(long, env = "CLIENT_TIMEOUT", default_value = "2s", value_name = "DURATION",
-          value_parser = units::parse_duration)]
+          value_parser = units::parse_nonzero_duration)]
     pub timeout: Duration,
 
     /// Name in the success line `<date> - Successfully connected to <NAME>` (default: the URL).
@@ -107,7 +109,8 @@ pub struct Args {
     )]
     pub expect_status: String,
 
-    /// A regex the body must match (searched in the first --max-body bytes).
+    /// A regex the body must match (searched in the first --max-body bytes, as they arrive,
+    /// holding at most 2 MiB; a match longer than 1 MiB is found only in the first 2 MiB).
     #[arg(long, env = "CLIENT_EXPECT_BODY", value_name = "REGEX")]
     pub expect_body: Option<String>,
 
@@ -247,6 +250,14 @@ impl Config {
     }
 }
 
+/// The exit status for a [`Config::from_args`] error when it is not 1: 3 for
+/// a malformed URL (see [`target::InputError::exit_code`]).
+pub fn input_exit_code(error: &anyhow::Error) -> Option<u8> {
+    error
+        .downcast_ref::<target::InputError>()
+        .map(target::InputError::exit_code)
+}
+
 /// regex's syntax errors are drawn over several lines (the pattern, a caret,
 /// the error); the error line alone keeps our one-line error promise.
 fn one_line_regex_error(error: &regex_lite::Error) -> String {
@@ -321,8 +332,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<ExitCode>
                 _ = tokio::time::sleep_until(next_start) => {}
             }
         } else if shutdown.is_requested() {
-            // No timer when the next try is due now: tokio's timer wheel
-            // has millisecond ticks, which would cap `--interval 0`.
+            // No timer when the next try is due now (the try took longer
+            // than the interval): tokio's timer wheel has millisecond ticks.
             break Ending::Interrupted;
         }
     };
