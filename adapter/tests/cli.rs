@@ -296,3 +296,36 @@ fn a_multiline_record_on_open_stdin_is_written_after_the_timeout() {
     drop(stdin);
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn json_a_strict_parser_refuses_is_kept_as_unparsed_in_every_mode() {
+    // Regression: `--from json` copied a lone surrogate, 1e999 and a duplicate
+    // key through, while `--from auto` or `--add` made them parse errors.
+    let input = b"{\"a\":\"\\ud800\"}\n{\"a\":1e999}\n{\"a\":1,\"a\":2}\n{\"ok\":1}\n";
+    for args in [
+        &["--from", "json"][..],
+        &["--from", "auto"][..],
+        &["--from", "json", "--add", "pod=web-0"][..],
+        &["--from", "json", "--drop", "x"][..],
+    ] {
+        let (ok, stdout, stderr) = run_with_stdin(args, input);
+        assert!(ok, "{args:?}: {stderr}");
+        let lines: Vec<serde_json::Value> = stdout
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("output is JSON"))
+            .collect();
+        assert_eq!(lines.len(), 4, "{args:?}: {stdout}");
+        for (line, raw) in lines
+            .iter()
+            .zip(std::str::from_utf8(input).unwrap().lines())
+        {
+            if raw == "{\"ok\":1}" {
+                assert_eq!(line["ok"], 1, "{args:?}: {stdout}");
+            } else {
+                assert_eq!(line["message"], raw, "{args:?}: {stdout}");
+                assert!(line["parse_error"].is_string(), "{args:?}: {stdout}");
+            }
+        }
+        assert!(stderr.contains("3 unparsed emitted"), "{args:?}: {stderr}");
+    }
+}
