@@ -338,6 +338,9 @@ const OUTPUT_FLUSH_BYTES: usize = 64 * 1024;
 
 /// Converts until the input ends (stdin, `--no-follow`) or shutdown.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
+    if let Input::File { path, follow } = &config.input {
+        check_readable(path, *follow)?;
+    }
     let registry = Arc::new(Registry::new());
     let health = Arc::new(Health::default());
     if let Some(address) = config.listen {
@@ -477,6 +480,10 @@ impl follow::Sink for FollowSink<'_> {
                     self.flush()?;
                 }
             }
+            Event::Notice {
+                path,
+                kind: follow::NoticeKind::Unreadable(failure),
+            } => tracing::warn!("cannot read {}: {failure}", path.display()),
             Event::Notice { path, kind } => {
                 tracing::info!(path = %path.display(), ?kind, "file changed");
             }
@@ -511,9 +518,6 @@ async fn read_file(
     options: FollowOptions,
     shutdown: &Shutdown,
 ) -> anyhow::Result<()> {
-    if !follow && !path.exists() {
-        bail!("reading {}: no such file", path.display());
-    }
     let mut follower = Follower::new(options);
     follower.add_path(path.clone(), StartAt::Beginning);
     let mut sink = FollowSink {
@@ -529,6 +533,43 @@ async fn read_file(
         return Err(error);
     }
     result.with_context(|| format!("reading {}", path.display()))
+}
+
+/// Refuses, as `reader` does, what can never be read: a directory, a file
+/// that cannot be opened, a file in a directory that does not exist. A file
+/// that does not exist yet is waited for when following.
+fn check_readable(path: &std::path::Path, follow: bool) -> anyhow::Result<()> {
+    match std::fs::File::open(path) {
+        Ok(file) => {
+            let meta = file
+                .metadata()
+                .with_context(|| format!("reading {}", path.display()))?;
+            if meta.is_dir() {
+                bail!("cannot read {}: is a directory", path.display());
+            }
+            Ok(())
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            if !follow {
+                bail!("reading {}: no such file", path.display());
+            }
+            let dir = match path.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir,
+                _ => std::path::Path::new("."),
+            };
+            if !dir.is_dir() {
+                bail!(
+                    "cannot follow {}: directory {} does not exist",
+                    path.display(),
+                    dir.display()
+                );
+            }
+            Ok(())
+        }
+        Err(error) => {
+            Err(error).with_context(|| format!("cannot open {} for reading", path.display()))
+        }
+    }
 }
 
 /// `--no-follow`: polls until the file is read to its end, then hands over

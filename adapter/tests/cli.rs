@@ -329,3 +329,49 @@ fn json_a_strict_parser_refuses_is_kept_as_unparsed_in_every_mode() {
         assert!(stderr.contains("3 unparsed emitted"), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn a_directory_or_an_unopenable_path_is_one_error_line_and_exit_1() {
+    // Regression: following a directory logged one info line in Rust debug
+    // form (`Unreadable(ReadFailure { .. })`) and waited forever.
+    let dir = tempfile::tempdir().unwrap();
+    let directory = dir.path().join("logs");
+    std::fs::create_dir(&directory).unwrap();
+    let under_a_file = dir.path().join("file");
+    std::fs::write(&under_a_file, "x\n").unwrap();
+    let cases = [
+        (directory.clone(), "is a directory".to_owned()),
+        (
+            under_a_file.join("app.log"),
+            "for reading: Not a directory".to_owned(),
+        ),
+        (
+            dir.path().join("missing").join("app.log"),
+            "directory ".to_owned(),
+        ),
+    ];
+    for (path, why) in cases {
+        for extra in [&[][..], &["--no-follow"][..]] {
+            let why = if extra.is_empty() || !why.starts_with("directory") {
+                why.clone()
+            } else {
+                "no such file".to_owned()
+            };
+            let mut command = adapter();
+            command
+                .args(["--from", "writer"])
+                .args(extra)
+                .arg(&path)
+                .stdin(Stdio::null());
+            let (status, output) = spawn(command).wait();
+            assert_eq!(status.code(), Some(1), "{path:?} {extra:?}: {output:?}");
+            assert_eq!(output.stderr.lines().count(), 1, "{output:?}");
+            assert!(
+                output.stderr.starts_with("adapter: error: ")
+                    && output.stderr.contains(&path.display().to_string())
+                    && output.stderr.contains(&why),
+                "{path:?} {extra:?}: {output:?}"
+            );
+        }
+    }
+}
