@@ -362,7 +362,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<ExitCode>
                 .append(true)
                 .open(path)
                 .with_context(|| format!("opening --unparsed file {}", path.display()))?;
-            Some(Box::new(std::io::BufWriter::new(file)))
+            Some(Box::new(NamedWriter {
+                path: path.clone(),
+                file,
+            }))
         }
         None => None,
     };
@@ -389,13 +392,40 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<ExitCode>
         }
     };
     // Whatever happened, what was converted is written and counted.
-    let finished = pipeline.finish().context("writing --unparsed file");
+    let finished = pipeline.finish().map_err(anyhow::Error::new);
     let written = write_out(&mut pipeline);
     tracing::info!("{}", counters.summary());
     result?;
     finished?;
     written?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `--unparsed` file, whose errors name it (they surface from the
+/// pipeline, which does not know the path, possibly through the follower).
+/// The pipeline buffers, so this is unbuffered: every `write` reaches the
+/// file, and what the pipeline counts is what the file took.
+struct NamedWriter {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl NamedWriter {
+    fn named(&self, error: std::io::Error) -> std::io::Error {
+        std::io::Error::new(
+            error.kind(),
+            format!("writing --unparsed file {}: {error}", self.path.display()),
+        )
+    }
+}
+
+impl Write for NamedWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.file.write(bytes).map_err(|error| self.named(error))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush().map_err(|error| self.named(error))
+    }
 }
 
 /// Writes the pipeline's buffered output to stdout and flushes it.
@@ -429,7 +459,7 @@ async fn read_stdin(
                 continue;
             }
             _ = sleep_until(deadline) => {
-                pipeline.tick(std::time::Instant::now()).context("writing --unparsed file")?;
+                pipeline.tick(std::time::Instant::now())?;
                 write_out(pipeline)?;
                 continue;
             }
@@ -446,9 +476,7 @@ async fn read_stdin(
         // Bytes read one at a time from a terminal would otherwise wait for
         // 64 KiB: write whenever a read came back short (input is idle).
         if pipeline.output().len() >= OUTPUT_FLUSH_BYTES || read < buffer.len() {
-            pipeline
-                .flush_unparsed()
-                .context("writing --unparsed file")?;
+            pipeline.flush_unparsed()?;
             write_out(pipeline)?;
         }
     }

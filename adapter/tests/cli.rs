@@ -375,3 +375,71 @@ fn a_directory_or_an_unopenable_path_is_one_error_line_and_exit_1() {
         }
     }
 }
+
+/// A 64 KiB tmpfs mounted for one test (we run as root), unmounted when dropped.
+struct SmallFilesystem {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFilesystem {
+    fn mount() -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        mounted.then_some(Self { dir })
+    }
+}
+
+impl Drop for SmallFilesystem {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_under_unparsed_names_the_file_and_counts_what_it_holds() {
+    // Regression: the error did not name the file, and the count of lines
+    // set aside (276) was above what the file held (140).
+    let line = format!("not a writer line {}\n", "x".repeat(80));
+    let input = line.repeat(4000); // ~400 KB of bad lines for a 64 KiB disk
+    let check = |target: &std::path::Path| {
+        let (ok, _, stderr) = run_with_stdin(
+            &["--from", "writer", "--unparsed", target.to_str().unwrap()],
+            input.as_bytes(),
+        );
+        assert!(!ok, "{stderr}");
+        let error = stderr
+            .lines()
+            .find(|line| line.starts_with("adapter: error: "))
+            .unwrap_or_else(|| panic!("no error line: {stderr}"));
+        assert!(
+            error.contains(&format!("writing --unparsed file {}", target.display()))
+                && error.contains("No space left on device"),
+            "{error}"
+        );
+        let counted: u64 = stderr
+            .split(" unparsed set aside")
+            .next()
+            .and_then(|before| before.rsplit(", ").next())
+            .and_then(|count| count.parse().ok())
+            .unwrap_or_else(|| panic!("no count: {stderr}"));
+        counted
+    };
+    // /dev/full: every write fails, nothing is set aside.
+    assert_eq!(check(std::path::Path::new("/dev/full")), 0);
+    match SmallFilesystem::mount() {
+        Some(disk) => {
+            let target = disk.dir.path().join("unparsed.log");
+            let counted = check(&target);
+            let held = std::fs::read(&target).unwrap();
+            let lines = held.iter().filter(|byte| **byte == b'\n').count() as u64;
+            assert!(lines > 0, "the disk took nothing");
+            assert_eq!(counted, lines, "count {counted}, file holds {lines} lines");
+        }
+        None => eprintln!("mount -t tmpfs failed (not root?): tested with /dev/full only"),
+    }
+}
