@@ -26,9 +26,11 @@ use clap::Parser as _;
 use sidecar_common::cli::{LogArgs, Tool};
 use sidecar_common::follow::{self, Event, Flow, FollowOptions, Follower, PollOutcome, StartAt};
 use sidecar_common::metrics::{Health, Registry};
+
+use sidecar_common::metrics::parse_listen_address;
 use sidecar_common::multiline::Multiline;
 use sidecar_common::shutdown::Shutdown;
-use sidecar_common::units::{parse_bytes, parse_duration};
+use sidecar_common::units::{parse_duration, parse_nonzero_bytes};
 use tokio::io::AsyncReadExt;
 
 use formats::{FormatName, Options, Parser};
@@ -145,8 +147,8 @@ pub struct Args {
     #[arg(long, env = "ADAPTER_YEAR", value_name = "YEAR")]
     pub year: Option<i32>,
 
-    /// Longer lines (and joined records) are cut here and counted.
-    #[arg(long, env = "ADAPTER_MAX_LINE_BYTES", default_value = "64KiB", value_parser = parse_bytes, value_name = "BYTES")]
+    /// Longer lines (and joined records) are cut here and counted (at least 1).
+    #[arg(long, env = "ADAPTER_MAX_LINE_BYTES", default_value = "64KiB", value_parser = parse_nonzero_bytes, value_name = "BYTES")]
     pub max_line_bytes: u64,
 
     /// A line matching this regex starts a record; other lines are joined
@@ -158,8 +160,9 @@ pub struct Args {
     #[arg(long, env = "ADAPTER_MULTILINE_TIMEOUT", default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
     pub multiline_timeout: Duration,
 
-    /// Serves /metrics (line and error counters), /healthz and /readyz here.
-    #[arg(long, env = "ADAPTER_LISTEN", value_name = "ADDR")]
+    /// Serves /metrics (line and error counters), /healthz and /readyz here
+    /// (`:9102`, `0.0.0.0:9102`, `[::1]:9102`).
+    #[arg(long, env = "ADAPTER_LISTEN", value_name = "ADDR", value_parser = parse_listen_address)]
     pub listen: Option<SocketAddr>,
 
     /// Reads FILE to its end and exits, instead of following it.

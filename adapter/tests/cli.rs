@@ -443,3 +443,27 @@ fn a_full_disk_under_unparsed_names_the_file_and_counts_what_it_holds() {
         None => eprintln!("mount -t tmpfs failed (not root?): tested with /dev/full only"),
     }
 }
+
+#[test]
+fn listen_takes_colon_port_and_max_line_bytes_0_is_refused() {
+    // Regression: `--listen :PORT` (the client's form) was a parse error,
+    // and `--max-line-bytes 0` cut every line to one byte.
+    let mut command = adapter();
+    command
+        .args(["--from", "json", "--listen", ":0", "--log-level", "info"])
+        .stdin(Stdio::piped());
+    let running = spawn(command);
+    running.wait_for_stderr_containing("serving /metrics");
+    let (status, _, output) = running.terminate();
+    assert!(status.success(), "{status:?} {output:?}");
+
+    for (args, expected) in [
+        (&["--max-line-bytes", "0"][..], "must be at least 1 byte"),
+        (&["--listen", "9102"][..], "invalid listen address \"9102\""),
+    ] {
+        let output = adapter().args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}

@@ -17,6 +17,7 @@ pub mod target;
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +27,9 @@ use hyper::Method;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use sidecar_common::clock::{TimeFormat, format_time, local_zone};
-use sidecar_common::metrics::{Counter, Gauge, Health, Histogram, LATENCY_BUCKETS, Registry};
+use sidecar_common::metrics::{
+    Counter, Gauge, Health, Histogram, LATENCY_BUCKETS, Registry, parse_listen_address,
+};
 use sidecar_common::shutdown::Shutdown;
 use sidecar_common::{cli, units};
 use tokio::time::Instant;
@@ -52,8 +55,8 @@ Examples:
 
 Exit status:
   0 success (with --count: the last try succeeded; SIGTERM in loop mode)
-  1 bad input or set-up error (https or another scheme, header, regex, --listen), before any request
-  2 usage error (unknown flag, bad duration, a zero --interval or --timeout)
+  1 bad input or set-up error (https or another scheme, header, regex, binding --listen), before any request
+  2 usage error (unknown flag, bad duration, a zero --interval or --timeout, a bad --listen address)
   3 malformed URL (no host, a port that is not 1-65535), before any request
   6 dns   7 refused   8 bad response   9 connect (unreachable)   10 body mismatch
   22 status (not in --expect-status)   28 timeout   47 redirects (more than --max-redirects)
@@ -152,9 +155,10 @@ pub struct Args {
     #[arg(long, env = "CLIENT_TIME_FORMAT", value_enum, default_value = "date")]
     pub time_format: TimeFormat,
 
-    /// Serve /metrics, /healthz and /readyz (ready = last try succeeded) on ADDR, e.g. :9100.
-    #[arg(long, env = "CLIENT_LISTEN", value_name = "ADDR")]
-    pub listen: Option<String>,
+    /// Serve /metrics, /healthz and /readyz (ready = last try succeeded) on ADDR
+    /// (`:9100`, `0.0.0.0:9100`, `[::1]:9100`).
+    #[arg(long, env = "CLIENT_LISTEN", value_name = "ADDR", value_parser = parse_listen_address)]
+    pub listen: Option<SocketAddr>,
 
     #[command(flatten)]
     pub log: cli::LogArgs,
@@ -196,7 +200,7 @@ pub struct Config {
     pub max_failures: Option<u64>,
     pub output: OutputFormat,
     pub time_format: TimeFormat,
-    pub listen: Option<String>,
+    pub listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -222,10 +226,6 @@ impl Config {
             None => None,
         };
         let max_body = usize::try_from(args.max_body).unwrap_or(usize::MAX);
-        let listen = args.listen.map(|address| match address.strip_prefix(':') {
-            Some(port) => format!("0.0.0.0:{port}"),
-            None => address,
-        });
         Ok(Self {
             name: args.name.unwrap_or_else(|| args.url.clone()),
             url: args.url,
@@ -245,7 +245,7 @@ impl Config {
             max_failures: args.max_failures,
             output: args.output,
             time_format: args.time_format,
-            listen,
+            listen: args.listen,
         })
     }
 }

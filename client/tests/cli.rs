@@ -643,9 +643,10 @@ fn bad_input_is_one_clear_error_before_any_request() {
         &["--method", "head", "--expect-body", "x"],
         "--expect-body needs a body",
     );
+    // 192.0.2.1 (TEST-NET-1) is on no interface here: the address parses, binding fails.
     assert_bad_input(
-        &["--listen", "not-an-address"],
-        "binding --listen not-an-address",
+        &["--listen", "192.0.2.1:9100"],
+        "binding --listen 192.0.2.1:9100",
     );
 }
 
@@ -696,6 +697,14 @@ fn usage_errors_exit_2() {
         "{output:?}"
     );
     assert_eq!(run(&["--once", "--count", "2", "http://localhost/"]).0, 2);
+    let (code, output) = run(&["--listen", "not-an-address", "http://localhost/"]);
+    assert_eq!(code, 2, "{output:?}");
+    assert!(
+        output
+            .stderr
+            .contains("invalid listen address \"not-an-address\""),
+        "{output:?}"
+    );
 }
 
 #[test]

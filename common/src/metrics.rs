@@ -431,6 +431,44 @@ impl AcceptBackoff {
     }
 }
 
+/// Parses a `--listen` address, the same way for every binary: `:PORT`
+/// (every IPv4 address, what a pod's probes and scrapers reach),
+/// `IP:PORT`, `[IPv6]:PORT`, or `NAME:PORT` for a name that resolves
+/// (`localhost:9100`). Used as a clap `value_parser`, so a bad address is a
+/// usage error naming it.
+pub fn parse_listen_address(text: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
+    let bad = |cause: &str| {
+        format!("invalid listen address {text:?}: {cause} (expected :PORT, IP:PORT or [IPv6]:PORT)")
+    };
+    let port = |digits: &str| -> Result<u16, String> {
+        if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+            return Err(bad(&format!("port {digits:?} is not a number")));
+        }
+        digits
+            .parse::<u16>()
+            .map_err(|_| bad(&format!("port {digits} is not between 0 and 65535")))
+    };
+    if let Some(digits) = text.strip_prefix(':').filter(|rest| !rest.contains(':')) {
+        return Ok(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port(digits)?)));
+    }
+    if let Ok(address) = text.parse::<SocketAddr>() {
+        return Ok(address);
+    }
+    let Some((host, digits)) = text.rsplit_once(':') else {
+        return Err(bad("no port"));
+    };
+    let port = port(digits)?;
+    if host.is_empty() || host.contains(['[', ']', ':']) {
+        return Err(bad("not a host"));
+    }
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|error| bad(&format!("cannot resolve {host:?}: {error}")))?
+        .next()
+        .ok_or_else(|| bad(&format!("{host:?} has no address")))
+}
+
 /// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `shutdown`,
 /// within the default [`Limits`].
 /// Binaries bind `0.0.0.0:PORT` (kubelet probes come from the pod IP); tests bind port 0.
@@ -703,6 +741,31 @@ mod tests {
 
     fn open_descriptors() -> usize {
         std::fs::read_dir("/proc/self/fd").unwrap().count()
+    }
+
+    #[test]
+    fn listen_addresses_parse_the_same_for_every_binary() {
+        let parse = |text: &str| parse_listen_address(text).map(|address| address.to_string());
+        assert_eq!(parse(":9100").unwrap(), "0.0.0.0:9100");
+        assert_eq!(parse("0.0.0.0:9100").unwrap(), "0.0.0.0:9100");
+        assert_eq!(parse("127.0.0.1:0").unwrap(), "127.0.0.1:0");
+        assert_eq!(parse("[::1]:9100").unwrap(), "[::1]:9100");
+        assert!(parse("localhost:9100").unwrap().ends_with(":9100"));
+        for (text, why) in [
+            (":", "is not a number"),
+            (":99999", "not between 0 and 65535"),
+            (":-1", "is not a number"),
+            ("9100", "no port"),
+            ("not-an-address", "no port"),
+            ("0.0.0.0:x", "is not a number"),
+            ("::1:9100", "not a host"),
+        ] {
+            let error = parse_listen_address(text).unwrap_err();
+            assert!(
+                error.contains(&format!("invalid listen address {text:?}")) && error.contains(why),
+                "{text}: {error}"
+            );
+        }
     }
 
     #[test]
