@@ -570,16 +570,14 @@ async fn read_file(
 /// that cannot be opened, a file in a directory that does not exist. A file
 /// that does not exist yet is waited for when following.
 fn check_readable(path: &std::path::Path, follow: bool) -> anyhow::Result<()> {
+    // Metadata first: opening a FIFO would block until a writer comes.
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => bail!("cannot read {}: is a directory", path.display()),
+        Ok(meta) if !meta.is_file() => return Ok(()),
+        _ => {}
+    }
     match std::fs::File::open(path) {
-        Ok(file) => {
-            let meta = file
-                .metadata()
-                .with_context(|| format!("reading {}", path.display()))?;
-            if meta.is_dir() {
-                bail!("cannot read {}: is a directory", path.display());
-            }
-            Ok(())
-        }
+        Ok(_) => Ok(()),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             if !follow {
                 bail!("reading {}: no such file", path.display());
