@@ -566,9 +566,9 @@ async fn read_file(
     result.with_context(|| format!("reading {}", path.display()))
 }
 
-/// Refuses, as `reader` does, what can never be read: a directory, a file
-/// that cannot be opened, a file in a directory that does not exist. A file
-/// that does not exist yet is waited for when following.
+/// Refuses, as `reader` does, what cannot be read: a directory, a file that
+/// cannot be opened (permission, a path through a regular file). A file that
+/// does not exist yet (nor its directory) is waited for when following.
 fn check_readable(path: &std::path::Path, follow: bool) -> anyhow::Result<()> {
     // Metadata first: opening a FIFO would block until a writer comes.
     match std::fs::metadata(path) {
@@ -578,22 +578,11 @@ fn check_readable(path: &std::path::Path, follow: bool) -> anyhow::Result<()> {
     }
     match std::fs::File::open(path) {
         Ok(_) => Ok(()),
+        // Waited for like `reader` and GNU `tail -F`, even when its directory
+        // is missing too (an emptyDir subdirectory created later).
+        Err(error) if follow && error.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            if !follow {
-                bail!("reading {}: no such file", path.display());
-            }
-            let dir = match path.parent() {
-                Some(dir) if !dir.as_os_str().is_empty() => dir,
-                _ => std::path::Path::new("."),
-            };
-            if !dir.is_dir() {
-                bail!(
-                    "cannot follow {}: directory {} does not exist",
-                    path.display(),
-                    dir.display()
-                );
-            }
-            Ok(())
+            bail!("reading {}: no such file", path.display())
         }
         Err(error) => {
             Err(error).with_context(|| format!("cannot open {} for reading", path.display()))
