@@ -26,9 +26,11 @@ use clap::Parser as _;
 use sidecar_common::cli::{LogArgs, Tool};
 use sidecar_common::follow::{self, Event, Flow, FollowOptions, Follower, PollOutcome, StartAt};
 use sidecar_common::metrics::{Health, Registry};
+
+use sidecar_common::metrics::parse_listen_address;
 use sidecar_common::multiline::Multiline;
 use sidecar_common::shutdown::Shutdown;
-use sidecar_common::units::{parse_bytes, parse_duration};
+use sidecar_common::units::{parse_duration, parse_nonzero_bytes};
 use tokio::io::AsyncReadExt;
 
 use formats::{FormatName, Options, Parser};
@@ -145,8 +147,8 @@ pub struct Args {
     #[arg(long, env = "ADAPTER_YEAR", value_name = "YEAR")]
     pub year: Option<i32>,
 
-    /// Longer lines (and joined records) are cut here and counted.
-    #[arg(long, env = "ADAPTER_MAX_LINE_BYTES", default_value = "64KiB", value_parser = parse_bytes, value_name = "BYTES")]
+    /// Longer lines (and joined records) are cut here and counted (at least 1).
+    #[arg(long, env = "ADAPTER_MAX_LINE_BYTES", default_value = "64KiB", value_parser = parse_nonzero_bytes, value_name = "BYTES")]
     pub max_line_bytes: u64,
 
     /// A line matching this regex starts a record; other lines are joined
@@ -158,8 +160,9 @@ pub struct Args {
     #[arg(long, env = "ADAPTER_MULTILINE_TIMEOUT", default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
     pub multiline_timeout: Duration,
 
-    /// Serves /metrics (line and error counters), /healthz and /readyz here.
-    #[arg(long, env = "ADAPTER_LISTEN", value_name = "ADDR")]
+    /// Serves /metrics (line and error counters), /healthz and /readyz here
+    /// (`:9102`, `0.0.0.0:9102`, `[::1]:9102`).
+    #[arg(long, env = "ADAPTER_LISTEN", value_name = "ADDR", value_parser = parse_listen_address)]
     pub listen: Option<SocketAddr>,
 
     /// Reads FILE to its end and exits, instead of following it.
@@ -338,6 +341,9 @@ const OUTPUT_FLUSH_BYTES: usize = 64 * 1024;
 
 /// Converts until the input ends (stdin, `--no-follow`) or shutdown.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
+    if let Input::File { path, follow } = &config.input {
+        check_readable(path, *follow)?;
+    }
     let registry = Arc::new(Registry::new());
     let health = Arc::new(Health::default());
     if let Some(address) = config.listen {
@@ -359,7 +365,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<ExitCode>
                 .append(true)
                 .open(path)
                 .with_context(|| format!("opening --unparsed file {}", path.display()))?;
-            Some(Box::new(std::io::BufWriter::new(file)))
+            Some(Box::new(NamedWriter {
+                path: path.clone(),
+                file,
+            }))
         }
         None => None,
     };
@@ -386,13 +395,40 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<ExitCode>
         }
     };
     // Whatever happened, what was converted is written and counted.
-    let finished = pipeline.finish().context("writing --unparsed file");
+    let finished = pipeline.finish().map_err(anyhow::Error::new);
     let written = write_out(&mut pipeline);
     tracing::info!("{}", counters.summary());
     result?;
     finished?;
     written?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `--unparsed` file, whose errors name it (they surface from the
+/// pipeline, which does not know the path, possibly through the follower).
+/// The pipeline buffers, so this is unbuffered: every `write` reaches the
+/// file, and what the pipeline counts is what the file took.
+struct NamedWriter {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl NamedWriter {
+    fn named(&self, error: std::io::Error) -> std::io::Error {
+        std::io::Error::new(
+            error.kind(),
+            format!("writing --unparsed file {}: {error}", self.path.display()),
+        )
+    }
+}
+
+impl Write for NamedWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.file.write(bytes).map_err(|error| self.named(error))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush().map_err(|error| self.named(error))
+    }
 }
 
 /// Writes the pipeline's buffered output to stdout and flushes it.
@@ -426,7 +462,7 @@ async fn read_stdin(
                 continue;
             }
             _ = sleep_until(deadline) => {
-                pipeline.tick(std::time::Instant::now()).context("writing --unparsed file")?;
+                pipeline.tick(std::time::Instant::now())?;
                 write_out(pipeline)?;
                 continue;
             }
@@ -443,9 +479,7 @@ async fn read_stdin(
         // Bytes read one at a time from a terminal would otherwise wait for
         // 64 KiB: write whenever a read came back short (input is idle).
         if pipeline.output().len() >= OUTPUT_FLUSH_BYTES || read < buffer.len() {
-            pipeline
-                .flush_unparsed()
-                .context("writing --unparsed file")?;
+            pipeline.flush_unparsed()?;
             write_out(pipeline)?;
         }
     }
@@ -477,6 +511,10 @@ impl follow::Sink for FollowSink<'_> {
                     self.flush()?;
                 }
             }
+            Event::Notice {
+                path,
+                kind: follow::NoticeKind::Unreadable(failure),
+            } => tracing::warn!("cannot read {}: {failure}", path.display()),
             Event::Notice { path, kind } => {
                 tracing::info!(path = %path.display(), ?kind, "file changed");
             }
@@ -511,9 +549,6 @@ async fn read_file(
     options: FollowOptions,
     shutdown: &Shutdown,
 ) -> anyhow::Result<()> {
-    if !follow && !path.exists() {
-        bail!("reading {}: no such file", path.display());
-    }
     let mut follower = Follower::new(options);
     follower.add_path(path.clone(), StartAt::Beginning);
     let mut sink = FollowSink {
@@ -537,6 +572,30 @@ async fn read_file(
         return Err(error);
     }
     result.with_context(|| format!("reading {}", path.display()))
+}
+
+/// Refuses, as `reader` does, what cannot be read: a directory, a file that
+/// cannot be opened (permission, a path through a regular file). A file that
+/// does not exist yet (nor its directory) is waited for when following.
+fn check_readable(path: &std::path::Path, follow: bool) -> anyhow::Result<()> {
+    // Metadata first: opening a FIFO would block until a writer comes.
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => bail!("cannot read {}: is a directory", path.display()),
+        Ok(meta) if !meta.is_file() => return Ok(()),
+        _ => {}
+    }
+    match std::fs::File::open(path) {
+        Ok(_) => Ok(()),
+        // Waited for like `reader` and GNU `tail -F`, even when its directory
+        // is missing too (an emptyDir subdirectory created later).
+        Err(error) if follow && error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            bail!("reading {}: no such file", path.display())
+        }
+        Err(error) => {
+            Err(error).with_context(|| format!("cannot open {} for reading", path.display()))
+        }
+    }
 }
 
 /// `--no-follow`: polls until the file is read to its end, then hands over

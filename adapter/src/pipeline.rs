@@ -114,6 +114,10 @@ impl Counters {
     }
 }
 
+/// Unparsed lines are written to the `--unparsed` file once this much is
+/// buffered (and whenever the input goes idle, and at the end).
+pub const UNPARSED_FLUSH_BYTES: usize = 64 * 1024;
+
 /// Lines to output; see the module documentation.
 pub struct Pipeline {
     parser: Parser,
@@ -121,6 +125,9 @@ pub struct Pipeline {
     edits: Edits,
     on_error: OnError,
     unparsed: Option<Box<dyn Write + Send>>,
+    /// Unparsed lines not yet written to `unparsed`, each with its `\n`:
+    /// they are counted as set aside only once the file took them.
+    unparsed_buffer: Vec<u8>,
     multiline: Option<(Multiline, Duration)>,
     max_line_bytes: usize,
     /// `--from json --to json` without edits: valid objects are copied as
@@ -153,6 +160,7 @@ impl Pipeline {
             edits: settings.edits,
             on_error: settings.on_error,
             unparsed: settings.unparsed,
+            unparsed_buffer: Vec::new(),
             multiline: settings.multiline,
             max_line_bytes: settings.max_line_bytes.max(1),
             passthrough,
@@ -224,11 +232,34 @@ impl Pipeline {
         &mut self.out
     }
 
+    /// Writes the unparsed lines buffered so far to the `--unparsed` file
+    /// and counts those it took: on an error (a full disk) the count is what
+    /// the file really holds, whole lines only, and the error is returned.
     pub fn flush_unparsed(&mut self) -> io::Result<()> {
-        match &mut self.unparsed {
-            Some(file) => file.flush(),
-            None => Ok(()),
+        let Some(file) = &mut self.unparsed else {
+            return Ok(());
+        };
+        let mut written = 0;
+        let mut result = Ok(());
+        while written < self.unparsed_buffer.len() {
+            match file.write(&self.unparsed_buffer[written..]) {
+                Ok(0) => {
+                    result = Err(io::Error::from(io::ErrorKind::WriteZero));
+                    break;
+                }
+                Ok(count) => written += count,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    result = Err(error);
+                    break;
+                }
+            }
         }
+        let lines = memchr::memchr_iter(b'\n', &self.unparsed_buffer[..written]).count();
+        self.counters.set_aside.add(lines as u64);
+        self.unparsed_buffer.drain(..written);
+        result?;
+        file.flush()
     }
 
     pub fn counters(&self) -> &Counters {
@@ -273,10 +304,12 @@ impl Pipeline {
     }
 
     fn unparsed(&mut self, raw: &[u8], text: &str, why: Cow<'static, str>) -> io::Result<()> {
-        if let Some(file) = &mut self.unparsed {
-            file.write_all(raw)?;
-            file.write_all(b"\n")?;
-            self.counters.set_aside.inc();
+        if self.unparsed.is_some() {
+            self.unparsed_buffer.extend_from_slice(raw);
+            self.unparsed_buffer.push(b'\n');
+            if self.unparsed_buffer.len() >= UNPARSED_FLUSH_BYTES {
+                self.flush_unparsed()?;
+            }
             return Ok(());
         }
         match self.on_error {
@@ -387,6 +420,53 @@ mod tests {
         assert_eq!(run(&mut adapter, &[b"nope", b"{}"]), "{}\n");
         assert_eq!(adapter.counters().dropped.get(), 1);
         assert!(adapter.counters().summary().contains("1 unparsed dropped"));
+    }
+
+    /// A file that takes `room` bytes, then fails as a full disk does.
+    struct Full {
+        taken: Arc<Mutex<Vec<u8>>>,
+        room: usize,
+    }
+
+    impl Write for Full {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            let mut taken = self.taken.lock().unwrap();
+            let count = bytes.len().min(self.room - taken.len());
+            if count == 0 && !bytes.is_empty() {
+                return Err(io::Error::from_raw_os_error(ENOSPC));
+            }
+            taken.extend_from_slice(&bytes[..count]);
+            Ok(count)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// "No space left on device" on Linux.
+    const ENOSPC: i32 = 28;
+
+    #[test]
+    fn set_aside_counts_only_lines_the_unparsed_file_really_took() {
+        // Regression: lines were counted when buffered, so a full disk left
+        // the count (276) above what the file held (140).
+        let taken = Arc::new(Mutex::new(Vec::new()));
+        let file = Full {
+            taken: taken.clone(),
+            room: 25,
+        };
+        let mut adapter = pipeline(FormatName::Json, |settings| {
+            settings.unparsed = Some(Box::new(file));
+        });
+        let now = Instant::now();
+        for _ in 0..5 {
+            adapter.push_line(b"not json", false, now).unwrap();
+        }
+        let error = adapter.finish().unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(ENOSPC));
+        // 25 bytes: two whole lines of 9 and a part of the third.
+        assert_eq!(taken.lock().unwrap().len(), 25);
+        assert_eq!(adapter.counters().set_aside.get(), 2);
     }
 
     #[test]

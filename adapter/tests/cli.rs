@@ -311,3 +311,165 @@ fn a_closed_stdout_ends_a_followed_file_while_it_is_quiet() {
     assert_eq!(status.code(), Some(0));
     assert!(took < Duration::from_secs(2), "took {took:?}");
 }
+
+#[test]
+fn json_a_strict_parser_refuses_is_kept_as_unparsed_in_every_mode() {
+    // Regression: `--from json` copied a lone surrogate, 1e999 and a duplicate
+    // key through, while `--from auto` or `--add` made them parse errors.
+    let input = b"{\"a\":\"\\ud800\"}\n{\"a\":1e999}\n{\"a\":1,\"a\":2}\n{\"ok\":1}\n";
+    for args in [
+        &["--from", "json"][..],
+        &["--from", "auto"][..],
+        &["--from", "json", "--add", "pod=web-0"][..],
+        &["--from", "json", "--drop", "x"][..],
+    ] {
+        let (ok, stdout, stderr) = run_with_stdin(args, input);
+        assert!(ok, "{args:?}: {stderr}");
+        let lines: Vec<serde_json::Value> = stdout
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("output is JSON"))
+            .collect();
+        assert_eq!(lines.len(), 4, "{args:?}: {stdout}");
+        for (line, raw) in lines
+            .iter()
+            .zip(std::str::from_utf8(input).unwrap().lines())
+        {
+            if raw == "{\"ok\":1}" {
+                assert_eq!(line["ok"], 1, "{args:?}: {stdout}");
+            } else {
+                assert_eq!(line["message"], raw, "{args:?}: {stdout}");
+                assert!(line["parse_error"].is_string(), "{args:?}: {stdout}");
+            }
+        }
+        assert!(stderr.contains("3 unparsed emitted"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_directory_or_an_unopenable_path_is_one_error_line_and_exit_1() {
+    // Regression: following a directory logged one info line in Rust debug
+    // form (`Unreadable(ReadFailure { .. })`) and waited forever.
+    let dir = tempfile::tempdir().unwrap();
+    let directory = dir.path().join("logs");
+    std::fs::create_dir(&directory).unwrap();
+    let under_a_file = dir.path().join("file");
+    std::fs::write(&under_a_file, "x\n").unwrap();
+    let cases = [
+        (directory.clone(), "is a directory".to_owned()),
+        (
+            under_a_file.join("app.log"),
+            "for reading: Not a directory".to_owned(),
+        ),
+    ];
+    for (path, why) in cases {
+        for extra in [&[][..], &["--no-follow"][..]] {
+            let mut command = adapter();
+            command
+                .args(["--from", "writer"])
+                .args(extra)
+                .arg(&path)
+                .stdin(Stdio::null());
+            let (status, output) = spawn(command).wait();
+            assert_eq!(status.code(), Some(1), "{path:?} {extra:?}: {output:?}");
+            assert_eq!(output.stderr.lines().count(), 1, "{output:?}");
+            assert!(
+                output.stderr.starts_with("adapter: error: ")
+                    && output.stderr.contains(&path.display().to_string())
+                    && output.stderr.contains(&why),
+                "{path:?} {extra:?}: {output:?}"
+            );
+        }
+    }
+}
+
+/// A 64 KiB tmpfs mounted for one test (we run as root), unmounted when dropped.
+struct SmallFilesystem {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFilesystem {
+    fn mount() -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        mounted.then_some(Self { dir })
+    }
+}
+
+impl Drop for SmallFilesystem {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_under_unparsed_names_the_file_and_counts_what_it_holds() {
+    // Regression: the error did not name the file, and the count of lines
+    // set aside (276) was above what the file held (140).
+    let line = format!("not a writer line {}\n", "x".repeat(80));
+    let input = line.repeat(4000); // ~400 KB of bad lines for a 64 KiB disk
+    let check = |target: &std::path::Path| {
+        let (ok, _, stderr) = run_with_stdin(
+            &["--from", "writer", "--unparsed", target.to_str().unwrap()],
+            input.as_bytes(),
+        );
+        assert!(!ok, "{stderr}");
+        let error = stderr
+            .lines()
+            .find(|line| line.starts_with("adapter: error: "))
+            .unwrap_or_else(|| panic!("no error line: {stderr}"));
+        assert!(
+            error.contains(&format!("writing --unparsed file {}", target.display()))
+                && error.contains("No space left on device"),
+            "{error}"
+        );
+        let counted: u64 = stderr
+            .split(" unparsed set aside")
+            .next()
+            .and_then(|before| before.rsplit(", ").next())
+            .and_then(|count| count.parse().ok())
+            .unwrap_or_else(|| panic!("no count: {stderr}"));
+        counted
+    };
+    // /dev/full: every write fails, nothing is set aside.
+    assert_eq!(check(std::path::Path::new("/dev/full")), 0);
+    match SmallFilesystem::mount() {
+        Some(disk) => {
+            let target = disk.dir.path().join("unparsed.log");
+            let counted = check(&target);
+            let held = std::fs::read(&target).unwrap();
+            let lines = held.iter().filter(|byte| **byte == b'\n').count() as u64;
+            assert!(lines > 0, "the disk took nothing");
+            assert_eq!(counted, lines, "count {counted}, file holds {lines} lines");
+        }
+        None => eprintln!("mount -t tmpfs failed (not root?): tested with /dev/full only"),
+    }
+}
+
+#[test]
+fn listen_takes_colon_port_and_max_line_bytes_0_is_refused() {
+    // Regression: `--listen :PORT` (the client's form) was a parse error,
+    // and `--max-line-bytes 0` cut every line to one byte.
+    let mut command = adapter();
+    command
+        .args(["--from", "json", "--listen", ":0", "--log-level", "info"])
+        .stdin(Stdio::piped());
+    let running = spawn(command);
+    running.wait_for_stderr_containing("serving /metrics");
+    let (status, _, output) = running.terminate();
+    assert!(status.success(), "{status:?} {output:?}");
+
+    for (args, expected) in [
+        (&["--max-line-bytes", "0"][..], "must be at least 1 byte"),
+        (&["--listen", "9102"][..], "invalid listen address \"9102\""),
+    ] {
+        let output = adapter().args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}

@@ -9,6 +9,7 @@
 //! the `/metrics` series, and ends on `--once`, `--count`, `--max-failures`
 //! or SIGTERM with a summary on stderr and an exit code per failure class.
 
+pub mod body;
 pub mod expect;
 pub mod probe;
 pub mod stats;
@@ -16,6 +17,7 @@ pub mod target;
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +27,9 @@ use hyper::Method;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use sidecar_common::clock::{TimeFormat, format_time, local_zone};
-use sidecar_common::metrics::{Counter, Gauge, Health, Histogram, LATENCY_BUCKETS, Registry};
+use sidecar_common::metrics::{
+    Counter, Gauge, Health, Histogram, LATENCY_BUCKETS, Registry, parse_listen_address,
+};
 use sidecar_common::shutdown::Shutdown;
 use sidecar_common::{cli, units};
 use tokio::time::Instant;
@@ -51,8 +55,9 @@ Examples:
 
 Exit status:
   0 success (with --count: the last try succeeded; SIGTERM in loop mode)
-  1 bad input or set-up error (URL, header, regex, --listen), before any request
-  2 usage error (unknown flag, bad duration)
+  1 bad input or set-up error (https or another scheme, header, regex, binding --listen), before any request
+  2 usage error (unknown flag, bad duration, a zero --interval or --timeout, a bad --listen address)
+  3 malformed URL (no host, a port that is not 1-65535), before any request
   6 dns   7 refused   8 bad response   9 connect (unreachable)   10 body mismatch
   22 status (not in --expect-status)   28 timeout   47 redirects (more than --max-redirects)
   143 SIGTERM before the --once try finished";
@@ -70,14 +75,14 @@ pub struct Args {
     #[arg(env = "CLIENT_URL", value_name = "URL")]
     pub url: String,
 
-    /// Time from the start of one try to the start of the next (tries never overlap).
+    /// Time from the start of one try to the start of the next (tries never overlap; more than 0).
     #[arg(long, env = "CLIENT_INTERVAL", default_value = "10s", value_name = "DURATION",
-          value_parser = units::parse_duration)]
+          value_parser = units::parse_nonzero_duration)]
     pub interval: Duration,
 
-    /// Limit for one whole try: resolving, connecting, redirects and the whole body.
+    /// Limit for one whole try: resolving, connecting, redirects and the whole body (more than 0).
     #[arg(long, env = "CLIENT_TIMEOUT", default_value = "2s", value_name = "DURATION",
-          value_parser = units::parse_duration)]
+          value_parser = units::parse_nonzero_duration)]
     pub timeout: Duration,
 
     /// Name in the success line `<date> - Successfully connected to <NAME>` (default: the URL).
@@ -107,7 +112,8 @@ pub struct Args {
     )]
     pub expect_status: String,
 
-    /// A regex the body must match (searched in the first --max-body bytes).
+    /// A regex the body must match (searched in the first --max-body bytes, as they arrive,
+    /// holding at most 2 MiB; a match longer than 1 MiB is found only in the first 2 MiB).
     #[arg(long, env = "CLIENT_EXPECT_BODY", value_name = "REGEX")]
     pub expect_body: Option<String>,
 
@@ -149,9 +155,10 @@ pub struct Args {
     #[arg(long, env = "CLIENT_TIME_FORMAT", value_enum, default_value = "date")]
     pub time_format: TimeFormat,
 
-    /// Serve /metrics, /healthz and /readyz (ready = last try succeeded) on ADDR, e.g. :9100.
-    #[arg(long, env = "CLIENT_LISTEN", value_name = "ADDR")]
-    pub listen: Option<String>,
+    /// Serve /metrics, /healthz and /readyz (ready = last try succeeded) on ADDR
+    /// (`:9100`, `0.0.0.0:9100`, `[::1]:9100`).
+    #[arg(long, env = "CLIENT_LISTEN", value_name = "ADDR", value_parser = parse_listen_address)]
+    pub listen: Option<SocketAddr>,
 
     #[command(flatten)]
     pub log: cli::LogArgs,
@@ -193,7 +200,7 @@ pub struct Config {
     pub max_failures: Option<u64>,
     pub output: OutputFormat,
     pub time_format: TimeFormat,
-    pub listen: Option<String>,
+    pub listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -219,10 +226,6 @@ impl Config {
             None => None,
         };
         let max_body = usize::try_from(args.max_body).unwrap_or(usize::MAX);
-        let listen = args.listen.map(|address| match address.strip_prefix(':') {
-            Some(port) => format!("0.0.0.0:{port}"),
-            None => address,
-        });
         Ok(Self {
             name: args.name.unwrap_or_else(|| args.url.clone()),
             url: args.url,
@@ -242,9 +245,17 @@ impl Config {
             max_failures: args.max_failures,
             output: args.output,
             time_format: args.time_format,
-            listen,
+            listen: args.listen,
         })
     }
+}
+
+/// The exit status for a [`Config::from_args`] error when it is not 1: 3 for
+/// a malformed URL (see [`target::InputError::exit_code`]).
+pub fn input_exit_code(error: &anyhow::Error) -> Option<u8> {
+    error
+        .downcast_ref::<target::InputError>()
+        .map(target::InputError::exit_code)
 }
 
 /// regex's syntax errors are drawn over several lines (the pattern, a caret,
@@ -321,8 +332,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<ExitCode>
                 _ = tokio::time::sleep_until(next_start) => {}
             }
         } else if shutdown.is_requested() {
-            // No timer when the next try is due now: tokio's timer wheel
-            // has millisecond ticks, which would cap `--interval 0`.
+            // No timer when the next try is due now (the try took longer
+            // than the interval): tokio's timer wheel has millisecond ticks.
             break Ending::Interrupted;
         }
     };

@@ -30,6 +30,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::body::BodyMatcher;
 use crate::expect::StatusSet;
 use crate::target::{Location, Target, resolve_location};
 
@@ -259,20 +260,16 @@ fn check(spec: &ProbeSpec, answer: &Answer) -> Result<(), Failure> {
             format!("got {}, expected {}", answer.status, spec.expect_status),
         ));
     }
-    if let Some(pattern) = &spec.expect_body {
-        // HTTP bodies to check are text; a body that is not UTF-8 (or was
-        // cut inside a character at --max-body) is matched lossily, on purpose.
-        if !pattern.is_match(&String::from_utf8_lossy(&answer.body)) {
-            let read = if answer.truncated {
-                format!("the first {} bytes of the body", answer.body.len())
-            } else {
-                format!("the {}-byte body", answer.body.len())
-            };
-            return Err(Failure::new(
-                Reason::BodyMismatch,
-                format!("{read} did not match {:?}", pattern.as_str()),
-            ));
-        }
+    if let (Some(pattern), Some(false)) = (&spec.expect_body, answer.body_matched) {
+        let read = if answer.truncated {
+            format!("the first {} bytes of the body", answer.body_read)
+        } else {
+            format!("the {}-byte body", answer.body_read)
+        };
+        return Err(Failure::new(
+            Reason::BodyMismatch,
+            format!("{read} did not match {:?}", pattern.as_str()),
+        ));
     }
     Ok(())
 }
@@ -281,7 +278,10 @@ fn check(spec: &ProbeSpec, answer: &Answer) -> Result<(), Failure> {
 struct Answer {
     status: StatusCode,
     location: Option<String>,
-    body: Vec<u8>,
+    /// Whether the body matched `--expect-body` (None without one).
+    body_matched: Option<bool>,
+    /// Body bytes read (at most `max_body`).
+    body_read: usize,
     truncated: bool,
 }
 
@@ -299,7 +299,6 @@ async fn exchange(
         .await
         .map_err(|error| bad_response(target, &error))?;
     let request = build_request(spec, target)?;
-    let want_body = spec.expect_body.is_some();
     let answer = async {
         let response = sender
             .send_request(request)
@@ -308,7 +307,8 @@ async fn exchange(
         let (parts, body) = response.into_parts();
         progress.status = Some(parts.status.as_u16());
         progress.stage = Stage::ReadingBody;
-        let (body, truncated) = read_body(body, spec.max_body, want_body)
+        let mut matcher = spec.expect_body.as_ref().map(BodyMatcher::new);
+        let (body_read, truncated) = read_body(body, spec.max_body, matcher.as_mut())
             .await
             .map_err(|error| bad_response(target, &error))?;
         let location = parts
@@ -318,7 +318,8 @@ async fn exchange(
         Ok(Answer {
             status: parts.status,
             location,
-            body,
+            body_matched: matcher.as_mut().map(BodyMatcher::finish),
+            body_read,
             truncated,
         })
     };
@@ -424,29 +425,29 @@ fn build_request(spec: &ProbeSpec, target: &Target) -> Result<Request<Empty<Byte
 /// `client/VERSION`, like kubelet's `kube-probe/VERSION`, so server logs show who asks.
 const USER_AGENT_VALUE: &str = concat!("client/", env!("CARGO_PKG_VERSION"));
 
-/// Reads the body to its end, keeping at most `max` bytes when `keep`; stops
-/// reading once `max` bytes were seen (the rest is never transferred).
+/// Reads the body to its end, passing at most `max` bytes to `matcher`;
+/// stops reading once `max` bytes were seen (the rest is never transferred).
+/// Returns the bytes read (at most `max`) and whether the body was longer.
 async fn read_body(
     mut body: Incoming,
     max: usize,
-    keep: bool,
-) -> Result<(Vec<u8>, bool), hyper::Error> {
-    let mut kept = Vec::new();
+    mut matcher: Option<&mut BodyMatcher<'_>>,
+) -> Result<(usize, bool), hyper::Error> {
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame?.into_data() else {
             continue;
         };
         let room = max.saturating_sub(seen);
-        if keep {
-            kept.extend_from_slice(&data[..data.len().min(room)]);
+        if let Some(matcher) = matcher.as_deref_mut() {
+            matcher.push(&data[..data.len().min(room)]);
         }
         seen = seen.saturating_add(data.len());
         if seen > max {
-            return Ok((kept, true));
+            return Ok((max, true));
         }
     }
-    Ok((kept, false))
+    Ok((seen, false))
 }
 
 fn bad_response(target: &Target, error: &hyper::Error) -> Failure {

@@ -19,8 +19,23 @@ pub enum InputError {
          (probe the plain-HTTP port, or the TLS proxy's backend)"
     )]
     Https { url: String },
+    #[error("invalid URL {url:?}: scheme {scheme:?} is not supported, only http:// URLs are")]
+    Scheme { url: String, scheme: String },
     #[error("invalid header {header:?}: {cause}")]
     Header { header: String, cause: String },
+}
+
+impl InputError {
+    /// The exit status for this input error, curl's where curl has one: 3
+    /// "URL malformed" for a URL we cannot read (bad port, no host, no
+    /// scheme), 1 "unsupported protocol" for https and other schemes, 1 for
+    /// the rest of the bad input.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            InputError::Url { .. } => 3,
+            InputError::Https { .. } | InputError::Scheme { .. } | InputError::Header { .. } => 1,
+        }
+    }
 }
 
 /// A parsed `http://` URL, ready to connect to and to send a request for.
@@ -55,9 +70,10 @@ impl Target {
                 });
             }
             Some(scheme) => {
-                return Err(bad(&format!(
-                    "scheme {scheme:?} is not supported, only http:// URLs are"
-                )));
+                return Err(InputError::Scheme {
+                    url: url.to_owned(),
+                    scheme: scheme.to_owned(),
+                });
             }
             None => {
                 return Err(bad(&format!(
@@ -82,7 +98,21 @@ impl Target {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
-        let port = authority.port_u16().unwrap_or(80);
+        // `port_u16` is None both for "no port" and for a port that is not a
+        // number from 1 to 65535 (`:99999`, `:-1`): the second must be an
+        // error, not port 80. An empty port (`host:/`) is the default, as in curl.
+        let port = match &authority.as_str()[written_host.len()..] {
+            "" | ":" => 80,
+            written => match written[1..].parse::<u16>() {
+                Ok(port) if port > 0 && written[1..].bytes().all(|b| b.is_ascii_digit()) => port,
+                _ => {
+                    return Err(bad(&format!(
+                        "port {:?} is not a number from 1 to 65535",
+                        &written[1..]
+                    )));
+                }
+            },
+        };
         let path_and_query = match uri.path_and_query() {
             Some(path) if path.as_str().starts_with('/') => path.as_str().to_owned(),
             Some(path) => format!("/{}", path.as_str()),
@@ -263,6 +293,33 @@ mod tests {
         assert!(message("/just/a/path").contains("no scheme"));
         assert!(message("http://user:pw@host/").contains("credentials"));
         assert!(message("http://exa mple/").contains("invalid URL"));
+    }
+
+    #[test]
+    fn ports_outside_1_to_65535_are_refused_not_read_as_80() {
+        for url in [
+            "http://127.0.0.1:99999/",
+            "http://127.0.0.1:65536/",
+            "http://127.0.0.1:-1/",
+            "http://127.0.0.1:4294967376/",
+            "http://127.0.0.1:0/",
+            "http://127.0.0.1:+80/",
+            "http://[::1]:70000/",
+        ] {
+            let error = Target::parse(url).unwrap_err();
+            assert!(matches!(error, InputError::Url { .. }), "{url}: {error}");
+            assert!(
+                error
+                    .to_string()
+                    .contains("is not a number from 1 to 65535"),
+                "{error}"
+            );
+            assert_eq!(error.exit_code(), 3);
+        }
+        assert_eq!(target("http://127.0.0.1:65535/").port, 65535);
+        assert_eq!(target("http://127.0.0.1:/").port, 80);
+        assert_eq!(target("http://[::1]/").port, 80);
+        assert_eq!(target("http://[::1]:8080/").port, 8080);
     }
 
     #[test]

@@ -81,7 +81,7 @@ fn without_a_name_the_success_line_names_the_url() {
 #[test]
 fn failures_go_to_stderr_with_their_class_and_the_loop_goes_on() {
     let server = TestServer::start();
-    let (code, output) = run(&["--interval", "0", "--count", "4", &server.url("/flaky")]);
+    let (code, output) = run(&["--interval", "1ms", "--count", "4", &server.url("/flaky")]);
     assert_eq!(output.stdout.lines().count(), 2, "{output:?}");
     assert_eq!(
         output.stderr.matches("status 503: got 503").count(),
@@ -208,6 +208,58 @@ fn body_beyond_max_body_is_not_read() {
     );
 }
 
+/// Peak resident memory of a running process, from /proc/PID/status.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))
+        .expect("VmHWM line");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn expect_body_over_a_huge_max_body_holds_a_bounded_window() {
+    // Regression: the whole body up to --max-body was collected (1 GiB of
+    // RSS for --max-body 1GiB); now it is searched as it streams.
+    let server = TestServer::start();
+    let mut command = client();
+    command.args([
+        "--interval",
+        "1h",
+        "--timeout",
+        "60s",
+        "--max-body",
+        "1GiB",
+        "--expect-body",
+        "xEND$",
+        "--name",
+        "huge",
+        &server.url("/huge/24"),
+    ]);
+    let running = spawn(command);
+    running.wait_for_stdout_containing("Successfully connected to huge");
+    let peak_mib = peak_rss_kib(running.pid()) / 1024;
+    let (_, _, output) = running.terminate();
+    assert!(
+        peak_mib < 20,
+        "peak RSS {peak_mib} MiB for a 24 MiB body: {output:?}"
+    );
+    // The same body against a pattern it lacks: a mismatch naming what was read.
+    let (code, output) = once(&[
+        "--max-body",
+        "1GiB",
+        "--expect-body",
+        "ENDx",
+        &server.url("/huge/8"),
+    ]);
+    assert_eq!(code, 10, "{output:?}");
+    assert!(
+        output.stderr.contains("the 8388611-byte body"),
+        "{output:?}"
+    );
+}
+
 // --- redirects, as a Kubernetes httpGet probe treats them ---
 
 #[test]
@@ -319,7 +371,15 @@ fn headers_are_sent_from_flags_and_from_the_environment() {
 fn json_output_has_one_object_per_try_in_the_documented_shape() {
     let server = TestServer::start();
     let url = server.url("/flaky");
-    let (_, output) = run(&["--interval", "0", "--count", "2", "--output", "json", &url]);
+    let (_, output) = run(&[
+        "--interval",
+        "1ms",
+        "--count",
+        "2",
+        "--output",
+        "json",
+        &url,
+    ]);
     let lines: Vec<&str> = output.stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{output:?}");
     let keys = r#"^\{"time":"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{12}Z","url":.*,"status":[0-9]+,"latency_ms":[0-9]+\.[0-9]{3},"ok":(true|false),"reason":.*,"detail":.*\}$"#;
@@ -364,7 +424,7 @@ fn latency_figures(summary: &str) -> Vec<f64> {
 fn summary_counts_tries_failures_by_reason_and_latency() {
     let server = TestServer::start();
     let url = server.url("/flaky");
-    let (_, output) = run(&["--interval", "0", "--count", "5", &url]);
+    let (_, output) = run(&["--interval", "1ms", "--count", "5", &url]);
     assert!(
         output.stderr.contains(&format!(
             "--- {url} ---\n5 tries, 3 ok, 2 failed (status 503 2)\n"
@@ -383,7 +443,7 @@ fn summary_counts_tries_failures_by_reason_and_latency() {
 #[test]
 fn max_failures_exits_after_that_many_failures_in_a_row() {
     let url = format!("http://{}/", TestServer::closed_port_address());
-    let (code, output) = run(&["--interval", "0", "--max-failures", "3", &url]);
+    let (code, output) = run(&["--interval", "1ms", "--max-failures", "3", &url]);
     assert_eq!(code, 7, "{output:?}");
     assert!(
         output
@@ -404,7 +464,7 @@ fn max_failures_counts_only_failures_in_a_row() {
     // /flaky alternates, so two failures in a row never happen.
     let (code, output) = run(&[
         "--interval",
-        "0",
+        "1ms",
         "--count",
         "6",
         "--max-failures",
@@ -583,10 +643,49 @@ fn bad_input_is_one_clear_error_before_any_request() {
         &["--method", "head", "--expect-body", "x"],
         "--expect-body needs a body",
     );
+    // 192.0.2.1 (TEST-NET-1) is on no interface here: the address parses, binding fails.
     assert_bad_input(
-        &["--listen", "not-an-address"],
-        "binding --listen not-an-address",
+        &["--listen", "192.0.2.1:9100"],
+        "binding --listen 192.0.2.1:9100",
     );
+}
+
+#[test]
+fn ports_outside_1_to_65535_exit_3_before_any_request() {
+    // Regression: `:99999` (and `:65536`, `:-1`, `:4294967376`) was read as
+    // no port at all, so the client probed port 80.
+    for port in ["99999", "65536", "-1", "4294967376", "0"] {
+        let url = format!("http://127.0.0.1:{port}/");
+        let (code, output) = once(&[&url]);
+        assert_eq!(code, 3, "{url}: {output:?}");
+        assert_eq!(output.stderr.lines().count(), 1, "{output:?}");
+        assert!(
+            output.stderr.starts_with(&format!(
+                "client: error: invalid URL \"{url}\": port \"{port}\" is not a number from 1 to 65535"
+            )),
+            "{output:?}"
+        );
+    }
+}
+
+#[test]
+fn zero_interval_and_timeout_are_usage_errors() {
+    // Regression: --interval 0 was a busy loop, --timeout 0 failed every try.
+    for flag in ["--interval", "--timeout"] {
+        let (code, output) = run(&[flag, "0", "http://localhost/"]);
+        assert_eq!(code, 2, "{flag}: {output:?}");
+        assert!(
+            output.stderr.contains(&format!("'{flag} <DURATION>'"))
+                && output.stderr.contains("must be more than 0"),
+            "{output:?}"
+        );
+    }
+    let mut command = client();
+    command
+        .env("CLIENT_INTERVAL", "0s")
+        .arg("http://localhost/");
+    let (status, output) = spawn(command).wait();
+    assert_eq!(status.code(), Some(2), "{output:?}");
 }
 
 #[test]
@@ -598,6 +697,14 @@ fn usage_errors_exit_2() {
         "{output:?}"
     );
     assert_eq!(run(&["--once", "--count", "2", "http://localhost/"]).0, 2);
+    let (code, output) = run(&["--listen", "not-an-address", "http://localhost/"]);
+    assert_eq!(code, 2, "{output:?}");
+    assert!(
+        output
+            .stderr
+            .contains("invalid listen address \"not-an-address\""),
+        "{output:?}"
+    );
 }
 
 #[test]

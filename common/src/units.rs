@@ -61,6 +61,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// [`parse_duration`] for settings where 0 makes no sense (a poll interval
+/// of 0 is a busy loop, a timeout of 0 fails every try at once).
+pub fn parse_nonzero_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        duration if duration.is_zero() => Err(format!(
+            "duration {text:?} must be more than 0 (expected e.g. 500ms, 5s, 1m)"
+        )),
+        duration => Ok(duration),
+    }
+}
+
 fn seconds_to_duration(seconds: f64, text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds)
         .map_err(|_| format!("duration {text:?} is negative or too large"))
@@ -97,6 +108,17 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         return Err(format!("size {text:?} is out of range"));
     }
     Ok(bytes as u64)
+}
+
+/// [`parse_bytes`] for bounds where 0 makes no sense (a line bound of 0
+/// would cut every line to nothing).
+pub fn parse_nonzero_bytes(text: &str) -> Result<u64, String> {
+    match parse_bytes(text)? {
+        0 => Err(format!(
+            "size {text:?} must be at least 1 byte (expected e.g. 4096, 64KiB, 10MB)"
+        )),
+        bytes => Ok(bytes),
+    }
 }
 
 #[cfg(test)]
@@ -143,5 +165,22 @@ mod tests {
         assert_eq!(parse_bytes("1.5KiB"), Ok(1536));
         assert!(parse_bytes("ten").is_err());
         assert!(parse_bytes("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn zero_is_refused_where_it_makes_no_sense() {
+        assert!(
+            parse_nonzero_duration("0")
+                .unwrap_err()
+                .contains("must be more than 0")
+        );
+        assert!(parse_nonzero_duration("0ms").is_err());
+        assert_eq!(parse_nonzero_duration("1ms"), Ok(Duration::from_millis(1)));
+        assert!(
+            parse_nonzero_bytes("0KiB")
+                .unwrap_err()
+                .contains("must be at least 1 byte")
+        );
+        assert_eq!(parse_nonzero_bytes("1"), Ok(1));
     }
 }

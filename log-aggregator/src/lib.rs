@@ -24,8 +24,9 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use sidecar_common::cli::{LogArgs, Tool};
 use sidecar_common::follow::{FollowOptions, StartAt};
+use sidecar_common::metrics::parse_listen_address;
 use sidecar_common::shutdown::Shutdown;
-use sidecar_common::units::{parse_bytes, parse_duration};
+use sidecar_common::units::{parse_duration, parse_nonzero_bytes};
 
 pub use output::Format;
 pub use snapshot::{SnapshotConfig, Source};
@@ -61,9 +62,10 @@ pub enum From {
 #[derive(Parser, Debug)]
 #[command(name = "log-aggregator", version, about, after_help = EXAMPLES)]
 pub struct Args {
-    /// Snapshot mode: time between two snapshots (after one is printed, like the script's `sleep`).
-    #[arg(long, env = "LOG_AGGREGATOR_INTERVAL", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
-    pub interval: Duration,
+    /// Snapshot mode: time between two snapshots (after one is printed, like the script's
+    /// `sleep`) [default: 10s]. An error with --follow, which writes lines as they come.
+    #[arg(long, env = "LOG_AGGREGATOR_INTERVAL", value_parser = parse_duration, value_name = "DURATION")]
+    pub interval: Option<Duration>,
 
     /// Snapshot mode: how many lines of each file a snapshot shows (`tail -n`).
     #[arg(
@@ -122,8 +124,10 @@ pub struct Args {
     /// 64 KiB keeps memory flat (a few MiB) and a long stack-trace line
     /// whole; Vector's default (100 KiB) drops longer lines entirely,
     /// OpenTelemetry's filelog (1 MiB) truncates them. Raise it (e.g. 1MiB)
-    /// to keep bigger JSON records, at up to ~7x that in memory.
-    #[arg(long, env = "LOG_AGGREGATOR_MAX_LINE_BYTES", default_value = "64KiB", value_parser = parse_bytes, value_name = "SIZE", requires = "follow")]
+    /// to keep bigger JSON records, at up to ~7x that in memory. Snapshot
+    /// mode shows longer lines cut here, followed by ` [... N more bytes cut]`.
+    /// At least 1.
+    #[arg(long, env = "LOG_AGGREGATOR_MAX_LINE_BYTES", default_value = "64KiB", value_parser = parse_nonzero_bytes, value_name = "SIZE")]
     pub max_line_bytes: u64,
 
     /// Stream mode: how long a file rotated away by rename is kept open for late writes.
@@ -190,15 +194,16 @@ pub struct Args {
     #[arg(long, env = "LOG_AGGREGATOR_MULTILINE_TIMEOUT", default_value = "1s", value_parser = parse_duration, value_name = "DURATION", requires = "multiline_start")]
     pub multiline_timeout: Duration,
 
-    /// Stream mode: multiline records are cut (and counted) at this size.
-    #[arg(long, env = "LOG_AGGREGATOR_MULTILINE_MAX_BYTES", default_value = "256KiB", value_parser = parse_bytes, value_name = "SIZE", requires = "multiline_start")]
+    /// Stream mode: multiline records are cut (and counted) at this size (at least 1).
+    #[arg(long, env = "LOG_AGGREGATOR_MULTILINE_MAX_BYTES", default_value = "256KiB", value_parser = parse_nonzero_bytes, value_name = "SIZE", requires = "multiline_start")]
     pub multiline_max_bytes: u64,
 
-    /// Stream mode: serve /metrics, /healthz and /readyz on ADDR (e.g. 0.0.0.0:9100).
+    /// Stream mode: serve /metrics, /healthz and /readyz on ADDR (`:9100`, `0.0.0.0:9100`, `[::1]:9100`).
     #[arg(
         long,
         env = "LOG_AGGREGATOR_LISTEN",
         value_name = "ADDR",
+        value_parser = parse_listen_address,
         requires = "follow"
     )]
     pub listen: Option<SocketAddr>,
@@ -212,6 +217,9 @@ impl Tool for Args {
         &self.log
     }
 }
+
+/// Snapshot mode's `--interval` when none is given: the lab script's `sleep 10`.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What to run, as plain values.
 #[derive(Clone, Debug)]
@@ -233,30 +241,34 @@ impl Args {
     /// Checks the flags together and turns them into a [`Config`].
     pub fn into_config(self) -> anyhow::Result<Config> {
         if self.follow {
+            if self.interval.is_some() {
+                bail!(
+                    "--interval is for snapshot mode; --follow writes every line as it comes \
+                     (--poll-interval sets how often files are re-checked)"
+                );
+            }
             return self
                 .into_stream_config()
                 .map(|config| Config::Stream(Box::new(config)));
         }
-        positive("--interval", self.interval)
-            .context("a zero interval would print in a busy loop")?;
+        let interval = self.interval.unwrap_or(DEFAULT_INTERVAL);
+        positive("--interval", interval).context("a zero interval would print in a busy loop")?;
         let sources = self
             .sources
             .iter()
             .map(|text| Source::parse(text).map_err(anyhow::Error::msg))
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Config::Snapshot(SnapshotConfig {
-            interval: self.interval,
+            interval,
             lines: self.lines,
             sources,
+            max_line_bytes: usize::try_from(self.max_line_bytes).unwrap_or(usize::MAX),
         }))
     }
 
     fn into_stream_config(self) -> anyhow::Result<StreamConfig> {
         positive("--poll-interval", self.poll_interval)?;
         positive("--checkpoint-interval", self.checkpoint_interval)?;
-        if self.max_line_bytes == 0 {
-            bail!("--max-line-bytes must be at least 1");
-        }
         let multiline = match &self.multiline_start {
             Some(pattern) => Some(MultilineConfig {
                 start: regex::bytes::Regex::new(pattern)

@@ -43,7 +43,8 @@ pub enum Format {
     /// The line as it is in the file.
     #[default]
     Plain,
-    /// `<file>: <line>`.
+    /// `<file>: <line>`; control bytes and `\` in the file name are escaped
+    /// (`\n`, `\t`, `\xNN`, `\\`), so a name with a newline cannot split a line.
     Prefixed,
     /// One JSON object per line: `file`, `line` (UTF-8, invalid bytes
     /// replaced by U+FFFD), `time` (ingestion, RFC 3339) and `truncated`
@@ -108,7 +109,7 @@ impl Formatter {
             }
             Format::Prefixed => {
                 if !continued {
-                    out.extend_from_slice(path.as_os_str().as_encoded_bytes());
+                    write_escaped_name(path.as_os_str().as_encoded_bytes(), out);
                     out.extend_from_slice(b": ");
                 }
                 out.extend_from_slice(line);
@@ -146,6 +147,28 @@ impl Formatter {
         }
         self.open_line = None;
         out.push(b'\n');
+    }
+}
+
+/// A file name in `--output prefixed`: as it is unless it holds a control
+/// byte or `\`, which are escaped C-style (one line per line, whatever the name).
+fn write_escaped_name(name: &[u8], out: &mut Vec<u8>) {
+    let special = |byte: u8| byte < 0x20 || byte == 0x7f || byte == b'\\';
+    if !name.iter().any(|byte| special(*byte)) {
+        out.extend_from_slice(name);
+        return;
+    }
+    for &byte in name {
+        match byte {
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            byte if special(byte) => {
+                let _ = write!(out, "\\x{byte:02x}");
+            }
+            byte => out.push(byte),
+        }
     }
 }
 
@@ -357,6 +380,23 @@ mod tests {
         assert_eq!(
             render(Format::Prefixed, b"hello", false),
             "/var/log/app.log: hello\n"
+        );
+    }
+
+    #[test]
+    fn prefixed_escapes_a_file_name_with_a_newline_or_control_bytes() {
+        // Regression: a name with a newline split each line in two.
+        let mut out = Vec::new();
+        Formatter::new(Format::Prefixed).render(
+            &mut out,
+            Path::new("/logs/a\nb\t\\c\x1b.log"),
+            b"hello",
+            false,
+            false,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "/logs/a\\nb\\t\\\\c\\x1b.log: hello\n"
         );
     }
 

@@ -11,6 +11,11 @@
 //!   `echo` runs before `tail` fails) and a warning naming the path on
 //!   stderr; the loop goes on.
 //!
+//! - one difference, on purpose: a line longer than `--max-line-bytes`
+//!   (64 KiB by default) is shown cut at that many bytes, followed by
+//!   [`cut_marker`] (` [... N more bytes cut]`), instead of whole every cycle
+//!   (a 300 MB line was copied to the log every interval).
+//!
 //! Invariants: files are only ever opened read-only (the lab mounts the
 //! volume `readOnly`); the last lines are found by reading backwards
 //! ([`sidecar_common::tail`]) and at most the bytes that were in the file
@@ -71,6 +76,13 @@ pub struct SnapshotConfig {
     pub lines: u64,
     /// The files, in output order.
     pub sources: Vec<Source>,
+    /// Longer lines are shown cut here, with [`cut_marker`].
+    pub max_line_bytes: usize,
+}
+
+/// What follows the first `--max-line-bytes` bytes of a longer line.
+pub fn cut_marker(more: u64) -> String {
+    format!(" [... {more} more bytes cut]")
 }
 
 /// Prints a cycle at once and then after every interval, until shutdown.
@@ -109,7 +121,7 @@ pub fn write_cycle(config: &SnapshotConfig, out: &mut impl Write) -> io::Result<
             continue;
         }
         writeln!(out, "=== {} ===", source.title)?;
-        if let Err(error) = copy_last_lines(&source.path, config.lines, out) {
+        if let Err(error) = copy_last_lines(&source.path, config, out) {
             match error {
                 CopyError::Write(error) => return Err(error),
                 CopyError::Read(error) => {
@@ -126,15 +138,20 @@ enum CopyError {
     Write(io::Error),
 }
 
-/// Copies the last `lines` lines of the file at `path` to `out`: at most the
-/// bytes the file held when its end was looked up, so a fast writer cannot
-/// stretch one cycle.
-fn copy_last_lines(path: &Path, lines: u64, out: &mut impl Write) -> Result<(), CopyError> {
+/// Copies the last `config.lines` lines of the file at `path` to `out`: at
+/// most the bytes the file held when its end was looked up, so a fast writer
+/// cannot stretch one cycle; each line cut at `config.max_line_bytes`.
+fn copy_last_lines(
+    path: &Path,
+    config: &SnapshotConfig,
+    out: &mut impl Write,
+) -> Result<(), CopyError> {
     let file = File::open(path).map_err(CopyError::Read)?;
-    let start = last_lines_offset(&file, lines).map_err(CopyError::Read)?;
+    let start = last_lines_offset(&file, config.lines).map_err(CopyError::Read)?;
     let end = file.metadata().map_err(CopyError::Read)?.len();
     let mut position = start;
     let mut buffer = vec![0u8; COPY_BUFFER_BYTES];
+    let mut cutter = LineCutter::new(config.max_line_bytes);
     while position < end {
         let want = usize::try_from(end - position)
             .unwrap_or(usize::MAX)
@@ -146,10 +163,60 @@ fn copy_last_lines(path: &Path, lines: u64, out: &mut impl Write) -> Result<(), 
             // Truncated since we looked: nothing more to show this cycle.
             break;
         }
-        out.write_all(&buffer[..read]).map_err(CopyError::Write)?;
+        cutter
+            .copy(&buffer[..read], out)
+            .map_err(CopyError::Write)?;
         position += read as u64;
     }
-    Ok(())
+    cutter.finish(out).map_err(CopyError::Write)
+}
+
+/// Copies bytes as they are, except that a line longer than `max` bytes is
+/// shown as its first `max` bytes and [`cut_marker`].
+struct LineCutter {
+    max: usize,
+    /// Bytes of the current line seen so far (shown or not).
+    line: u64,
+}
+
+impl LineCutter {
+    fn new(max: usize) -> Self {
+        Self {
+            max: max.max(1),
+            line: 0,
+        }
+    }
+
+    fn copy(&mut self, mut bytes: &[u8], out: &mut impl Write) -> io::Result<()> {
+        while !bytes.is_empty() {
+            let newline = bytes.iter().position(|byte| *byte == b'\n');
+            let segment = &bytes[..newline.unwrap_or(bytes.len())];
+            let room = (self.max as u64).saturating_sub(self.line);
+            let shown = usize::try_from(room)
+                .unwrap_or(usize::MAX)
+                .min(segment.len());
+            out.write_all(&segment[..shown])?;
+            self.line += segment.len() as u64;
+            match newline {
+                Some(at) => {
+                    self.finish(out)?;
+                    out.write_all(b"\n")?;
+                    bytes = &bytes[at + 1..];
+                }
+                None => bytes = &[],
+            }
+        }
+        Ok(())
+    }
+
+    /// The end of a line (or of the bytes, for a last line without newline).
+    fn finish(&mut self, out: &mut impl Write) -> io::Result<()> {
+        if self.line > self.max as u64 {
+            out.write_all(cut_marker(self.line - self.max as u64).as_bytes())?;
+        }
+        self.line = 0;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -213,6 +280,7 @@ mod tests {
                     path: error,
                 },
             ],
+            max_line_bytes: 64 * 1024,
         };
         assert_eq!(
             cycle(&config),
@@ -230,7 +298,39 @@ mod tests {
                 Source::parse(&format!("Dir={}", dir.path().display())).unwrap(),
                 Source::parse(&format!("Missing={}/nope", dir.path().display())).unwrap(),
             ],
+            max_line_bytes: 64 * 1024,
         };
         assert_eq!(cycle(&config), "---\n");
+    }
+
+    #[test]
+    fn a_line_longer_than_the_bound_is_cut_with_a_marker() {
+        // Regression: a 300 MB line was printed whole every cycle.
+        let dir = tempfile::tempdir().unwrap();
+        let app = dir.path().join("app.log");
+        let long = "x".repeat(200_000);
+        std::fs::write(&app, format!("short\n{long}\nafter\n{long}")).unwrap();
+        let config = SnapshotConfig {
+            interval: Duration::from_secs(10),
+            lines: 5,
+            sources: vec![Source::parse(&format!("App={}", app.display())).unwrap()],
+            max_line_bytes: 10,
+        };
+        let cut = format!("xxxxxxxxxx{}", cut_marker(199_990));
+        assert_eq!(
+            cycle(&config),
+            format!("=== App ===\nshort\n{cut}\nafter\n{cut}---\n")
+        );
+        // Exactly at the bound: as it is.
+        let mut cutter = LineCutter::new(5);
+        let mut out = Vec::new();
+        for chunk in [&b"abc"[..], b"de\nabcdef", b"\n"] {
+            cutter.copy(chunk, &mut out).unwrap();
+        }
+        cutter.finish(&mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("abcde\nabcde{}\n", cut_marker(1))
+        );
     }
 }

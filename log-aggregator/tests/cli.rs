@@ -330,3 +330,150 @@ fn sigterm_ends_it_even_while_stdout_is_blocked() {
         started.elapsed()
     );
 }
+
+// --- flag consistency and bounds ---
+
+#[test]
+fn listen_accepts_colon_port_as_client_and_adapter_do() {
+    // Regression: `--listen :PORT` was a parse error here and in the adapter.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    std::fs::write(&path, "one\n").unwrap();
+    let mut command = aggregator();
+    command
+        .args(["--follow", "--listen", ":0", "--log-level", "info"])
+        .arg(&path);
+    let running = spawn(command);
+    let stderr = running.wait_for_stderr_containing("/metrics");
+    let port: u16 = stderr
+        .split("http://0.0.0.0:")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no bound port in {stderr}"));
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let (status, _, output) = running.terminate();
+    assert!(status.success(), "{status:?} {output:?}");
+}
+
+#[test]
+fn meaningless_flag_values_and_combinations_are_refused() {
+    let refused = |args: &[&str], code: i32, expected: &str| {
+        let output = aggregator().args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    };
+    // Regression: accepted, and every record was cut to one byte.
+    refused(
+        &[
+            "--follow",
+            "--multiline-start",
+            "^x",
+            "--multiline-max-bytes",
+            "0",
+            "x",
+        ],
+        2,
+        "must be at least 1 byte",
+    );
+    refused(
+        &["--follow", "--max-line-bytes", "0", "x"],
+        2,
+        "must be at least 1 byte",
+    );
+    // Regression: accepted silently, and meant nothing.
+    refused(
+        &["--follow", "--interval", "5s", "x"],
+        1,
+        "--interval is for snapshot mode",
+    );
+    refused(
+        &["--follow", "--listen", "nowhere", "x"],
+        2,
+        "invalid listen address \"nowhere\"",
+    );
+}
+
+#[test]
+fn the_lab_manifests_never_pass_interval_with_follow() {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let mut stack = vec![deploy];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|ext| ext == "yaml") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for container in text.split("- name: ") {
+                    if container.contains("log-aggregator") && container.contains("--follow") {
+                        assert!(
+                            !container.contains("--interval")
+                                && !container.contains("LOG_AGGREGATOR_INTERVAL"),
+                            "{} passes --interval with --follow",
+                            path.display()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn snapshot_cuts_a_huge_line_at_max_line_bytes_with_a_marker() {
+    // Regression: a 300 MB line was printed whole every cycle.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    let long = "x".repeat(1_000_000);
+    std::fs::write(&path, format!("before\n{long}\nafter\n")).unwrap();
+    let default = first_cycle(&[format!("App={}", path.display())]);
+    assert_eq!(
+        default,
+        format!(
+            "=== App ===\nbefore\n{} [... {} more bytes cut]\nafter\n---\n",
+            "x".repeat(65536),
+            1_000_000 - 65536
+        )
+    );
+    let small = first_cycle(&[
+        "--max-line-bytes".to_owned(),
+        "4".to_owned(),
+        format!("App={}", path.display()),
+    ]);
+    assert_eq!(
+        small,
+        format!(
+            "=== App ===\nbefo [... 2 more bytes cut]\nxxxx [... {} more bytes cut]\nafte [... 1 more bytes cut]\n---\n",
+            1_000_000 - 4
+        )
+    );
+}
+
+#[test]
+fn prefixed_output_escapes_a_newline_in_a_file_name() {
+    // Regression: the name's newline split every line of that file in two.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a\nb.log");
+    std::fs::write(&path, "one\ntwo\n").unwrap();
+    let mut command = aggregator();
+    // A glob: a newline in an argument would split it (sources are
+    // newline-separated), but a pattern finds such names on disk.
+    command
+        .args(["--follow", "--output", "prefixed"])
+        .arg(dir.path().join("*.log"));
+    let running = spawn(command);
+    let stdout = running.wait_for_stdout("two lines", |out| out.lines().count() >= 2);
+    let name = format!("{}/a\\nb.log", dir.path().display());
+    assert_eq!(stdout, format!("{name}: one\n{name}: two\n"));
+    let (status, _, output) = running.terminate();
+    assert!(status.success(), "{status:?} {output:?}");
+}

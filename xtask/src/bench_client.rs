@@ -1,5 +1,5 @@
 //! `cargo xtask bench client`: requests per second and latency of
-//! `client --interval 0 --count N` against nginx on loopback, next to what a
+//! `client --interval 1ns --count N` against nginx on loopback, next to what a
 //! user would otherwise run, all in one run against one nginx:
 //! - `curl` doing the same N requests in one process (a config file repeating
 //!   the URL, transfers one after another, no `--parallel`), once reusing its
@@ -89,12 +89,12 @@ fn measure(
     let count_text = count.to_string();
 
     // Warm-up: page cache, nginx's first accept, the binaries.
-    run_quiet(Command::new(client).args(["--interval", "0", "--count", "20", url]))?;
+    run_quiet(Command::new(client).args(["--interval", "1ns", "--count", "20", url]))?;
 
     let (wall, summary, rss) = best_of(|| {
         timed(Command::new(client).args([
             "--interval",
-            "0",
+            "1ns",
             "--count",
             &count_text,
             "--name",
@@ -106,7 +106,7 @@ fn measure(
         bail!("client did not succeed on every try:\n{summary}");
     }
     rows.push(Row {
-        what: format!("`client --interval 0 --count {count}`"),
+        what: format!("`client --interval 1ns --count {count}`"),
         wall,
         p50_p99: client_percentiles(&summary),
         peak_rss_kib: rss,

@@ -9,7 +9,8 @@
 //! `/slow-body/MS` (head at once, the body's end after MS ms), `/redirect/N`
 //! (a chain of N same-host redirects), `/loop` (redirects to itself), `/away`
 //! (redirects to another host), `/body/TEXT`, `/big` (2 MiB of `x`, then `END`),
-//! `/flaky` (200 on its 1st, 3rd, 5th... request, 503 on the others).
+//! `/flaky` (200 on its 1st, 3rd, 5th... request, 503 on the others),
+//! `/huge/MIB` (MIB MiB of `x` then `END`, streamed in 64 KiB chunks).
 #![allow(dead_code)]
 
 use std::convert::Infallible;
@@ -228,6 +229,13 @@ async fn respond(request: Request<Incoming>, seen: &Mutex<Vec<Seen>>) -> Respons
             body.extend_from_slice(b"END");
             full(200, body)
         }
+        "huge" => Response::new(
+            Huge {
+                remaining: number(1) * 1024 * 1024,
+                end: Some(Bytes::from_static(b"END")),
+            }
+            .boxed(),
+        ),
         _ => full(404, "not found\n"),
     }
 }
@@ -257,5 +265,29 @@ impl Body for Delayed {
             Poll::Ready(()) => Poll::Ready(self.rest.take().map(|rest| Ok(Frame::data(rest)))),
             Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+/// `/huge`: a body of many chunks of `x`, never held whole by the server.
+struct Huge {
+    remaining: u64,
+    end: Option<Bytes>,
+}
+
+impl Body for Huge {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        const CHUNK: &[u8] = &[b'x'; 64 * 1024];
+        if self.remaining > 0 {
+            let size = self.remaining.min(CHUNK.len() as u64) as usize;
+            self.remaining -= size as u64;
+            return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&CHUNK[..size])))));
+        }
+        Poll::Ready(self.end.take().map(|end| Ok(Frame::data(end))))
     }
 }
