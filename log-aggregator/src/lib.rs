@@ -130,6 +130,20 @@ pub struct Args {
     #[arg(long, env = "LOG_AGGREGATOR_MAX_LINE_BYTES", default_value = "64KiB", value_parser = parse_nonzero_bytes, value_name = "SIZE")]
     pub max_line_bytes: u64,
 
+    /// Stream mode: never follow glob matches that match this glob (repeatable;
+    /// like Fluent Bit's Exclude_Path and Vector's exclude), e.g. '*.gz' to
+    /// skip compressed rotations outright. Paths named explicitly are
+    /// followed. Compressed files are recognised by content anyway: they are
+    /// never read as text.
+    #[arg(
+        long = "exclude",
+        env = "LOG_AGGREGATOR_EXCLUDE",
+        value_delimiter = '\n',
+        value_name = "GLOB",
+        requires = "follow"
+    )]
+    pub excludes: Vec<String>,
+
     /// Stream mode: how long a file rotated away by rename is kept open for late writes.
     #[arg(long, env = "LOG_AGGREGATOR_ROTATE_WAIT", default_value = "5s", value_parser = parse_duration, value_name = "DURATION", requires = "follow")]
     pub rotate_wait: Duration,
@@ -307,6 +321,7 @@ impl Args {
             drain_timeout: self.drain_timeout,
             checkpoint_dir: self.checkpoint_dir,
             checkpoint_interval: self.checkpoint_interval,
+            excludes: self.excludes,
             discard_invalid_checkpoint: self.discard_invalid_checkpoint,
             multiline,
             listen: self.listen,

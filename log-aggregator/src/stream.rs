@@ -65,6 +65,8 @@ pub struct MultilineConfig {
 pub struct StreamConfig {
     /// Paths and glob patterns (a pattern has one of `*?[`).
     pub patterns: Vec<String>,
+    /// Globs whose matches are never followed (`--exclude`).
+    pub excludes: Vec<String>,
     pub format: Format,
     /// Where files present at start begin (unless a checkpoint says otherwise).
     pub from: StartAt,
@@ -945,6 +947,9 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
         } else {
             follower.add_path(PathBuf::from(pattern), from);
         }
+    }
+    for exclude in &config.excludes {
+        follower.add_exclude(exclude)?;
     }
     follower.resume(&resume.unwrap_or_default());
 
