@@ -1021,6 +1021,17 @@ impl Follower {
                         if current.id != id || Source::unlinked(&fd_meta) {
                             retire(watch, now + options.rotate_wait);
                             open_new = true;
+                        } else if !current.unidentified
+                            && !current.is_compressed()
+                            && (current.head.len() as u64) < FINGERPRINT_BYTES
+                            && fd_meta.len() > current.head.len() as u64
+                            && current.shadow_of.is_none()
+                            && fd_meta.len() >= current.pos
+                            && !current.replaced_in_place()?
+                        {
+                            // Short first bytes, more written: a copy made
+                            // before we read them is still recognised.
+                            current.extend_head()?;
                         } else if current.unidentified && fd_meta.len() > 0 {
                             // Empty when opened (a copy or a compressed file
                             // being created): who it is shows only now.

@@ -631,3 +631,30 @@ fn a_line_finished_after_a_copytruncate_then_copied_again_is_read_once() {
     sorted.sort();
     assert_eq!(sorted, expected, "output in order read: {output:?}");
 }
+
+#[test]
+fn a_line_copied_and_compressed_twice_between_looks_is_read_once() {
+    let compressed = Op::CopyTruncate {
+        after_copy: 0,
+        compress: true,
+    };
+    let ops = [
+        Op::PollWithRotations {
+            step: 0,
+            count: 1,
+            lines: 2,
+        },
+        compressed.clone(),
+        Op::Poll,
+        Op::Append {
+            lines: 1,
+            width: 0,
+            partial: false,
+        },
+        compressed,
+    ];
+    let (output, expected) = replay(&ops, Some(1), true);
+    let mut sorted = output.clone();
+    sorted.sort();
+    assert_eq!(sorted, expected, "output in order read: {output:?}");
+}
