@@ -167,9 +167,29 @@ pub async fn run_with_watcher<S: Sink>(
             // write: polling for each costs a stat, two reads and a stdout
             // hand-over per line. Events arriving meanwhile are coalesced
             // into the poll after this pause (the `Notify` keeps one permit).
-            tokio::select! {
-                _ = shutdown.requested() => {}
-                _ = tokio::time::sleep_until(polled + gap) => {}
+            // Files rotated by copytruncate are still read at every change
+            // (only them, no glob or stat of the others): their lines
+            // written after logrotate's copy are gone at its truncation.
+            let read_each = follower.read_every_change();
+            let mut changed = read_each;
+            while changed {
+                if follower.read_truncated_before(&mut |event| sink.event(event))?
+                    == PollOutcome::Paused
+                {
+                    break;
+                }
+                sink.idle()?;
+                changed = tokio::select! {
+                    _ = shutdown.requested() => false,
+                    _ = tokio::time::sleep_until(polled + gap) => false,
+                    _ = wake.notified() => true,
+                };
+            }
+            if !read_each {
+                tokio::select! {
+                    _ = shutdown.requested() => {}
+                    _ = tokio::time::sleep_until(polled + gap) => {}
+                }
             }
         }
     }

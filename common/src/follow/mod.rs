@@ -678,16 +678,31 @@ impl Follower {
         let now = Instant::now();
         self.watches.iter().any(|watch| {
             watch.current.as_ref().is_some_and(|source| {
-                source.shadow_since.is_some_and(|since| {
-                    source.shadow_of.is_some() && now < since + COPY_TRUNCATE_WINDOW
-                })
+                (source.shadow_of.is_some() || source.unidentified)
+                    && source
+                        .shadow_since
+                        .is_some_and(|since| now < since + COPY_TRUNCATE_WINDOW)
             })
         })
     }
 
+    /// Whether a followed file is rotated by truncation (copytruncate): its
+    /// lines written after logrotate's copy are readable only until the
+    /// truncation, so it is read at every change, as GNU `tail -F` does,
+    /// rather than in coalesced batches.
+    pub fn read_every_change(&self) -> bool {
+        self.watches.iter().any(|watch| {
+            watch
+                .current
+                .as_ref()
+                .is_some_and(|source| source.truncated_before)
+        })
+    }
+
     /// While [`Follower::truncation_expected`]: reads the files whose copy
-    /// just appeared, and nothing else (no glob, no stat of other files), so
-    /// the driver can look again every few microseconds until logrotate
+    /// just appeared (any file, while a new empty file may be a copy not
+    /// identified yet), and nothing else (no glob, no stat of other files),
+    /// so the driver can look again every few microseconds until logrotate
     /// truncates them.
     pub fn read_originals(&mut self, sink: &mut SinkFn<'_>) -> io::Result<PollOutcome> {
         let copied: std::collections::HashSet<u64> = self
@@ -695,15 +710,42 @@ impl Follower {
             .iter()
             .filter_map(|watch| watch.current.as_ref()?.shadow_of)
             .collect();
+        let any_copy = self.watches.iter().any(|watch| {
+            watch
+                .current
+                .as_ref()
+                .is_some_and(|current| current.unidentified)
+        });
+        self.read_currents(sink, |current| any_copy || copied.contains(&current.serial))
+    }
+
+    /// Between two full polls: reads the files rotated by truncation
+    /// ([`Follower::read_every_change`]) at once, nothing else.
+    pub fn read_truncated_before(&mut self, sink: &mut SinkFn<'_>) -> io::Result<PollOutcome> {
+        self.read_currents(sink, |current| current.truncated_before)
+    }
+
+    /// Reads the current files `pick` chooses among those read as the
+    /// newest of their name (no copy, no older file, no pending truncation).
+    fn read_currents(
+        &mut self,
+        sink: &mut SinkFn<'_>,
+        pick: impl Fn(&Source) -> bool,
+    ) -> io::Result<PollOutcome> {
         let mut outcome = PollOutcome::Idle;
         for index in 0..self.watches.len() {
-            let original = self.watches[index].current.as_ref().is_some_and(|current| {
-                copied.contains(&current.serial) && !current.truncated && !current.older
+            let chosen = self.watches[index].current.as_ref().is_some_and(|current| {
+                current.shadow_of.is_none()
+                    && !current.unidentified
+                    && !current.truncated
+                    && !current.older
+                    && pick(current)
             });
-            if original {
+            if chosen {
                 match self.read_current(index, sink)? {
                     PollOutcome::Idle => {}
-                    other => outcome = other,
+                    PollOutcome::Paused => return Ok(PollOutcome::Paused),
+                    PollOutcome::Busy => outcome = PollOutcome::Busy,
                 }
             }
         }
@@ -845,10 +887,12 @@ impl Follower {
     fn take_released(&mut self, source: &mut Source) -> io::Result<Option<u64>> {
         for at in (0..self.released.len()).rev() {
             let record = &self.released[at];
-            let offset = match record.mark() {
-                Some(mark) => source.continues_mark(&mark)?,
-                None => (record.id == source.id && record.offset == 0).then_some(0),
+            // A record at offset 0 has no content to recognise: an inode
+            // number reused by a new file says nothing.
+            let Some(mark) = record.mark() else {
+                continue;
             };
+            let offset = source.continues_mark(&mark)?;
             if offset.is_some() {
                 self.released.remove(at);
                 return Ok(offset);
@@ -973,9 +1017,15 @@ impl Follower {
                 if intact {
                     let copy_len = copy.content_len()?;
                     let their_len = stream.file.metadata()?.len();
-                    // More than the original ever had: not a copy after all.
-                    let grew_apart =
-                        !copy.is_compressed() && copy_len.is_some_and(|len| len > their_len);
+                    // Matched while short (two files may begin alike, a
+                    // timestamp say): as both grow, their first bytes must
+                    // stay the same.
+                    copy.extend_head()?;
+                    stream.extend_head()?;
+                    // More than the original ever had, or other bytes: not
+                    // a copy after all, a file of its own.
+                    let grew_apart = !copy.shares_head(stream)
+                        || (!copy.is_compressed() && copy_len.is_some_and(|len| len > their_len));
                     return Ok(grew_apart.then_some(0));
                 }
                 let offset = stream.line_start;
@@ -988,11 +1038,10 @@ impl Follower {
                 });
             }
         }
-        // The stream was let go: where it was left, else all read.
-        Ok(Some(match self.take_released(copy)? {
-            Some(offset) => offset,
-            None => copy.content_len()?.unwrap_or(0),
-        }))
+        // The stream was let go: a copy continues where it was left; one
+        // that does not hold its bytes was never a copy (it only began like
+        // it) and is read from its start.
+        Ok(Some(self.take_released(copy)?.unwrap_or(0)))
     }
 
     /// Phase 1 for one path: what does the name point at now? (Events are
@@ -1018,7 +1067,11 @@ impl Follower {
                         let fd_meta = current.file.metadata()?;
                         // A deleted file whose inode number was reused by
                         // the new file at the path is still another file.
-                        if current.id != id || Source::unlinked(&fd_meta) {
+                        let replaced = current.id != id || Source::unlinked(&fd_meta);
+                        if !replaced && current.turned_out_compressed()? {
+                            current.unidentified = true;
+                        }
+                        if replaced {
                             retire(watch, now + options.rotate_wait);
                             open_new = true;
                         } else if !current.unidentified
@@ -1162,6 +1215,9 @@ impl Follower {
             notice_shrunk = shrunk;
             replaced = was_replaced;
         }
+        if replaced {
+            self.find_rotated_away(index, Instant::now())?;
+        }
         let watch = &mut self.watches[index];
         let offset = match start {
             Some(offset) => offset,
@@ -1190,6 +1246,11 @@ impl Follower {
         };
         let continued = start.is_some();
         source.unidentified = !continued && source.head.is_empty();
+        if source.unidentified {
+            // Empty and new: maybe logrotate's copy, about to be filled
+            // (then the original is truncated).
+            source.shadow_since = Some(Instant::now());
+        }
         tracing::debug!(
             path = %watch.path.display(),
             offset,
@@ -1211,6 +1272,50 @@ impl Follower {
         watch.current = Some(source);
         watch.seen = Seen::Present;
         watch.failing = None;
+        Ok(())
+    }
+
+    /// At a restart, the path's checkpointed file was replaced while we were
+    /// down (rotated): it is looked for by its content at logrotate's usual
+    /// names ([`copy_candidates`], those no glob follows), and read from the
+    /// checkpoint to its end first, so following a plain name loses nothing
+    /// across a rotation during a restart.
+    fn find_rotated_away(&mut self, index: usize, now: Instant) -> io::Result<()> {
+        let path = self.watches[index].path.clone();
+        let globbed: Vec<glob::Pattern> = self
+            .globs
+            .iter()
+            .filter_map(|spec| glob::Pattern::new(&spec.pattern).ok())
+            .collect();
+        let marks: Vec<(usize, Mark)> = self
+            .resume
+            .iter()
+            .enumerate()
+            .filter(|(_, checkpoint)| checkpoint.path == path)
+            .filter_map(|(at, checkpoint)| Some((at, checkpoint.mark()?)))
+            .collect();
+        for (at, mark) in marks.into_iter().rev() {
+            let candidates = copy_candidates(&path)
+                .into_iter()
+                .filter(|candidate| !globbed.iter().any(|glob| glob.matches_path(candidate)));
+            for candidate in candidates {
+                self.next_serial += 1;
+                let Ok((mut source, _)) = Source::open(&candidate, self.next_serial) else {
+                    continue;
+                };
+                if let Some(offset) = source.continues_mark(&mark)? {
+                    source.seek(offset);
+                    source.older = true;
+                    self.resume.remove(at);
+                    self.watches[index].retired.push(Retired {
+                        source,
+                        deadline: now,
+                        grew: now,
+                    });
+                    break;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -1344,8 +1449,10 @@ impl Follower {
         let Some(current) = watch.current.as_mut() else {
             return Ok(PollOutcome::Idle);
         };
-        if current.unidentified {
-            // Nothing to identify it by yet: placed again once it has bytes.
+        if current.unidentified || current.turned_out_compressed()? {
+            // Nothing to identify it by yet, or a compressed file that was
+            // empty when opened: placed again by the next refresh.
+            current.unidentified = true;
             return Ok(PollOutcome::Idle);
         }
         if current.replaced_in_place()? {
@@ -1451,6 +1558,7 @@ impl Follower {
         if let Some(current) = watch.current.as_mut() {
             current.restart(serial)?;
             current.older = false;
+            current.truncated_before = true;
         }
         watch.notice = Some(NoticeKind::Truncated);
         Ok(())

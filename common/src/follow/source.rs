@@ -216,6 +216,8 @@ pub(super) struct Source {
     /// Holds lines older than a file being read under some name (rotated
     /// away, or the copy of a truncated file): read first in a poll.
     pub(super) older: bool,
+    /// Was truncated in place before: rotated by copytruncate.
+    pub(super) truncated_before: bool,
     /// Found truncated in place (shrunk, or its first bytes changed): read
     /// again from its start, after the copy holding its unread lines.
     pub(super) truncated: bool,
@@ -297,6 +299,7 @@ impl Source {
             shadow_since: None,
             older: false,
             checked: None,
+            truncated_before: false,
             truncated: false,
             unidentified: false,
             continued: false,
@@ -345,6 +348,14 @@ impl Source {
         if have < FINGERPRINT_BYTES as usize {
             let more = self.content(have as u64, FINGERPRINT_BYTES as usize - have)?;
             self.head.extend_from_slice(&more);
+            if self.gzip.is_none()
+                && self.head.len() < GZIP_MAGIC.len()
+                && self.head[..] == GZIP_MAGIC[..self.head.len()]
+            {
+                // The start of a gzip file being written, maybe: not known
+                // until its magic is whole.
+                self.head.clear();
+            }
         }
         Ok(())
     }
@@ -388,6 +399,16 @@ impl Source {
         let changed = self.checked != Some(stamp);
         self.checked = Some(stamp);
         changed
+    }
+
+    /// Whether a file opened empty (so taken for text) now starts with the
+    /// gzip magic: it must never be read as text.
+    pub(super) fn turned_out_compressed(&mut self) -> io::Result<bool> {
+        if self.gzip.is_some() || self.pos != 0 || !self.head.is_empty() {
+            return Ok(false);
+        }
+        self.extend_head()?;
+        Ok(self.head.starts_with(&GZIP_MAGIC))
     }
 
     /// Whether there is more to read but the first bytes changed: the file

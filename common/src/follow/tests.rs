@@ -904,3 +904,133 @@ fn an_unreadable_notice_keeps_the_systems_message() {
         "is a directory"
     );
 }
+
+fn gzip_bytes(text: &str) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(text.as_bytes()).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[test]
+fn a_file_empty_when_found_that_fills_with_gzip_is_never_read_as_text() {
+    // logrotate creates `app.log.2.gz` empty, then writes it: whenever we
+    // look, it is never streamed as text.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    write(&log, "one\n");
+    let mut follower = Follower::new(options());
+    follower
+        .add_glob(&format!("{}*", log.display()), StartAt::Beginning)
+        .unwrap();
+    let mut seen = Seen::default();
+    assert_eq!(poll(&mut follower, &mut seen), ["one"]);
+    let gz = dir.path().join("app.log.2.gz");
+    write(&gz, "");
+    poll(&mut follower, &mut seen);
+    let bytes = gzip_bytes("unrelated\n");
+    // Its first byte alone, then the rest: text is never handed over.
+    fs::write(&gz, &bytes[..1]).unwrap();
+    let events = poll(&mut follower, &mut seen);
+    assert!(
+        events.iter().all(|event| event.starts_with('!')),
+        "{events:?}"
+    );
+    fs::write(&gz, &bytes).unwrap();
+    append(&log, "two\n");
+    let events = poll(&mut follower, &mut seen);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| !e.starts_with('!'))
+            .collect::<Vec<_>>(),
+        ["two"]
+    );
+    assert_eq!(follower.skipped_compressed(), 1);
+}
+
+#[test]
+fn a_compressed_rotation_holding_unread_lines_is_read_decompressed() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    write(&log, "one\ntwo\n");
+    let mut follower = Follower::new(options());
+    follower.add_path(log.clone(), StartAt::Beginning);
+    let mut seen = Seen::default();
+    assert_eq!(poll(&mut follower, &mut seen), ["one", "two"]);
+    let checkpoints = follower.checkpoints();
+    // Down: more lines, then rotated and compressed (create + compress).
+    append(&log, "three\n");
+    fs::write(
+        dir.path().join("app.log.1.gz"),
+        gzip_bytes("one\ntwo\nthree\n"),
+    )
+    .unwrap();
+    fs::remove_file(&log).unwrap();
+    write(&log, "four\n");
+    let mut follower = Follower::new(options());
+    follower
+        .add_glob(&format!("{}*", log.display()), StartAt::End)
+        .unwrap();
+    follower.resume(&checkpoints);
+    let events = poll(&mut follower, &mut seen);
+    let lines: Vec<&String> = events.iter().filter(|e| !e.starts_with('!')).collect();
+    assert_eq!(lines, ["three", "four"], "{events:?}");
+}
+
+#[test]
+fn a_plain_name_rotated_while_down_is_finished_from_its_rotated_file() {
+    for compress in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        write(&log, "one\n");
+        let (mut follower, mut seen) = (Follower::new(options()), Seen::default());
+        follower.add_path(log.clone(), StartAt::Beginning);
+        assert_eq!(poll(&mut follower, &mut seen), ["one"]);
+        let checkpoints = follower.checkpoints();
+        // Down: a line more, then logrotate's rename (and compression).
+        append(&log, "two\n");
+        let rotated = dir.path().join("app.log.1");
+        fs::rename(&log, &rotated).unwrap();
+        if compress {
+            let gz = gzip_bytes(&fs::read_to_string(&rotated).unwrap());
+            fs::write(dir.path().join("app.log.1.gz"), gz).unwrap();
+            fs::remove_file(&rotated).unwrap();
+        }
+        write(&log, "three\n");
+        let mut follower = Follower::new(options());
+        follower.add_path(log.clone(), StartAt::End);
+        follower.resume(&checkpoints);
+        let events = poll(&mut follower, &mut seen);
+        let lines: Vec<&String> = events.iter().filter(|e| !e.starts_with('!')).collect();
+        assert_eq!(lines, ["two", "three"], "compress {compress}: {events:?}");
+    }
+}
+
+#[test]
+fn a_new_file_that_only_begins_like_another_is_read_whole() {
+    // Lines that start with a timestamp: a file seen while its first line
+    // is half written looks like a copy of another file's start.
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.log");
+    let b = dir.path().join("b.log");
+    write(&a, "2026-11-28T10:00:00Z first file\n");
+    let mut follower = Follower::new(options());
+    follower
+        .add_glob(
+            &format!("{}/*.log", dir.path().display()),
+            StartAt::Beginning,
+        )
+        .unwrap();
+    let mut seen = Seen::default();
+    assert_eq!(
+        poll(&mut follower, &mut seen),
+        ["2026-11-28T10:00:00Z first file"]
+    );
+    append(&b, "2026-11-28T10:00:0");
+    poll(&mut follower, &mut seen);
+    append(&b, "1Z second file\n");
+    fs::remove_file(&a).unwrap();
+    let events = poll(&mut follower, &mut seen);
+    let lines: Vec<&String> = events.iter().filter(|e| !e.starts_with('!')).collect();
+    assert_eq!(lines, ["2026-11-28T10:00:01Z second file"], "{events:?}");
+}
