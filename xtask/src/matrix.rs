@@ -848,10 +848,6 @@ fn lost_seqs(report: &Value) -> Vec<u64> {
 }
 
 /// `writer verify --expect N --expect-target app` on a capture.
-fn verify(writer: &Path, capture: &Path, expect: u64) -> anyhow::Result<Counts> {
-    counts_of(&verify_report(writer, capture, expect)?)
-}
-
 fn verify_report(writer: &Path, capture: &Path, expect: u64) -> anyhow::Result<Value> {
     let output = Command::new(writer)
         .args(["verify", "--report", "json", "--expect-target", "app"])
