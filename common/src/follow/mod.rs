@@ -13,94 +13,72 @@
 //! (inotify instances or watches exhausted) the tick alone drives it.
 //!
 //! # Guarantees
-//! - Identity is (device, inode) ([`FileId`]); a path is followed by name.
+//! - Identity is by content (see `source.rs`): a file's first bytes (up to
+//!   [`FINGERPRINT_BYTES`], compared as a prefix while shorter) and the bytes
+//!   just before the read position. (device, inode) ([`FileId`]) is only the
+//!   fast path for a rename. A file that holds the bytes of a stream being or
+//!   already read continues it at its position whatever its name or inode; it
+//!   is never read again from 0:
+//!   - a rename (a glob over a logrotate chain, `app.log.1` becoming
+//!     `app.log.2`): the open descriptor moves to the new name;
+//!   - a copy of a file still intact elsewhere (copytruncate's copy before the
+//!     truncation, a user's `cp`) is a *shadow*: not read, its bytes come from
+//!     the original. When the original is truncated the copy continues the
+//!     old stream from our position (the lines written between our last read
+//!     and the copy are only there); when it is let go, the copy continues it
+//!     by content or held nothing new. A shadow that grows apart from its
+//!     original (more bytes, or other first bytes once both grow: two files
+//!     that only began alike) is a file of its own, read from 0;
+//!   - a compressed file (gzip magic, never the name) is read decompressed
+//!     when it continues a stream, else skipped: never streamed as text;
+//!   - a file let go (the last [`RELEASED_MEMORY`]) or checkpointed and
+//!     found again under any name continues where it was left.
+//! - Truncation in place (copytruncate) is seen when the size drops below our
+//!   position, or when the first bytes changed (truncated and written past
+//!   our position again before we looked). It is handled at the end of the
+//!   refresh phase, once every new file had its chance to continue the old
+//!   stream: the copy followed by a glob, or else one at logrotate's names
+//!   next to the file (`copy_candidates`), is read from our position to its
+//!   end first, then the file from 0. Lines written after logrotate's copy and
+//!   before its truncation are in no file afterwards: [`Follower::read_every_change`]
+//!   and [`Follower::truncation_expected`] let the driver read such files at
+//!   every change and continuously while a copy is made, to read them first.
 //! - Rename rotation (logrotate's default): the renamed file is read to its
-//!   end, and kept open for [`FollowOptions::rotate_wait`] for late writes of
-//!   a writer that has not reopened yet, while the new file at the path is
-//!   read from its start. Delete + recreate: the same, but a deleted file is
-//!   closed once drained and quiet for [`DELETED_FILE_QUIET`], so its disk
-//!   space is freed.
-//! - Truncation (copytruncate) is detected when the size drops below the read
-//!   position: the file is read again from offset 0 ([`NoticeKind::Truncated`]).
-//!   The window copytruncate cannot close: lines written between the copy and
-//!   the truncation are in neither file we read, and if the file grows past
-//!   our position again before we look, the truncation is not seen and the
-//!   bytes before our position are skipped. Polling often narrows it; only
-//!   rename rotation closes it.
+//!   end, and kept open for [`FollowOptions::rotate_wait`] for late writes,
+//!   while the new file at the path is read from its start. Delete +
+//!   recreate: the same, but a deleted file is closed once drained and quiet
+//!   for [`DELETED_FILE_QUIET`], so its disk space is freed.
+//! - Order: every poll reads files holding older lines (rotated away, the
+//!   copy of a truncated file) before the files their names now lead to, so
+//!   each stream's lines come out in order.
 //! - A line is handed to the sink once its `\n` arrives, without the `\n`.
 //!   An incomplete last line is held (bounded) until completed, or handed over
-//!   when the file is let go (deleted, rotated away, truncated) or by
-//!   [`Follower::finish`] at shutdown.
+//!   when the file is let go (deleted, rotated away, truncated with no copy)
+//!   or by [`Follower::finish`] at shutdown.
 //! - Memory is bounded whatever the file: reads use one 64 KiB buffer, and a
-//!   line longer than [`FollowOptions::max_line_bytes`] is cut at the limit,
-//!   flagged `truncated`, and the rest up to its newline skipped; or, with
-//!   [`FollowOptions::split_long_lines`], handed over whole in pieces of at
-//!   most that size (`partial`), for sinks that can write a line in parts.
+//!   line longer than [`FollowOptions::max_line_bytes`] is cut (flagged
+//!   `truncated`) or, with [`FollowOptions::split_long_lines`], handed over in
+//!   pieces. Each open file keeps at most 2 KiB of identity bytes.
 //! - Bytes pass through untouched: no UTF-8 decoding on the data path.
 //! - Backpressure: a sink returning [`Flow::Pause`] stops reading at once; the
 //!   file on disk is the buffer. The next poll resumes at the next line.
 //! - Checkpoints: [`Checkpoint::offset`] is just after the last line the sink
-//!   accepted; [`Follower::resume`] starts there after a restart, so nothing
-//!   is lost and nothing repeated. A file replaced while we were down is read
-//!   from its start.
-//! - Open files are kept by identity, names only lead to them: whenever a
-//!   path (followed or matched by a glob) names a file other than the one it
-//!   had, that file is opened and placed by its id. A file open under another
-//!   name (a rotated file renamed into the pattern, `app.log.1` becoming
-//!   `app.log.2`, the old `app.log` now `app.log.1`) continues at its
-//!   position there; one read and let go while it still had a name continues
-//!   where it was left (id and fingerprint, the last [`RELEASED_MEMORY`]
-//!   files); only a file never seen starts at its [`StartAt`] (applied at the
-//!   first poll), its checkpoint, or its beginning (files that appear later).
-//!   The id is that of the descriptor opened, not of an earlier `stat`, so a
-//!   rename between the two, or between the steps of a poll, cannot make a
-//!   file read twice. So a glob over a rename-rotation chain (`app.log*`,
-//!   logrotate `rotate N`) reads every line once. A second name of a file
-//!   already read (a hard link) is skipped.
+//!   accepted, with the content identity; [`Follower::resume`] starts there
+//!   after a restart, in the file holding those bytes (for a plain name
+//!   rotated while down, found at logrotate's names), so nothing is lost and
+//!   nothing repeated. A path whose file was replaced while we were down is
+//!   read from its start.
+//! - Files that are not regular files (FIFO, socket, device) are never opened
+//!   for reading in a way that blocks: a glob skips them with one warning, a
+//!   named path is [`NoticeKind::Unreadable`].
 //! - Limits of following by name: a file created and rotated out of every
-//!   followed name (or deleted) between two polls is never seen; a file let
-//!   go and forgotten (more than [`RELEASED_MEMORY`] releases ago) and then
-//!   renamed into a glob is read again from its start; the order of lines
-//!   across files is only per file (a rotated file taken over by its new
-//!   name may be read after the newer file).
-//!
-//! A checkpoint also carries a fingerprint of the file's first bytes, so a
-//! new file that got a deleted file's inode number is not taken for it.
+//!   followed name (or deleted) between two polls is never seen; the order
+//!   of lines across streams is only per stream.
 //!
 //! To start at an offset of a file examined before adding it (e.g. the
 //! last N lines), hand the open file over with [`Follower::add_file`]: if
 //! the path is replaced right after, the examined file is still read to its
 //! end before the new one is read from its start.
-//!
-//! # API changes
-//! - v1 (first commit): as below. [`Follower::finish`] returns a
-//!   [`PollOutcome`] (it may be paused) and only hands over the incomplete
-//!   last lines of files read to their end: call `poll_once` until idle first
-//!   (the driver does, bounded by its drain deadline).
-//! - v2: `Checkpoint::fingerprint` (optional, serde default); deleted files
-//!   are kept for [`DELETED_FILE_QUIET`] after their last growth.
-//! - v3 (no signature change): every `poll_once` first re-stats and opens
-//!   every path, then reads; a checkpoint given to `resume` is used once;
-//!   rotated files let go are remembered (id, offset, fingerprint) so a glob
-//!   matching them later under a new name does not read them again.
-//! - v4: [`Follower::add_file`] (follow a path starting with a file the
-//!   caller already opened), added.
-//! - v5: [`Sink::after_poll`] (default: nothing), called by the driver after
-//!   every poll and after the final `finish`: periodic work such as saving
-//!   checkpoints without ending and restarting [`run`].
-//! - v6: [`NoticeKind::Unreadable`] carries a [`ReadFailure`] (kind and OS
-//!   error number; `Display` gives the system's message) instead of an
-//!   `io::ErrorKind`.
-//! - v7: [`FollowOptions::event_coalesce`] (default 10 ms): event-driven
-//!   polls are spaced, so a busy writer costs one poll per gap.
-//! - v8 (no signature change): files are placed by identity whenever a name
-//!   changes file (see Guarantees), not only when a glob finds a new path:
-//!   a glob over a rotation chain no longer reads a rotated file again from
-//!   0 under its next name (issue 5). A file taken over by another name
-//!   brings no notice of its own. [`RELEASED_MEMORY`] is public.
-//! - v9: [`FollowOptions::split_long_lines`] (default off) and
-//!   `Event::Line::partial`: long lines handed over in pieces instead of cut.
-//!   In that mode a checkpoint may fall inside a line (see [`Checkpoint`]).
 
 mod driver;
 #[cfg(test)]
@@ -1038,10 +1016,26 @@ impl Follower {
                 });
             }
         }
-        // The stream was let go: a copy continues where it was left; one
-        // that does not hold its bytes was never a copy (it only began like
-        // it) and is read from its start.
-        Ok(Some(self.take_released(copy)?.unwrap_or(0)))
+        // The stream was let go: a copy continues where it was left, or
+        // holds only bytes already read (it begins like a stream let go:
+        // at its end); one that does not begin like any was never a copy
+        // (it only began like one while short) and is read from its start.
+        if let Some(offset) = self.take_released(copy)? {
+            return Ok(Some(offset));
+        }
+        let begins_like_one = self
+            .released
+            .iter()
+            .filter_map(Checkpoint::mark)
+            .any(|mark| {
+                let head_len = mark.offset.min(FINGERPRINT_BYTES) as usize;
+                copy.head.len() >= head_len && source::hash(&copy.head[..head_len]) == mark.head
+            });
+        Ok(Some(if begins_like_one {
+            copy.content_len()?.unwrap_or(0)
+        } else {
+            0
+        }))
     }
 
     /// Phase 1 for one path: what does the name point at now? (Events are
