@@ -112,10 +112,12 @@ pub async fn run_with_watcher<S: Sink>(
 ) -> io::Result<()> {
     let wake = Arc::new(Notify::new());
     let names_changed = Arc::new(AtomicBool::new(false));
+    let created: Created = Arc::default();
     let mut watching = Watching::new(
         follower.options().force_poll,
         &wake,
         &names_changed,
+        &created,
         make_watcher,
         sink,
     );
@@ -124,6 +126,7 @@ pub async fn run_with_watcher<S: Sink>(
     let mut eager_until = Instant::now();
     while !shutdown.is_requested() {
         let polled = Instant::now();
+        adopt(follower, &created);
         let outcome = follower.poll_once(&mut |event| sink.event(event))?;
         sink.after_poll(follower)?;
         match outcome {
@@ -193,7 +196,33 @@ pub async fn run_with_watcher<S: Sink>(
             }
         }
     }
+    adopt(follower, &created);
     drain(follower, sink, Instant::now() + drain_timeout).await
+}
+
+/// Files opened when inotify reported their creation, for the follower.
+type Created = Arc<std::sync::Mutex<Vec<(PathBuf, std::fs::File)>>>;
+
+fn adopt(follower: &mut Follower, created: &Created) {
+    let files = match created.lock() {
+        Ok(mut files) => std::mem::take(&mut *files),
+        Err(_) => return,
+    };
+    for (path, file) in files {
+        follower.adopt_created(path, file);
+    }
+}
+
+/// Opens a file inotify says was just created, without blocking (a FIFO),
+/// so a file deleted before the next poll is still read.
+fn open_created(path: &std::path::Path) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    file.metadata().ok()?.is_file().then_some(file)
 }
 
 /// Reads every file to its end, then hands over incomplete last lines, all
@@ -241,6 +270,7 @@ impl Watching {
         force_poll: bool,
         wake: &Arc<Notify>,
         names_changed: &Arc<AtomicBool>,
+        created: &Created,
         make_watcher: WatcherFactory,
         sink: &mut S,
     ) -> Self {
@@ -254,14 +284,27 @@ impl Watching {
         }
         let wake = wake.clone();
         let names_changed = names_changed.clone();
+        let created = created.clone();
         let handler = Box::new(move |event: notify::Result<notify::Event>| {
             // Our own opens show up as access events: waking on them would
             // make us poll in a loop.
             if let Ok(event) = &event {
                 match event.kind {
                     EventKind::Access(_) => return,
-                    EventKind::Create(_)
-                    | EventKind::Remove(_)
+                    EventKind::Create(_) => {
+                        names_changed.store(true, Ordering::Relaxed);
+                        if let Ok(mut files) = created.lock() {
+                            for path in &event.paths {
+                                if files.len() >= super::CREATED_MEMORY {
+                                    break;
+                                }
+                                if let Some(file) = open_created(path) {
+                                    files.push((path.clone(), file));
+                                }
+                            }
+                        }
+                    }
+                    EventKind::Remove(_)
                     | EventKind::Modify(notify::event::ModifyKind::Name(_)) => {
                         names_changed.store(true, Ordering::Relaxed);
                     }

@@ -123,6 +123,9 @@ pub const DEFAULT_EVENT_COALESCE: Duration = Duration::from_millis(10);
 /// logrotate copies, syncs the copy, then truncates, and the lines written
 /// after its copy are readable only until then.
 pub const COPY_TRUNCATE_WINDOW: Duration = Duration::from_millis(200);
+/// How many files opened at their creation wait to be placed
+/// ([`Follower::adopt_created`]).
+pub const CREATED_MEMORY: usize = 256;
 /// How many rotated-and-released files are remembered (see `released`).
 pub const RELEASED_MEMORY: usize = 256;
 /// Size of the one read buffer every file shares.
@@ -435,6 +438,9 @@ pub struct Follower {
     watched_paths: std::collections::HashSet<PathBuf>,
     /// Compressed files skipped because they continue no stream read.
     skipped_compressed: u64,
+    /// Files opened by the driver the moment inotify said they were
+    /// created ([`Follower::adopt_created`]), not placed yet.
+    created: Vec<(PathBuf, std::fs::File)>,
     /// Where the next poll starts, so a sink that keeps pausing on one file
     /// cannot starve the others.
     cursor: usize,
@@ -459,6 +465,7 @@ impl Follower {
             excludes: Vec::new(),
             watched_paths: std::collections::HashSet::new(),
             skipped_compressed: 0,
+            created: Vec::new(),
             cursor: 0,
             #[cfg(test)]
             test_hook: None,
@@ -563,6 +570,8 @@ impl Follower {
             self.step_done();
         }
         self.resolve_shadows()?;
+        self.place_created(now)?;
+        let count = self.watches.len();
         for index in 0..count {
             self.truncate(index, now)?;
         }
@@ -647,6 +656,81 @@ impl Follower {
             }
         }
         checkpoints
+    }
+
+    /// A file the driver opened when inotify reported its creation: if it
+    /// is gone from its followed name before a poll looked (created and
+    /// deleted or renamed away within milliseconds, as a fast delete +
+    /// recreate rotation does), it is still read, by this descriptor.
+    /// Bounded by [`CREATED_MEMORY`]; beyond it, files are left to polls.
+    pub fn adopt_created(&mut self, path: PathBuf, file: std::fs::File) {
+        if self.created.len() < CREATED_MEMORY {
+            self.created.push((path, file));
+        }
+    }
+
+    /// Places the files [`Follower::adopt_created`] kept that no poll could
+    /// see: as rotated-away files of their name, by content (a copy of a
+    /// file being read is dropped; one let go continues where it was left).
+    fn place_created(&mut self, now: Instant) -> io::Result<()> {
+        let mut keep = Vec::new();
+        for (path, file) in std::mem::take(&mut self.created) {
+            let followed = self.watched_paths.contains(&path)
+                || (self.globs.iter().any(|spec| {
+                    glob::Pattern::new(&spec.pattern).is_ok_and(|glob| glob.matches_path(&path))
+                }) && !self
+                    .excludes
+                    .iter()
+                    .any(|exclude| exclude.matches_path(&path)));
+            let Ok(meta) = file.metadata() else {
+                continue;
+            };
+            if !followed || !meta.is_file() {
+                continue;
+            }
+            let id = FileId::of(&meta);
+            let open = self.watches.iter().any(|watch| {
+                watch
+                    .current
+                    .iter()
+                    .chain(watch.retired.iter().map(|r| &r.source))
+                    .any(|s| s.id == id)
+            });
+            if open {
+                continue;
+            }
+            if std::fs::metadata(&path).is_ok_and(|now| FileId::of(&now) == id) {
+                // Still there: the next refresh opens it by its name.
+                keep.push((path, file));
+                continue;
+            }
+            let serial = self.serial();
+            let mut source = Source::from_file(file, serial)?;
+            if source.head.is_empty() || self.relate_to_open(&mut source)?.is_some() {
+                continue;
+            }
+            let offset = match self.take_released(&mut source)? {
+                Some(offset) => offset,
+                None if source.is_compressed() => continue,
+                None => 0,
+            };
+            source.seek(offset);
+            source.older = true;
+            let index = match self.watches.iter().position(|watch| watch.path == path) {
+                Some(index) => index,
+                None => {
+                    self.push_watch(Watch::new(path, true, None, Seen::Missing));
+                    self.watches.len() - 1
+                }
+            };
+            self.watches[index].retired.push(Retired {
+                source,
+                deadline: now,
+                grew: now,
+            });
+        }
+        self.created = keep;
+        Ok(())
     }
 
     /// Whether a copy of a file being read appeared just now

@@ -1034,3 +1034,26 @@ fn a_new_file_that_only_begins_like_another_is_read_whole() {
     let lines: Vec<&String> = events.iter().filter(|e| !e.starts_with('!')).collect();
     assert_eq!(lines, ["2026-11-28T10:00:01Z second file"], "{events:?}");
 }
+
+#[test]
+fn a_file_created_and_deleted_between_polls_is_read_when_opened_at_creation() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    write(&log, "one\n");
+    let mut follower = Follower::new(options());
+    follower
+        .add_glob(&format!("{}*", log.display()), StartAt::Beginning)
+        .unwrap();
+    let mut seen = Seen::default();
+    assert_eq!(poll(&mut follower, &mut seen), ["one"]);
+    // Delete + recreate twice, faster than a poll: the middle file lives
+    // only between two looks. The driver opened it at its creation event.
+    fs::remove_file(&log).unwrap();
+    write(&log, "two\n");
+    follower.adopt_created(log.clone(), fs::File::open(&log).unwrap());
+    fs::remove_file(&log).unwrap();
+    write(&log, "three\n");
+    let events = poll(&mut follower, &mut seen);
+    let lines: Vec<&String> = events.iter().filter(|e| !e.starts_with('!')).collect();
+    assert_eq!(lines, ["two", "three"], "{events:?}");
+}
