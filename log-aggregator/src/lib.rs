@@ -12,6 +12,7 @@
 
 pub mod checkpoint;
 pub mod output;
+pub mod ship;
 pub mod snapshot;
 pub mod stream;
 
@@ -27,6 +28,10 @@ use sidecar_common::follow::{FollowOptions, StartAt};
 use sidecar_common::metrics::parse_listen_address;
 use sidecar_common::shutdown::Shutdown;
 use sidecar_common::units::{parse_duration, parse_nonzero_bytes};
+
+use crate::ship::syslog::SyslogFields;
+use crate::ship::transport::Timeouts;
+use crate::ship::{Backoff, BatchLimits, Protocol, ShipConfig};
 
 pub use output::Format;
 pub use snapshot::{SnapshotConfig, Source};
@@ -55,6 +60,17 @@ pub enum From {
     Beginning,
     /// Only lines written from now on.
     End,
+}
+
+/// Where stream mode sends lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Sink {
+    /// stdout, for the node's log agent (`kubectl logs`).
+    Stdout,
+    /// RFC 5424 syslog over TCP, RFC 6587 octet counting: no acknowledgement.
+    SyslogTcp,
+    /// RFC 5424 syslog over RELP: checkpoints follow the server's acknowledgements.
+    Relp,
 }
 
 /// Shows the last lines of log files every interval (the lab's sidecar), or
@@ -222,6 +238,80 @@ pub struct Args {
     )]
     pub listen: Option<SocketAddr>,
 
+    /// Stream mode: where lines go. `relp` and `syslog-tcp` ship RFC 5424
+    /// messages (MSG = the line as --output renders it) to --ship-address;
+    /// read positions are then saved only for what the backend
+    /// acknowledged (see docs/shipping.md).
+    #[arg(
+        long,
+        env = "LOG_AGGREGATOR_SINK",
+        value_enum,
+        default_value = "stdout",
+        requires = "follow"
+    )]
+    pub sink: Sink,
+
+    /// Shipping: the backend's `host:port`.
+    #[arg(long, env = "LOG_AGGREGATOR_SHIP_ADDRESS", value_name = "HOST:PORT")]
+    pub ship_address: Option<String>,
+
+    /// Shipping: a batch is sent at this many lines at most.
+    #[arg(
+        long,
+        env = "LOG_AGGREGATOR_BATCH_MAX_LINES",
+        default_value_t = 1000,
+        value_name = "N"
+    )]
+    pub batch_max_lines: usize,
+
+    /// Shipping: a batch is sent at this many bytes at most (a longer line goes alone).
+    #[arg(long, env = "LOG_AGGREGATOR_BATCH_MAX_BYTES", default_value = "1MiB", value_parser = parse_nonzero_bytes, value_name = "SIZE")]
+    pub batch_max_bytes: u64,
+
+    /// Shipping: how long a line may wait for its batch to fill before the
+    /// batch is sent anyway.
+    #[arg(long, env = "LOG_AGGREGATOR_BATCH_TIMEOUT", default_value = "200ms", value_parser = parse_duration, value_name = "DURATION")]
+    pub batch_timeout: Duration,
+
+    /// Shipping: the longest wait between two reconnection attempts
+    /// (exponential backoff from 100 ms, full jitter).
+    #[arg(long, env = "LOG_AGGREGATOR_SHIP_BACKOFF_MAX", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub ship_backoff_max: Duration,
+
+    /// Shipping: connect, write and acknowledgement timeout.
+    #[arg(long, env = "LOG_AGGREGATOR_SHIP_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub ship_timeout: Duration,
+
+    /// Syslog HOSTNAME (e.g. the pod name, which Kubernetes sets as HOSTNAME).
+    #[arg(long, env = "LOG_AGGREGATOR_SYSLOG_HOSTNAME", value_name = "NAME")]
+    pub syslog_hostname: Option<String>,
+
+    /// Syslog APP-NAME (e.g. the container name from the Downward API).
+    #[arg(
+        long,
+        env = "LOG_AGGREGATOR_SYSLOG_APP_NAME",
+        default_value = "log-aggregator",
+        value_name = "NAME"
+    )]
+    pub syslog_app_name: String,
+
+    /// Syslog PROCID (e.g. the pod UID from the Downward API); `-` when empty.
+    #[arg(
+        long,
+        env = "LOG_AGGREGATOR_SYSLOG_PROCID",
+        default_value = "",
+        value_name = "ID"
+    )]
+    pub syslog_procid: String,
+
+    /// Syslog facility, 0..=23 (1 = user, 16..=23 = local0..local7).
+    #[arg(long, env = "LOG_AGGREGATOR_SYSLOG_FACILITY", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=23), value_name = "N")]
+    pub syslog_facility: u8,
+
+    /// Syslog severity of every line, 0..=7 (6 = informational).
+    #[arg(long, env = "LOG_AGGREGATOR_SYSLOG_SEVERITY", default_value_t = 6, value_parser = clap::value_parser!(u8).range(0..=7), value_name = "N")]
+    pub syslog_severity: u8,
+
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -299,6 +389,7 @@ impl Args {
         {
             glob::Pattern::new(pattern).with_context(|| format!("bad glob pattern {pattern:?}"))?;
         }
+        let ship = self.ship_config()?;
         Ok(StreamConfig {
             patterns: self.sources,
             format: self.output,
@@ -311,7 +402,10 @@ impl Args {
                 // Plain and prefixed lines are bytes passed through: written
                 // in pieces, never cut. A JSON record or a multiline record
                 // must be whole, so there long lines are cut.
-                split_long_lines: self.output != Format::Json && multiline.is_none(),
+                // Shipped lines are messages: whole, like records.
+                split_long_lines: self.output != Format::Json
+                    && multiline.is_none()
+                    && ship.is_none(),
                 poll_interval: self.poll_interval,
                 force_poll: self.poll,
                 rotate_wait: self.rotate_wait,
@@ -325,7 +419,53 @@ impl Args {
             discard_invalid_checkpoint: self.discard_invalid_checkpoint,
             multiline,
             listen: self.listen,
+            ship,
         })
+    }
+
+    fn ship_config(&self) -> anyhow::Result<Option<ShipConfig>> {
+        let protocol = match self.sink {
+            Sink::Stdout => return Ok(None),
+            Sink::SyslogTcp => Protocol::SyslogTcp,
+            Sink::Relp => Protocol::Relp,
+        };
+        let Some(address) = self.ship_address.clone() else {
+            bail!("--sink {:?} needs --ship-address HOST:PORT", self.sink);
+        };
+        if self.batch_max_lines == 0 {
+            bail!("--batch-max-lines must be at least 1");
+        }
+        positive("--batch-timeout", self.batch_timeout)?;
+        positive("--ship-timeout", self.ship_timeout)?;
+        let hostname = self
+            .syslog_hostname
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_default();
+        Ok(Some(ShipConfig {
+            protocol,
+            address,
+            batch: BatchLimits {
+                max_lines: self.batch_max_lines,
+                max_bytes: usize::try_from(self.batch_max_bytes).unwrap_or(usize::MAX),
+                timeout: self.batch_timeout,
+            },
+            syslog: SyslogFields {
+                hostname,
+                app_name: self.syslog_app_name.clone(),
+                procid: self.syslog_procid.clone(),
+                facility: self.syslog_facility,
+                severity: self.syslog_severity,
+            },
+            backoff: Backoff {
+                initial: Duration::from_millis(100),
+                max: self.ship_backoff_max.max(Duration::from_millis(100)),
+            },
+            timeouts: Timeouts {
+                connect: self.ship_timeout,
+                io: self.ship_timeout,
+            },
+        }))
     }
 }
 

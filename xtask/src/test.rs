@@ -7,7 +7,8 @@
 //! With `--install` (CI on a fresh Debian machine, as root) it first installs
 //! what is missing: podman, runc and catatonit, Debian's nginx (the offline
 //! nginx stand-in is built from it), busybox-static (comparison image),
-//! logrotate (the matrix), and kubernetes-validate into .lab/venv. Without it, a missing tool is an error
+//! logrotate (the matrix), rsyslog and rsyslog-relp (log-aggregator's
+//! shipping tests), and kubernetes-validate into .lab/venv. Without it, a missing tool is an error
 //! that says how to install it: the pod tests fail, never skip.
 
 use crate::util::{apt_install, cargo, on_path, run};
@@ -87,6 +88,14 @@ fn install_missing() -> anyhow::Result<()> {
     // The matrix's rotations; GNU tail (its comparison) is coreutils, always there.
     if !on_path("logrotate") && !std::path::Path::new("/usr/sbin/logrotate").exists() {
         packages.push("logrotate");
+    }
+    // log-aggregator's shipping tests (tests/ship_syslog.rs) run a real
+    // rsyslogd with imtcp and imrelp, and fail saying so when it is missing.
+    if !std::path::Path::new("/usr/sbin/rsyslogd").exists() {
+        packages.push("rsyslog");
+    }
+    if !std::path::Path::new("/usr/lib/x86_64-linux-gnu/rsyslog/imrelp.so").exists() {
+        packages.push("rsyslog-relp");
     }
     if !on_path("kubectl") {
         anyhow::bail!(
