@@ -6,6 +6,7 @@
 //! rsyslogd and imrelp must be installed (`cargo xtask test --install`
 //! installs them); the tests fail saying so otherwise.
 
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -105,10 +106,14 @@ struct Rsyslog {
 impl Rsyslog {
     /// `input`: `imrelp` or `imtcp`.
     fn start(dir: &Path, input: &str) -> Self {
+        Self::start_on(dir, input, free_port())
+    }
+
+    fn start_on(dir: &Path, input: &str, port: u16) -> Self {
         let dir = dir.join("rsyslog");
         std::fs::create_dir_all(dir.join("work")).unwrap();
         let mut server = Self {
-            port: free_port(),
+            port,
             output: dir.join("received.log"),
             dir,
             child: None,
@@ -174,10 +179,32 @@ fn shipping(sink: &str, address: &str, log: &Path, state: &Path) -> Command {
     let mut command = aggregator();
     command
         .args(["--sink", sink, "--ship-address", address])
-        .args(["--ship-backoff-max", "500ms"])
+        .args(["--ship-backoff-max", "500ms", "--listen", "127.0.0.1:0"])
         .args(["--checkpoint-dir", state.to_str().unwrap()])
         .arg(log);
     command
+}
+
+/// The value of the metric series `name{sink="..."}` on the aggregator's /metrics.
+fn metric(running: &Running, name: &str) -> f64 {
+    let stderr = running.wait_for_stderr_containing("/metrics");
+    let start = stderr.find("http://").unwrap() + "http://".len();
+    let end = start + stderr[start..].find("/metrics").unwrap();
+    let mut stream = TcpStream::connect(&stderr[start..end]).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let prefix = format!("{name}{{");
+    response
+        .lines()
+        .find(|line| line.starts_with(&prefix))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{response}"))
 }
 
 /// Waits until rsyslog's file holds `seq=count ` and at least `count` lines.
@@ -239,13 +266,30 @@ fn relp_loses_nothing_when_rsyslog_is_killed_and_restarted_twice() {
     assert!(load.wait().unwrap().success());
     wait_for_all(&server, COUNT, &running);
     let elapsed = started.elapsed();
+    eventually("every line acknowledged", || {
+        metric(&running, "log_aggregator_ship_lines_acked_total") >= COUNT as f64
+    });
+    let reconnects = metric(&running, "log_aggregator_ship_reconnects_total");
+    let resent = metric(&running, "log_aggregator_ship_lines_resent_total");
+    let up = metric(&running, "log_aggregator_ship_backend_up");
     let (status, _, output) = running.terminate();
     assert!(status.success(), "{}", output.stderr);
     let (lost, duplicated, report) = verify(&server.output, COUNT);
     eprintln!(
-        "RELP: {COUNT} lines through 2 rsyslog kills in {elapsed:.1?}: {lost} lost, {duplicated} duplicated"
+        "RELP: {COUNT} lines through 2 rsyslog kills in {elapsed:.1?}: {lost} lost, \
+         {duplicated} duplicated, {resent} resent without an answer, {reconnects} reconnects"
     );
     assert_eq!(lost, 0, "{report}");
+    assert!(
+        reconnects >= 2.0,
+        "a reconnection per restart: {reconnects}"
+    );
+    assert_eq!(up, 1.0);
+    // Every duplicate is a line sent again because its answer never came.
+    assert!(
+        duplicated as f64 <= resent,
+        "{duplicated} > {resent}: {report}"
+    );
     // RELP repeats only what was sent and not answered: at most a window
     // (128) per broken connection, and a connection breaks at each kill.
     assert!(duplicated <= 2 * 128, "{report}");
@@ -318,5 +362,68 @@ fn syslog_tcp_delivers_through_rsyslog_restarts_and_reports_what_was_lost() {
         output.stderr.contains("retrying with backoff"),
         "the outage is reported: {}",
         output.stderr
+    );
+}
+
+/// The peak resident memory of process `pid`, in KiB (`VmHWM`).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn relp_down_at_start_pauses_reading_with_flat_memory_then_delivers_everything() {
+    // rsyslog is not there while 400k lines (~24 MiB) are written: reading
+    // pauses at the pipe's bound, nothing is saved as sent, memory stays a
+    // fraction of the file; then rsyslog starts and every line arrives.
+    need_rsyslog("imrelp");
+    const COUNT: u64 = 400_000;
+    const GROWTH_KIB: u64 = 8 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let state = dir.path().join("state");
+    let port = free_port();
+    let running = spawn(shipping("relp", &format!("127.0.0.1:{port}"), &log, &state));
+    running.wait_for_stderr_containing("following");
+    let start = peak_rss_kib(running.pid());
+    let mut load = write_load(&log, COUNT, 0);
+    assert!(load.wait().unwrap().success());
+    let size = std::fs::metadata(&log).unwrap().len();
+    eventually("the outage reported", || {
+        running.stderr().contains("retrying with backoff")
+    });
+    let peak = peak_rss_kib(running.pid());
+    eprintln!(
+        "RELP down: {size} bytes written, aggregator peak RSS {start} KiB at start, {peak} KiB now, saved offset {:?}",
+        checkpoint_offset(&state)
+    );
+    // The bound: the pipe (512 KiB), a chunk being filled (256 KiB), the
+    // channel's chunk and the shipper's batch (1 MiB), with their copies.
+    let growth = peak.saturating_sub(start);
+    assert!(
+        growth < GROWTH_KIB,
+        "RSS grew by {growth} KiB for a {size}-byte file"
+    );
+    assert!(
+        checkpoint_offset(&state).unwrap_or(0) == 0,
+        "nothing acknowledged, nothing saved"
+    );
+    let server = Rsyslog::start_on(dir.path(), "imrelp", port);
+    wait_for_all(&server, COUNT, &running);
+    let peak = peak_rss_kib(running.pid());
+    let (status, _, output) = running.terminate();
+    assert!(status.success(), "{}", output.stderr);
+    let (lost, duplicated, report) = verify(&server.output, COUNT);
+    eprintln!("RELP after the outage: {lost} lost, {duplicated} duplicated, peak RSS {peak} KiB");
+    assert_eq!(lost, 0, "{report}");
+    assert_eq!(duplicated, 0, "{report}");
+    let growth = peak.saturating_sub(start);
+    assert!(
+        growth < GROWTH_KIB,
+        "RSS grew by {growth} KiB through delivery"
     );
 }

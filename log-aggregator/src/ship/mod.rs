@@ -443,9 +443,6 @@ impl Worker {
             }
             if retry {
                 self.metrics.batches_retried.inc();
-                self.metrics
-                    .lines_resent
-                    .add((messages.len() - from) as u64);
             }
             let Some(connection) = self.connection.as_mut() else {
                 continue;
@@ -466,6 +463,7 @@ impl Worker {
                 Err(error) => {
                     from = error.acknowledged;
                     retry = true;
+                    self.metrics.lines_resent.add(error.unanswered as u64);
                     self.connection = None;
                     self.metrics.batches_failed.inc();
                     self.failed(&format!(

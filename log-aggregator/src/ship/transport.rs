@@ -73,6 +73,9 @@ impl Messages {
 #[derive(Debug)]
 pub struct SendError {
     pub acknowledged: usize,
+    /// Messages that may have reached the server (sent, or being sent)
+    /// without their acknowledgement: what a retry may duplicate.
+    pub unanswered: usize,
     pub error: io::Error,
 }
 
@@ -142,6 +145,7 @@ impl Transport for TcpSyslog {
         if self.peer_closed() {
             return Err(SendError {
                 acknowledged: from,
+                unanswered: 0,
                 error: io::Error::new(io::ErrorKind::ConnectionReset, "the server closed"),
             });
         }
@@ -153,6 +157,7 @@ impl Transport for TcpSyslog {
             .write_all(&self.frames)
             .map_err(|error| SendError {
                 acknowledged: from,
+                unanswered: messages.len() - from,
                 error,
             })
     }
@@ -280,8 +285,9 @@ impl Relp {
         let mut acknowledged = from;
         let mut next = from;
         let mut outstanding = std::collections::VecDeque::with_capacity(RELP_WINDOW);
-        let fail = |acknowledged, error| SendError {
+        let fail = |acknowledged, sent: usize, error| SendError {
             acknowledged,
+            unanswered: sent - acknowledged,
             error,
         };
         while acknowledged < messages.len() {
@@ -295,15 +301,18 @@ impl Relp {
             if !self.frames.is_empty() {
                 self.writer
                     .write_all(&self.frames)
-                    .map_err(|error| fail(acknowledged, error))?;
+                    .map_err(|error| fail(acknowledged, next, error))?;
             }
             // At least one answer, then every one already received.
             loop {
-                let (answered, data) = self.answer().map_err(|error| fail(acknowledged, error))?;
+                let (answered, data) = self
+                    .answer()
+                    .map_err(|error| fail(acknowledged, next, error))?;
                 let expected = outstanding.pop_front().unwrap_or(0);
                 if answered != expected {
                     return Err(fail(
                         acknowledged,
+                        next,
                         protocol(format!(
                             "RELP answer for transaction {answered}, expected {expected}"
                         )),
@@ -312,6 +321,7 @@ impl Relp {
                 if !data.starts_with(b"200") {
                     return Err(fail(
                         acknowledged,
+                        next,
                         protocol(format!(
                             "RELP server refused a message: {}",
                             String::from_utf8_lossy(&data)
