@@ -71,6 +71,9 @@ pub enum Sink {
     SyslogTcp,
     /// RFC 5424 syslog over RELP: checkpoints follow the server's acknowledgements.
     Relp,
+    /// OTLP/HTTP logs (protobuf) to --ship-address `http://host:4318`:
+    /// checkpoints follow the 2xx answers.
+    Otlp,
 }
 
 /// Shows the last lines of log files every interval (the lab's sidecar), or
@@ -251,7 +254,8 @@ pub struct Args {
     )]
     pub sink: Sink,
 
-    /// Shipping: the backend's `host:port`.
+    /// Shipping: the backend's `host:port` (syslog, RELP), or its URL
+    /// `http://host:port[/path]` (OTLP; the path defaults to /v1/logs).
     #[arg(long, env = "LOG_AGGREGATOR_SHIP_ADDRESS", value_name = "HOST:PORT")]
     pub ship_address: Option<String>,
 
@@ -312,8 +316,63 @@ pub struct Args {
     #[arg(long, env = "LOG_AGGREGATOR_SYSLOG_SEVERITY", default_value_t = 6, value_parser = clap::value_parser!(u8).range(0..=7), value_name = "N")]
     pub syslog_severity: u8,
 
+    /// OTLP resource attributes `KEY=VALUE`, comma-separated (repeatable),
+    /// like OTEL_RESOURCE_ATTRIBUTES (also read). K8S_POD_NAME,
+    /// K8S_NAMESPACE_NAME, K8S_CONTAINER_NAME, K8S_NODE_NAME, K8S_POD_UID
+    /// (set them from the Downward API) and OTEL_SERVICE_NAME give
+    /// k8s.pod.name, k8s.namespace.name, k8s.container.name, k8s.node.name,
+    /// k8s.pod.uid and service.name.
+    #[arg(
+        long = "resource-attribute",
+        env = "LOG_AGGREGATOR_RESOURCE_ATTRIBUTES",
+        value_delimiter = ',',
+        value_name = "KEY=VALUE"
+    )]
+    pub resource_attributes: Vec<String>,
+
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+/// Environment variables (Downward API) that name OTLP resource attributes,
+/// per the OpenTelemetry semantic conventions for Kubernetes.
+const RESOURCE_ENV: [(&str, &str); 6] = [
+    ("K8S_POD_NAME", "k8s.pod.name"),
+    ("K8S_NAMESPACE_NAME", "k8s.namespace.name"),
+    ("K8S_CONTAINER_NAME", "k8s.container.name"),
+    ("K8S_NODE_NAME", "k8s.node.name"),
+    ("K8S_POD_UID", "k8s.pod.uid"),
+    ("OTEL_SERVICE_NAME", "service.name"),
+];
+
+/// The OTLP resource: OTEL_RESOURCE_ATTRIBUTES, then the K8S_* variables,
+/// then `--resource-attribute` (a later key replaces an earlier one).
+fn resource_attributes(flags: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    let mut attributes: Vec<(String, String)> = Vec::new();
+    let mut set = |key: &str, value: &str| {
+        attributes.retain(|(existing, _)| existing != key);
+        attributes.push((key.to_owned(), value.to_owned()));
+    };
+    let otel = std::env::var("OTEL_RESOURCE_ATTRIBUTES").unwrap_or_default();
+    for pair in otel.split(',').filter(|pair| !pair.trim().is_empty()) {
+        if let Some((key, value)) = pair.split_once('=') {
+            set(key.trim(), value.trim());
+        }
+    }
+    for (variable, key) in RESOURCE_ENV {
+        if let Ok(value) = std::env::var(variable) {
+            if !value.is_empty() {
+                set(key, &value);
+            }
+        }
+    }
+    for pair in flags {
+        let Some((key, value)) = pair.split_once('=') else {
+            bail!("--resource-attribute {pair:?}: expected KEY=VALUE");
+        };
+        set(key.trim(), value.trim());
+    }
+    Ok(attributes)
 }
 
 impl Tool for Args {
@@ -392,7 +451,13 @@ impl Args {
         let ship = self.ship_config()?;
         Ok(StreamConfig {
             patterns: self.sources,
-            format: self.output,
+            // OTLP takes each line's path from the prefixed rendering (the
+            // body is the line as read, --output does not apply).
+            format: if self.sink == Sink::Otlp {
+                Format::Prefixed
+            } else {
+                self.output
+            },
             from: match self.from {
                 From::Beginning => StartAt::Beginning,
                 From::End => StartAt::End,
@@ -428,9 +493,20 @@ impl Args {
             Sink::Stdout => return Ok(None),
             Sink::SyslogTcp => Protocol::SyslogTcp,
             Sink::Relp => Protocol::Relp,
+            Sink::Otlp => Protocol::Otlp,
         };
         let Some(address) = self.ship_address.clone() else {
-            bail!("--sink {:?} needs --ship-address HOST:PORT", self.sink);
+            bail!(
+                "--sink {:?} needs --ship-address (HOST:PORT, or http://HOST:PORT for OTLP)",
+                self.sink
+            );
+        };
+        let resource = if protocol == Protocol::Otlp {
+            ship::otlp::HttpUrl::parse(&address)
+                .map_err(|error| anyhow::anyhow!("--ship-address {error}"))?;
+            resource_attributes(&self.resource_attributes)?
+        } else {
+            Vec::new()
         };
         if self.batch_max_lines == 0 {
             bail!("--batch-max-lines must be at least 1");
@@ -445,6 +521,7 @@ impl Args {
         Ok(Some(ShipConfig {
             protocol,
             address,
+            resource,
             batch: BatchLimits {
                 max_lines: self.batch_max_lines,
                 max_bytes: usize::try_from(self.batch_max_bytes).unwrap_or(usize::MAX),

@@ -16,6 +16,9 @@
 //!   did not reach stdout; the stdout writer tells the saver after each
 //!   flush ([`CountingStdout`]), so the save follows within milliseconds
 //!   and a crash repeats at most about one interval of lines;
+//! - with `--sink relp|syslog-tcp|otlp` the pipe's writer is a shipper
+//!   ([`crate::ship`]) instead of stdout, and "taken" means acknowledged by
+//!   the backend: the saver learns the acknowledged total from it;
 //! - the gauges that need the follower (files followed) are refreshed there
 //!   too, and readiness ([`Readiness`]: not ready while a named path cannot
 //!   be read). One driver run covers the whole process: the polling

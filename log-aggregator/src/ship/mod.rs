@@ -27,6 +27,7 @@
 //!   (<https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/>),
 //!   forever: the backend being down is not an error that ends following.
 
+pub mod otlp;
 pub mod syslog;
 pub mod transport;
 
@@ -53,6 +54,8 @@ pub enum Protocol {
     SyslogTcp,
     /// RFC 5424 over RELP, one acknowledgement per message.
     Relp,
+    /// OTLP/HTTP logs, protobuf: a 2xx acknowledges the batch.
+    Otlp,
 }
 
 impl Protocol {
@@ -60,6 +63,7 @@ impl Protocol {
         match self {
             Protocol::SyslogTcp => "syslog-tcp",
             Protocol::Relp => "relp",
+            Protocol::Otlp => "otlp",
         }
     }
 }
@@ -85,8 +89,10 @@ pub struct Backoff {
 #[derive(Clone, Debug)]
 pub struct ShipConfig {
     pub protocol: Protocol,
-    /// `host:port`.
+    /// `host:port` (syslog), `http://host:port[/path]` (OTLP).
     pub address: String,
+    /// OTLP resource attributes (`k8s.pod.name`...).
+    pub resource: Vec<(String, String)>,
     pub batch: BatchLimits,
     pub syslog: SyslogFields,
     pub backoff: Backoff,
@@ -102,6 +108,7 @@ struct ShipMetrics {
     lines_acked: Counter,
     bytes_acked: Counter,
     lines_resent: Counter,
+    lines_dropped: Counter,
     reconnects: Counter,
     up: Gauge,
 }
@@ -138,6 +145,11 @@ impl ShipMetrics {
             lines_resent: registry.counter(
                 "log_aggregator_ship_lines_resent_total",
                 "Lines sent again after a failure without their acknowledgement: at most this many duplicates.",
+                &labels,
+            ),
+            lines_dropped: registry.counter(
+                "log_aggregator_ship_lines_dropped_total",
+                "Lines of batches the backend refused for good (OTLP 400, 413...): never retried, lost.",
                 &labels,
             ),
             reconnects: registry.counter(
@@ -422,6 +434,12 @@ impl Worker {
         let timestamp = timestamp_now();
         // `bytes` ends with a newline: without it, the lines split exactly.
         for line in self.pending[..bytes - 1].split(|byte| *byte == b'\n') {
+            if self.config.protocol == Protocol::Otlp {
+                // The transport builds the request from the lines.
+                messages.bytes.extend_from_slice(line);
+                messages.end();
+                continue;
+            }
             self.rfc5424.render(&mut messages.bytes, &timestamp, line);
             messages.end();
         }
@@ -436,7 +454,10 @@ impl Worker {
                 match self.connect() {
                     Ok(connection) => self.connection = Some(connection),
                     Err(error) => {
-                        self.failed(&format!("connecting to {}: {error}", self.config.address));
+                        self.failed(
+                            &format!("connecting to {}: {error}", self.config.address),
+                            None,
+                        );
                         continue;
                     }
                 }
@@ -460,19 +481,40 @@ impl Worker {
                     self.metrics.up.set(1.0);
                     return;
                 }
+                Err(error) if error.acknowledged >= messages.len() => {
+                    // All taken, and the server closes: reconnect next time.
+                    self.connection = None;
+                    self.metrics.up.set(1.0);
+                    return;
+                }
+                Err(error) if error.permanent => {
+                    let dropped = messages.len() - error.acknowledged;
+                    self.metrics.batches_failed.inc();
+                    self.metrics.lines_dropped.add(dropped as u64);
+                    tracing::error!(
+                        "{} refused {dropped} line(s) for good, dropped (never retried): {}",
+                        self.config.address,
+                        error.error
+                    );
+                    return;
+                }
                 Err(error) => {
                     from = error.acknowledged;
                     retry = true;
                     self.metrics.lines_resent.add(error.unanswered as u64);
                     self.connection = None;
                     self.metrics.batches_failed.inc();
-                    self.failed(&format!(
-                        "sending to {}: {} ({} of {} lines of the batch acknowledged)",
-                        self.config.address,
-                        error.error,
-                        from,
-                        messages.len()
-                    ));
+                    let retry_after = error.retry_after;
+                    self.failed(
+                        &format!(
+                            "sending to {}: {} ({} of {} lines of the batch acknowledged)",
+                            self.config.address,
+                            error.error,
+                            from,
+                            messages.len()
+                        ),
+                        retry_after,
+                    );
                 }
             }
         }
@@ -484,6 +526,11 @@ impl Worker {
         let connection: Box<dyn Transport> = match self.config.protocol {
             Protocol::SyslogTcp => Box::new(TcpSyslog::connect(address, timeouts)?),
             Protocol::Relp => Box::new(Relp::connect(address, timeouts)?),
+            Protocol::Otlp => {
+                let url = otlp::HttpUrl::parse(address)
+                    .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
+                Box::new(otlp::Otlp::connect(&url, &self.config.resource, timeouts)?)
+            }
         };
         if self.connected_once {
             self.metrics.reconnects.inc();
@@ -493,8 +540,9 @@ impl Worker {
         Ok(connection)
     }
 
-    /// Backend down: warn when a spell starts, then wait before trying again.
-    fn failed(&mut self, what: &str) {
+    /// Backend down: warn when a spell starts, then wait before trying
+    /// again: what the server asked for (`Retry-After`), else the backoff.
+    fn failed(&mut self, what: &str, retry_after: Option<Duration>) {
         self.metrics.up.set(0.0);
         self.failures = self.failures.saturating_add(1);
         if self.failures == 1 {
@@ -502,11 +550,13 @@ impl Worker {
         } else {
             tracing::debug!("{what} (failure {})", self.failures);
         }
-        let delay = backoff_delay(
-            self.config.backoff,
-            self.failures,
-            next_random(&mut self.rng),
-        );
+        let delay = retry_after.unwrap_or_else(|| {
+            backoff_delay(
+                self.config.backoff,
+                self.failures,
+                next_random(&mut self.rng),
+            )
+        });
         // Waiting is the point: the backend is down, and the thread has
         // nothing else to do (reading is paused by the full channel).
         thread::sleep(delay);

@@ -77,6 +77,10 @@ pub struct SendError {
     /// without their acknowledgement: what a retry may duplicate.
     pub unanswered: usize,
     pub error: io::Error,
+    /// How long the server asked us to wait (HTTP `Retry-After`).
+    pub retry_after: Option<Duration>,
+    /// Retrying cannot help (HTTP 400, 413...): the batch is dropped.
+    pub permanent: bool,
 }
 
 /// A connection to one backend.
@@ -93,7 +97,7 @@ pub struct Timeouts {
     pub io: Duration,
 }
 
-fn connect(address: &str, timeouts: Timeouts) -> io::Result<TcpStream> {
+pub fn connect(address: &str, timeouts: Timeouts) -> io::Result<TcpStream> {
     let addresses: Vec<SocketAddr> = address.to_socket_addrs()?.collect();
     let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
     for socket in addresses {
@@ -147,6 +151,8 @@ impl Transport for TcpSyslog {
                 acknowledged: from,
                 unanswered: 0,
                 error: io::Error::new(io::ErrorKind::ConnectionReset, "the server closed"),
+                retry_after: None,
+                permanent: false,
             });
         }
         self.frames.clear();
@@ -159,6 +165,8 @@ impl Transport for TcpSyslog {
                 acknowledged: from,
                 unanswered: messages.len() - from,
                 error,
+                retry_after: None,
+                permanent: false,
             })
     }
 }
@@ -289,6 +297,8 @@ impl Relp {
             acknowledged,
             unanswered: sent - acknowledged,
             error,
+            retry_after: None,
+            permanent: false,
         };
         while acknowledged < messages.len() {
             self.frames.clear();
