@@ -567,6 +567,58 @@ mod tests {
     }
 
     #[test]
+    fn shipping_needs_an_address_cuts_long_lines_and_otlp_takes_paths_from_prefixes() {
+        let argv = ["log-aggregator", "--follow", "--sink", "relp", "a.log"];
+        let error = Args::try_parse_from(argv)
+            .unwrap()
+            .into_config()
+            .unwrap_err();
+        assert!(error.to_string().contains("--ship-address"), "{error}");
+        let relp = stream(&[
+            "--sink",
+            "relp",
+            "--ship-address",
+            "127.0.0.1:2514",
+            "a.log",
+        ]);
+        assert!(!relp.follow.split_long_lines, "a message is a whole line");
+        let ship = relp.ship.unwrap();
+        assert_eq!(ship.protocol, Protocol::Relp);
+        assert_eq!(ship.batch.max_lines, 1000);
+        let otlp = stream(&[
+            "--sink",
+            "otlp",
+            "--ship-address",
+            "http://127.0.0.1:4318",
+            "--resource-attribute",
+            "a=1,b=2",
+            "a.log",
+        ]);
+        assert_eq!(otlp.format, Format::Prefixed);
+        let resource = otlp.ship.unwrap().resource;
+        assert!(resource.contains(&("a".into(), "1".into())), "{resource:?}");
+        assert!(resource.contains(&("b".into(), "2".into())), "{resource:?}");
+        let argv = [
+            "log-aggregator",
+            "--follow",
+            "--sink",
+            "otlp",
+            "--ship-address",
+            "127.0.0.1:4318",
+            "a.log",
+        ];
+        let error = Args::try_parse_from(argv)
+            .unwrap()
+            .into_config()
+            .unwrap_err();
+        assert!(error.to_string().contains("http://"), "{error}");
+        assert!(
+            stream(&["a.log"]).ship.is_none(),
+            "stdout stays the default"
+        );
+    }
+
+    #[test]
     fn long_lines_are_split_where_bytes_pass_through_and_cut_where_records_must_be_whole() {
         let split = |args: &[&str]| stream(args).follow.split_long_lines;
         assert!(split(&["a.log"]));

@@ -427,3 +427,44 @@ fn relp_down_at_start_pauses_reading_with_flat_memory_then_delivers_everything()
         "RSS grew by {growth} KiB through delivery"
     );
 }
+
+#[test]
+fn syslog_tcp_loses_nothing_when_the_aggregator_is_killed_mid_stream() {
+    // What the kernel took is delivered even when the process dies; a
+    // restart repeats what was sent since the last save.
+    need_rsyslog("imtcp");
+    const COUNT: u64 = 60_000;
+    const KILLS: usize = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let state = dir.path().join("state");
+    let server = Rsyslog::start(dir.path(), "imtcp");
+    let mut load = write_load(&log, COUNT, 20_000);
+    for round in 1..=KILLS {
+        let running = spawn(shipping("syslog-tcp", &server.address(), &log, &state));
+        let at = round * COUNT as usize / (KILLS + 1);
+        eventually(&format!("{at} lines at rsyslog"), || {
+            lines_in(&server.output) >= at
+        });
+        running.signal(libc::SIGKILL);
+        let (status, _) = running.wait();
+        assert!(!status.success());
+    }
+    assert!(load.wait().unwrap().success());
+    let running = spawn(shipping("syslog-tcp", &server.address(), &log, &state));
+    let size = std::fs::metadata(&log).unwrap().len();
+    eventually("every line written to rsyslog", || {
+        checkpoint_offset(&state) == Some(size)
+    });
+    let needle = format!("seq={COUNT} ");
+    eventually("the last line at rsyslog", || {
+        std::fs::read_to_string(&server.output).is_ok_and(|text| text.contains(&needle))
+    });
+    let (status, _, output) = running.terminate();
+    assert!(status.success(), "{}", output.stderr);
+    let (lost, duplicated, report) = verify(&server.output, COUNT);
+    eprintln!(
+        "syslog over TCP: {COUNT} lines, aggregator SIGKILLed {KILLS} times: {lost} lost, {duplicated} repeated"
+    );
+    assert_eq!(lost, 0, "{report}");
+}
