@@ -12,6 +12,7 @@
 
 pub mod checkpoint;
 pub mod output;
+pub mod ship;
 pub mod snapshot;
 pub mod stream;
 
@@ -27,6 +28,10 @@ use sidecar_common::follow::{FollowOptions, StartAt};
 use sidecar_common::metrics::parse_listen_address;
 use sidecar_common::shutdown::Shutdown;
 use sidecar_common::units::{parse_duration, parse_nonzero_bytes};
+
+use crate::ship::syslog::SyslogFields;
+use crate::ship::transport::Timeouts;
+use crate::ship::{Backoff, BatchLimits, Protocol, ShipConfig};
 
 pub use output::Format;
 pub use snapshot::{SnapshotConfig, Source};
@@ -55,6 +60,20 @@ pub enum From {
     Beginning,
     /// Only lines written from now on.
     End,
+}
+
+/// Where stream mode sends lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Sink {
+    /// stdout, for the node's log agent (`kubectl logs`).
+    Stdout,
+    /// RFC 5424 syslog over TCP, RFC 6587 octet counting: no acknowledgement.
+    SyslogTcp,
+    /// RFC 5424 syslog over RELP: checkpoints follow the server's acknowledgements.
+    Relp,
+    /// OTLP/HTTP logs (protobuf) to --ship-address `http://host:4318`:
+    /// checkpoints follow the 2xx answers.
+    Otlp,
 }
 
 /// Shows the last lines of log files every interval (the lab's sidecar), or
@@ -222,8 +241,138 @@ pub struct Args {
     )]
     pub listen: Option<SocketAddr>,
 
+    /// Stream mode: where lines go. `relp` and `syslog-tcp` ship RFC 5424
+    /// messages (MSG = the line as --output renders it) to --ship-address;
+    /// read positions are then saved only for what the backend
+    /// acknowledged (see docs/shipping.md).
+    #[arg(
+        long,
+        env = "LOG_AGGREGATOR_SINK",
+        value_enum,
+        default_value = "stdout",
+        requires = "follow"
+    )]
+    pub sink: Sink,
+
+    /// Shipping: the backend's `host:port` (syslog, RELP), or its URL
+    /// `http://host:port[/path]` (OTLP; the path defaults to /v1/logs).
+    #[arg(long, env = "LOG_AGGREGATOR_SHIP_ADDRESS", value_name = "HOST:PORT")]
+    pub ship_address: Option<String>,
+
+    /// Shipping: a batch is sent at this many lines at most.
+    #[arg(
+        long,
+        env = "LOG_AGGREGATOR_BATCH_MAX_LINES",
+        default_value_t = 1000,
+        value_name = "N"
+    )]
+    pub batch_max_lines: usize,
+
+    /// Shipping: a batch is sent at this many bytes at most (a longer line goes alone).
+    #[arg(long, env = "LOG_AGGREGATOR_BATCH_MAX_BYTES", default_value = "1MiB", value_parser = parse_nonzero_bytes, value_name = "SIZE")]
+    pub batch_max_bytes: u64,
+
+    /// Shipping: how long a line may wait for its batch to fill before the
+    /// batch is sent anyway.
+    #[arg(long, env = "LOG_AGGREGATOR_BATCH_TIMEOUT", default_value = "200ms", value_parser = parse_duration, value_name = "DURATION")]
+    pub batch_timeout: Duration,
+
+    /// Shipping: the longest wait between two reconnection attempts
+    /// (exponential backoff from 100 ms, full jitter).
+    #[arg(long, env = "LOG_AGGREGATOR_SHIP_BACKOFF_MAX", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub ship_backoff_max: Duration,
+
+    /// Shipping: connect, write and acknowledgement timeout.
+    #[arg(long, env = "LOG_AGGREGATOR_SHIP_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub ship_timeout: Duration,
+
+    /// Syslog HOSTNAME (e.g. the pod name, which Kubernetes sets as HOSTNAME).
+    #[arg(long, env = "LOG_AGGREGATOR_SYSLOG_HOSTNAME", value_name = "NAME")]
+    pub syslog_hostname: Option<String>,
+
+    /// Syslog APP-NAME (e.g. the container name from the Downward API).
+    #[arg(
+        long,
+        env = "LOG_AGGREGATOR_SYSLOG_APP_NAME",
+        default_value = "log-aggregator",
+        value_name = "NAME"
+    )]
+    pub syslog_app_name: String,
+
+    /// Syslog PROCID (e.g. the pod UID from the Downward API); `-` when empty.
+    #[arg(
+        long,
+        env = "LOG_AGGREGATOR_SYSLOG_PROCID",
+        default_value = "",
+        value_name = "ID"
+    )]
+    pub syslog_procid: String,
+
+    /// Syslog facility, 0..=23 (1 = user, 16..=23 = local0..local7).
+    #[arg(long, env = "LOG_AGGREGATOR_SYSLOG_FACILITY", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=23), value_name = "N")]
+    pub syslog_facility: u8,
+
+    /// Syslog severity of every line, 0..=7 (6 = informational).
+    #[arg(long, env = "LOG_AGGREGATOR_SYSLOG_SEVERITY", default_value_t = 6, value_parser = clap::value_parser!(u8).range(0..=7), value_name = "N")]
+    pub syslog_severity: u8,
+
+    /// OTLP resource attributes `KEY=VALUE`, comma-separated (repeatable),
+    /// like OTEL_RESOURCE_ATTRIBUTES (also read). K8S_POD_NAME,
+    /// K8S_NAMESPACE_NAME, K8S_CONTAINER_NAME, K8S_NODE_NAME, K8S_POD_UID
+    /// (set them from the Downward API) and OTEL_SERVICE_NAME give
+    /// k8s.pod.name, k8s.namespace.name, k8s.container.name, k8s.node.name,
+    /// k8s.pod.uid and service.name.
+    #[arg(
+        long = "resource-attribute",
+        env = "LOG_AGGREGATOR_RESOURCE_ATTRIBUTES",
+        value_delimiter = ',',
+        value_name = "KEY=VALUE"
+    )]
+    pub resource_attributes: Vec<String>,
+
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+/// Environment variables (Downward API) that name OTLP resource attributes,
+/// per the OpenTelemetry semantic conventions for Kubernetes.
+const RESOURCE_ENV: [(&str, &str); 6] = [
+    ("K8S_POD_NAME", "k8s.pod.name"),
+    ("K8S_NAMESPACE_NAME", "k8s.namespace.name"),
+    ("K8S_CONTAINER_NAME", "k8s.container.name"),
+    ("K8S_NODE_NAME", "k8s.node.name"),
+    ("K8S_POD_UID", "k8s.pod.uid"),
+    ("OTEL_SERVICE_NAME", "service.name"),
+];
+
+/// The OTLP resource: OTEL_RESOURCE_ATTRIBUTES, then the K8S_* variables,
+/// then `--resource-attribute` (a later key replaces an earlier one).
+fn resource_attributes(flags: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    let mut attributes: Vec<(String, String)> = Vec::new();
+    let mut set = |key: &str, value: &str| {
+        attributes.retain(|(existing, _)| existing != key);
+        attributes.push((key.to_owned(), value.to_owned()));
+    };
+    let otel = std::env::var("OTEL_RESOURCE_ATTRIBUTES").unwrap_or_default();
+    for pair in otel.split(',').filter(|pair| !pair.trim().is_empty()) {
+        if let Some((key, value)) = pair.split_once('=') {
+            set(key.trim(), value.trim());
+        }
+    }
+    for (variable, key) in RESOURCE_ENV {
+        if let Ok(value) = std::env::var(variable) {
+            if !value.is_empty() {
+                set(key, &value);
+            }
+        }
+    }
+    for pair in flags {
+        let Some((key, value)) = pair.split_once('=') else {
+            bail!("--resource-attribute {pair:?}: expected KEY=VALUE");
+        };
+        set(key.trim(), value.trim());
+    }
+    Ok(attributes)
 }
 
 impl Tool for Args {
@@ -299,9 +448,16 @@ impl Args {
         {
             glob::Pattern::new(pattern).with_context(|| format!("bad glob pattern {pattern:?}"))?;
         }
+        let ship = self.ship_config()?;
         Ok(StreamConfig {
             patterns: self.sources,
-            format: self.output,
+            // OTLP takes each line's path from the prefixed rendering (the
+            // body is the line as read, --output does not apply).
+            format: if self.sink == Sink::Otlp {
+                Format::Prefixed
+            } else {
+                self.output
+            },
             from: match self.from {
                 From::Beginning => StartAt::Beginning,
                 From::End => StartAt::End,
@@ -311,7 +467,10 @@ impl Args {
                 // Plain and prefixed lines are bytes passed through: written
                 // in pieces, never cut. A JSON record or a multiline record
                 // must be whole, so there long lines are cut.
-                split_long_lines: self.output != Format::Json && multiline.is_none(),
+                // Shipped lines are messages: whole, like records.
+                split_long_lines: self.output != Format::Json
+                    && multiline.is_none()
+                    && ship.is_none(),
                 poll_interval: self.poll_interval,
                 force_poll: self.poll,
                 rotate_wait: self.rotate_wait,
@@ -325,7 +484,65 @@ impl Args {
             discard_invalid_checkpoint: self.discard_invalid_checkpoint,
             multiline,
             listen: self.listen,
+            ship,
         })
+    }
+
+    fn ship_config(&self) -> anyhow::Result<Option<ShipConfig>> {
+        let protocol = match self.sink {
+            Sink::Stdout => return Ok(None),
+            Sink::SyslogTcp => Protocol::SyslogTcp,
+            Sink::Relp => Protocol::Relp,
+            Sink::Otlp => Protocol::Otlp,
+        };
+        let Some(address) = self.ship_address.clone() else {
+            bail!(
+                "--sink {:?} needs --ship-address (HOST:PORT, or http://HOST:PORT for OTLP)",
+                self.sink
+            );
+        };
+        let resource = if protocol == Protocol::Otlp {
+            ship::otlp::HttpUrl::parse(&address)
+                .map_err(|error| anyhow::anyhow!("--ship-address {error}"))?;
+            resource_attributes(&self.resource_attributes)?
+        } else {
+            Vec::new()
+        };
+        if self.batch_max_lines == 0 {
+            bail!("--batch-max-lines must be at least 1");
+        }
+        positive("--batch-timeout", self.batch_timeout)?;
+        positive("--ship-timeout", self.ship_timeout)?;
+        let hostname = self
+            .syslog_hostname
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_default();
+        Ok(Some(ShipConfig {
+            protocol,
+            address,
+            resource,
+            batch: BatchLimits {
+                max_lines: self.batch_max_lines,
+                max_bytes: usize::try_from(self.batch_max_bytes).unwrap_or(usize::MAX),
+                timeout: self.batch_timeout,
+            },
+            syslog: SyslogFields {
+                hostname,
+                app_name: self.syslog_app_name.clone(),
+                procid: self.syslog_procid.clone(),
+                facility: self.syslog_facility,
+                severity: self.syslog_severity,
+            },
+            backoff: Backoff {
+                initial: Duration::from_millis(100),
+                max: self.ship_backoff_max.max(Duration::from_millis(100)),
+            },
+            timeouts: Timeouts {
+                connect: self.ship_timeout,
+                io: self.ship_timeout,
+            },
+        }))
     }
 }
 
@@ -347,6 +564,58 @@ mod tests {
             Config::Stream(config) => *config,
             Config::Snapshot(_) => unreachable!("--follow is stream mode"),
         }
+    }
+
+    #[test]
+    fn shipping_needs_an_address_cuts_long_lines_and_otlp_takes_paths_from_prefixes() {
+        let argv = ["log-aggregator", "--follow", "--sink", "relp", "a.log"];
+        let error = Args::try_parse_from(argv)
+            .unwrap()
+            .into_config()
+            .unwrap_err();
+        assert!(error.to_string().contains("--ship-address"), "{error}");
+        let relp = stream(&[
+            "--sink",
+            "relp",
+            "--ship-address",
+            "127.0.0.1:2514",
+            "a.log",
+        ]);
+        assert!(!relp.follow.split_long_lines, "a message is a whole line");
+        let ship = relp.ship.unwrap();
+        assert_eq!(ship.protocol, Protocol::Relp);
+        assert_eq!(ship.batch.max_lines, 1000);
+        let otlp = stream(&[
+            "--sink",
+            "otlp",
+            "--ship-address",
+            "http://127.0.0.1:4318",
+            "--resource-attribute",
+            "a=1,b=2",
+            "a.log",
+        ]);
+        assert_eq!(otlp.format, Format::Prefixed);
+        let resource = otlp.ship.unwrap().resource;
+        assert!(resource.contains(&("a".into(), "1".into())), "{resource:?}");
+        assert!(resource.contains(&("b".into(), "2".into())), "{resource:?}");
+        let argv = [
+            "log-aggregator",
+            "--follow",
+            "--sink",
+            "otlp",
+            "--ship-address",
+            "127.0.0.1:4318",
+            "a.log",
+        ];
+        let error = Args::try_parse_from(argv)
+            .unwrap()
+            .into_config()
+            .unwrap_err();
+        assert!(error.to_string().contains("http://"), "{error}");
+        assert!(
+            stream(&["a.log"]).ship.is_none(),
+            "stdout stays the default"
+        );
     }
 
     #[test]

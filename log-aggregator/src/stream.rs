@@ -16,6 +16,9 @@
 //!   did not reach stdout; the stdout writer tells the saver after each
 //!   flush ([`CountingStdout`]), so the save follows within milliseconds
 //!   and a crash repeats at most about one interval of lines;
+//! - with `--sink relp|syslog-tcp|otlp` the pipe's writer is a shipper
+//!   ([`crate::ship`]) instead of stdout, and "taken" means acknowledged by
+//!   the backend: the saver learns the acknowledged total from it;
 //! - the gauges that need the follower (files followed) are refreshed there
 //!   too, and readiness ([`Readiness`]: not ready while a named path cannot
 //!   be read). One driver run covers the whole process: the polling
@@ -44,6 +47,7 @@ use sidecar_common::shutdown::Shutdown;
 
 use crate::checkpoint::{CheckpointError, CheckpointStore, DirLock, Position};
 use crate::output::{CHUNK_BYTES, Format, Formatter, OutputPipe};
+use crate::ship::{OnAck, ShipConfig, Shipper};
 
 /// How often metrics that need the follower (files followed) are refreshed
 /// (also at every checkpoint save).
@@ -80,6 +84,9 @@ pub struct StreamConfig {
     pub multiline: Option<MultilineConfig>,
     /// Where to serve `/metrics`, `/healthz`, `/readyz`.
     pub listen: Option<SocketAddr>,
+    /// Ship to a backend instead of stdout ([`crate::ship`]); checkpoints
+    /// then follow the backend's acknowledgements.
+    pub ship: Option<ShipConfig>,
 }
 
 /// Whether `pattern` is a glob rather than a plain path.
@@ -819,6 +826,16 @@ impl Saver {
         }
     }
 
+    /// What a shipper calls with its total of bytes acknowledged: the
+    /// same as stdout's flush, for a backend ([`crate::ship`]).
+    fn acknowledger(&self) -> OnAck {
+        let shared = self.shared.clone();
+        Box::new(move |acknowledged| {
+            shared.lock().written = acknowledged;
+            shared.wake.notify_one();
+        })
+    }
+
     fn offer(&self, capture: Capture) {
         self.shared.lock().pending.offer(capture);
         self.shared.wake.notify_one();
@@ -903,8 +920,15 @@ fn load_checkpoints(
 
 /// Follows until SIGTERM, drains, flushes, saves positions; see the module documentation.
 pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
-    // A closed stdout ends the process even while every file is quiet.
-    let stdout_closed = sidecar_common::gone::stdout_closed();
+    // A closed stdout ends the process even while every file is quiet;
+    // when shipping, stdout carries no data and is not watched.
+    let shipping = config.ship.is_some();
+    let stdout_closed = async move {
+        if shipping {
+            std::future::pending::<()>().await;
+        }
+        sidecar_common::gone::stdout_closed().await;
+    };
     let registry = Arc::new(Registry::new());
     let health = Arc::new(Health::default());
     let metrics = Metrics::new(registry.clone());
@@ -974,9 +998,20 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
         .map(Saver::spawn)
         .transpose()
         .context("starting the checkpoint saver")?;
-    let pipe = match &saver {
-        Some(saver) => OutputPipe::spawn(saver.counting(io::stdout())),
-        None => OutputPipe::spawn(io::stdout()),
+    let mut shipper = match config.ship.clone() {
+        Some(ship) => {
+            let on_ack = match &saver {
+                Some(saver) => saver.acknowledger(),
+                None => Box::new(|_| {}),
+            };
+            Some(Shipper::spawn(ship, &registry, on_ack).context("starting the shipper")?)
+        }
+        None => None,
+    };
+    let pipe = match (shipper.as_mut().and_then(Shipper::writer), &saver) {
+        (Some(ship), _) => OutputPipe::spawn(ship),
+        (None, Some(saver)) => OutputPipe::spawn(saver.counting(io::stdout())),
+        (None, None) => OutputPipe::spawn(io::stdout()),
     }
     .context("starting the stdout writer")?;
     let mut sink = StreamSink {
@@ -1047,7 +1082,10 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
     let all_written = match flushed {
         Ok(result) => {
             result?;
-            true
+            match &shipper {
+                Some(shipper) => acknowledged(shipper, sink.pipe.handed(), deadline).await,
+                None => true,
+            }
         }
         Err(_) => {
             tracing::warn!(
@@ -1065,16 +1103,36 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
             handed,
             positions: to_positions(follower.checkpoints()),
         });
-        let written = if all_written {
-            handed
-        } else {
-            sink.pipe.written()
+        let written = match &shipper {
+            Some(shipper) => shipper.acknowledged(),
+            None if all_written => handed,
+            None => sink.pipe.written(),
         };
         if let Some(capture) = pending.take_ready(written) {
             checkpoints.save(&capture)?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Waits until the backend acknowledged `handed` bytes or `deadline`
+/// passes (then warns): whether it did.
+async fn acknowledged(shipper: &Shipper, handed: u64, deadline: Instant) -> bool {
+    /// How often the acknowledged total is looked at while draining.
+    const DRAIN_CHECK: Duration = Duration::from_millis(10);
+    while shipper.acknowledged() < handed {
+        if Instant::now() >= deadline {
+            tracing::warn!(
+                "the backend acknowledged only {} of {} bytes before the drain timeout; \
+                 the rest will be sent again after a restart",
+                shipper.acknowledged(),
+                handed
+            );
+            return false;
+        }
+        tokio::time::sleep(DRAIN_CHECK).await;
+    }
+    true
 }
 
 #[cfg(test)]

@@ -41,6 +41,8 @@ pub const KUSTOMIZATIONS: &[&str] = &[
     "deploy/production/overlays/local",
     "deploy/production/overlays/cluster",
     "deploy/production/overlays/cluster-native-sidecar",
+    "deploy/production/overlays/cluster-relp",
+    "deploy/production/overlays/cluster-otlp",
     "deploy/examples/overlays/local",
     "deploy/examples/overlays/cluster",
     "deploy/loadtest",

@@ -7,10 +7,12 @@
 //! With `--install` (CI on a fresh Debian machine, as root) it first installs
 //! what is missing: podman, runc and catatonit, Debian's nginx (the offline
 //! nginx stand-in is built from it), busybox-static (comparison image),
-//! logrotate (the matrix), and kubernetes-validate into .lab/venv. Without it, a missing tool is an error
+//! logrotate (the matrix), rsyslog and rsyslog-relp (log-aggregator's
+//! shipping tests), kubernetes-validate into .lab/venv, and PyPI's
+//! opentelemetry-proto into .lab/otlp-venv (the OTLP test receiver). Without it, a missing tool is an error
 //! that says how to install it: the pod tests fail, never skip.
 
-use crate::util::{apt_install, cargo, on_path, run};
+use crate::util::{apt_install, cargo, lab_dir, on_path, run, try_output};
 use crate::{e2e, images, lab};
 
 #[derive(clap::Args)]
@@ -88,6 +90,14 @@ fn install_missing() -> anyhow::Result<()> {
     if !on_path("logrotate") && !std::path::Path::new("/usr/sbin/logrotate").exists() {
         packages.push("logrotate");
     }
+    // log-aggregator's shipping tests (tests/ship_syslog.rs) run a real
+    // rsyslogd with imtcp and imrelp, and fail saying so when it is missing.
+    if !std::path::Path::new("/usr/sbin/rsyslogd").exists() {
+        packages.push("rsyslog");
+    }
+    if !std::path::Path::new("/usr/lib/x86_64-linux-gnu/rsyslog/imrelp.so").exists() {
+        packages.push("rsyslog-relp");
+    }
     if !on_path("kubectl") {
         anyhow::bail!(
             "kubectl is missing and Debian does not package it: install it from \
@@ -95,5 +105,30 @@ fn install_missing() -> anyhow::Result<()> {
         );
     }
     apt_install(&packages)?;
+    otlp_venv()?;
     lab::ensure_podman(false)
+}
+
+/// .lab/otlp-venv with PyPI's opentelemetry-proto: the OTLP receiver of
+/// log-aggregator's tests/ship_otlp.rs decodes with the official definitions.
+fn otlp_venv() -> anyhow::Result<()> {
+    let venv = lab_dir().join("otlp-venv");
+    let python = venv.join("bin/python3");
+    let import = "import opentelemetry.proto.collector.logs.v1.logs_service_pb2";
+    if python.exists() && try_output(std::process::Command::new(&python).args(["-c", import])).0 {
+        return Ok(());
+    }
+    if !try_output(std::process::Command::new("python3").args(["-m", "venv", "--help"])).0 {
+        apt_install(&["python3", "python3-venv", "python3-pip"])?;
+    }
+    run(std::process::Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv))?;
+    run(std::process::Command::new(&python).args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "opentelemetry-proto",
+    ]))
 }

@@ -1,0 +1,487 @@
+//! The connections to a syslog backend: plain TCP (RFC 6587 octet
+//! counting) and RELP. Synchronous, one connection each, driven by the
+//! shipper thread ([`super::Shipper`]).
+//!
+//! RELP as rsyslog documents it (<https://www.rsyslog.com/doc/relp.html>,
+//! librelp's `doc/relp.html`): the client opens with `1 open` and the
+//! offers, then sends each message as `TXNR syslog LEN MSG`; the server
+//! answers each with `TXNR rsp LEN 200 OK` once it has taken the message.
+//! Transaction numbers run 1..=999_999_999, then wrap to 1. The client
+//! keeps at most [`RELP_WINDOW`] messages unanswered (librelp's default
+//! window). A message is acknowledged only by its own `rsp 200`; the
+//! answers come in order, so what is acknowledged is always a prefix of
+//! what was sent, and after a broken connection the rest is sent again:
+//! a message the server wrote but whose answer was lost is then a
+//! duplicate, the only duplicates RELP allows.
+//!
+//! Plain TCP has no answers: a message is "sent" once `write(2)` took it,
+//! and what is in the kernel's buffers when the connection breaks is lost.
+//! Before each batch the socket is peeked for the peer's close (EOF), so a
+//! backend restarted between two batches loses nothing; one that dies
+//! during a batch loses what the kernel had not delivered.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use super::syslog::{octet_counted, relp_frame};
+
+/// Unanswered RELP messages at most (librelp's default window size).
+pub const RELP_WINDOW: usize = 128;
+
+/// Highest RELP transaction number; the next one is 1.
+const TXNR_MAX: u64 = 999_999_999;
+
+/// Longest RELP answer we read (an `open` answer lists the offers: a few
+/// hundred bytes); anything longer is a protocol error, not a buffer.
+const RELP_MAX_ANSWER: usize = 64 * 1024;
+
+/// Messages ready to send: their bytes back to back, and where each ends.
+#[derive(Default)]
+pub struct Messages {
+    pub bytes: Vec<u8>,
+    pub ends: Vec<usize>,
+}
+
+impl Messages {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+
+    /// Message `index`.
+    pub fn get(&self, index: usize) -> &[u8] {
+        let start = if index == 0 { 0 } else { self.ends[index - 1] };
+        &self.bytes[start..self.ends[index]]
+    }
+
+    /// Marks the end of the message just appended to `bytes`.
+    pub fn end(&mut self) {
+        self.ends.push(self.bytes.len());
+    }
+}
+
+/// Why a batch did not go through, and how many of its first messages did.
+#[derive(Debug)]
+pub struct SendError {
+    pub acknowledged: usize,
+    /// Messages that may have reached the server (sent, or being sent)
+    /// without their acknowledgement: what a retry may duplicate.
+    pub unanswered: usize,
+    pub error: io::Error,
+    /// How long the server asked us to wait (HTTP `Retry-After`).
+    pub retry_after: Option<Duration>,
+    /// Retrying cannot help (HTTP 400, 413...): the batch is dropped.
+    pub permanent: bool,
+}
+
+/// A connection to one backend.
+pub trait Transport: Send {
+    /// Sends `messages[from..]`; `Ok` once every one is acknowledged (RELP)
+    /// or taken by the kernel (TCP).
+    fn send(&mut self, messages: &Messages, from: usize) -> Result<(), SendError>;
+}
+
+/// Timeouts of connecting, writing and waiting for answers.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub io: Duration,
+}
+
+pub fn connect(address: &str, timeouts: Timeouts) -> io::Result<TcpStream> {
+    let addresses: Vec<SocketAddr> = address.to_socket_addrs()?.collect();
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+    for socket in addresses {
+        match TcpStream::connect_timeout(&socket, timeouts.connect) {
+            Ok(stream) => {
+                stream.set_nodelay(true)?;
+                stream.set_read_timeout(Some(timeouts.io))?;
+                stream.set_write_timeout(Some(timeouts.io))?;
+                return Ok(stream);
+            }
+            Err(error) => last = error,
+        }
+    }
+    Err(last)
+}
+
+/// Plain TCP syslog, RFC 6587 octet counting.
+pub struct TcpSyslog {
+    stream: TcpStream,
+    frames: Vec<u8>,
+}
+
+impl TcpSyslog {
+    pub fn connect(address: &str, timeouts: Timeouts) -> io::Result<Self> {
+        Ok(Self {
+            stream: connect(address, timeouts)?,
+            frames: Vec::new(),
+        })
+    }
+
+    /// Whether the peer closed the connection (a syslog server never
+    /// writes, so anything readable is its close or an error).
+    fn peer_closed(&self) -> bool {
+        if self.stream.set_nonblocking(true).is_err() {
+            return true;
+        }
+        let mut byte = [0u8; 1];
+        let closed = match self.stream.peek(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(error) => error.kind() != io::ErrorKind::WouldBlock,
+        };
+        closed || self.stream.set_nonblocking(false).is_err()
+    }
+}
+
+impl Transport for TcpSyslog {
+    fn send(&mut self, messages: &Messages, from: usize) -> Result<(), SendError> {
+        if self.peer_closed() {
+            return Err(SendError {
+                acknowledged: from,
+                unanswered: 0,
+                error: io::Error::new(io::ErrorKind::ConnectionReset, "the server closed"),
+                retry_after: None,
+                permanent: false,
+            });
+        }
+        self.frames.clear();
+        for index in from..messages.len() {
+            octet_counted(&mut self.frames, messages.get(index));
+        }
+        self.stream
+            .write_all(&self.frames)
+            .map_err(|error| SendError {
+                acknowledged: from,
+                unanswered: messages.len() - from,
+                error,
+                retry_after: None,
+                permanent: false,
+            })
+    }
+}
+
+/// A RELP session.
+pub struct Relp {
+    writer: TcpStream,
+    reader: BufReader<TcpStream>,
+    /// The next transaction number.
+    txnr: u64,
+    frames: Vec<u8>,
+}
+
+/// What the client offers at `open`.
+const RELP_OFFERS: &[u8] = b"relp_version=0\nrelp_software=log-aggregator\ncommands=syslog";
+
+fn protocol(what: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what)
+}
+
+impl Relp {
+    pub fn connect(address: &str, timeouts: Timeouts) -> io::Result<Self> {
+        let stream = connect(address, timeouts)?;
+        let mut session = Self {
+            reader: BufReader::new(stream.try_clone()?),
+            writer: stream,
+            txnr: 1,
+            frames: Vec::new(),
+        };
+        let txnr = session.next_txnr();
+        relp_frame(&mut session.frames, txnr, "open", RELP_OFFERS);
+        session.writer.write_all(&session.frames)?;
+        session.frames.clear();
+        let (answered, data) = session.answer()?;
+        if answered != txnr || !data.starts_with(b"200") {
+            return Err(protocol(format!(
+                "RELP open refused: {}",
+                String::from_utf8_lossy(&data)
+            )));
+        }
+        Ok(session)
+    }
+
+    fn next_txnr(&mut self) -> u64 {
+        let txnr = self.txnr;
+        self.txnr = if txnr >= TXNR_MAX { 1 } else { txnr + 1 };
+        txnr
+    }
+
+    /// Reads one `TXNR rsp DATALEN [DATA]` answer: (txnr, data).
+    fn answer(&mut self) -> io::Result<(u64, Vec<u8>)> {
+        let txnr = self.token()?;
+        let command = self.token()?;
+        if command == b"serverclose" {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the RELP server closed the session",
+            ));
+        }
+        if command != b"rsp" {
+            return Err(protocol(format!(
+                "unexpected RELP command {:?}",
+                String::from_utf8_lossy(&command)
+            )));
+        }
+        let txnr = number(&txnr)?;
+        // DATALEN ends with a space (data follows) or the trailer.
+        let mut length = Vec::new();
+        loop {
+            let byte = self.byte()?;
+            if byte == b' ' || byte == b'\n' {
+                let size = usize::try_from(number(&length)?).unwrap_or(usize::MAX);
+                if size > RELP_MAX_ANSWER {
+                    return Err(protocol(format!("RELP answer of {size} bytes")));
+                }
+                let mut data = vec![0; size];
+                if byte == b' ' {
+                    self.reader.read_exact(&mut data)?;
+                    if self.byte()? != b'\n' {
+                        return Err(protocol("RELP answer without its trailer".into()));
+                    }
+                } else if size != 0 {
+                    return Err(protocol("RELP answer without its data".into()));
+                }
+                return Ok((txnr, data));
+            }
+            length.push(byte);
+            if length.len() > 9 {
+                return Err(protocol("RELP answer length too long".into()));
+            }
+        }
+    }
+
+    fn byte(&mut self) -> io::Result<u8> {
+        let mut byte = [0u8; 1];
+        self.reader.read_exact(&mut byte)?;
+        Ok(byte[0])
+    }
+
+    /// Bytes up to the next space (at most 32).
+    fn token(&mut self) -> io::Result<Vec<u8>> {
+        let mut token = Vec::new();
+        let read = (&mut self.reader).take(33).read_until(b' ', &mut token)?;
+        if read == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the RELP server closed the connection",
+            ));
+        }
+        if token.pop() != Some(b' ') {
+            return Err(protocol(format!(
+                "bad RELP answer {:?}",
+                String::from_utf8_lossy(&token)
+            )));
+        }
+        Ok(token)
+    }
+
+    /// Sends `messages[from..]` keeping up to [`RELP_WINDOW`] unanswered,
+    /// topping the window up after every read of answers (waiting for a
+    /// whole window to be answered costs a delayed-ACK round trip, 40 ms,
+    /// per window); returns how many are acknowledged when it fails.
+    fn pipeline(&mut self, messages: &Messages, from: usize) -> Result<(), SendError> {
+        let mut acknowledged = from;
+        let mut next = from;
+        let mut outstanding = std::collections::VecDeque::with_capacity(RELP_WINDOW);
+        let fail = |acknowledged, sent: usize, error| SendError {
+            acknowledged,
+            unanswered: sent - acknowledged,
+            error,
+            retry_after: None,
+            permanent: false,
+        };
+        while acknowledged < messages.len() {
+            self.frames.clear();
+            while next < messages.len() && outstanding.len() < RELP_WINDOW {
+                let txnr = self.next_txnr();
+                outstanding.push_back(txnr);
+                relp_frame(&mut self.frames, txnr, "syslog", messages.get(next));
+                next += 1;
+            }
+            if !self.frames.is_empty() {
+                self.writer
+                    .write_all(&self.frames)
+                    .map_err(|error| fail(acknowledged, next, error))?;
+            }
+            // At least one answer, then every one already received.
+            loop {
+                let (answered, data) = self
+                    .answer()
+                    .map_err(|error| fail(acknowledged, next, error))?;
+                let expected = outstanding.pop_front().unwrap_or(0);
+                if answered != expected {
+                    return Err(fail(
+                        acknowledged,
+                        next,
+                        protocol(format!(
+                            "RELP answer for transaction {answered}, expected {expected}"
+                        )),
+                    ));
+                }
+                if !data.starts_with(b"200") {
+                    return Err(fail(
+                        acknowledged,
+                        next,
+                        protocol(format!(
+                            "RELP server refused a message: {}",
+                            String::from_utf8_lossy(&data)
+                        )),
+                    ));
+                }
+                acknowledged += 1;
+                if outstanding.is_empty() || self.reader.buffer().is_empty() {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn number(digits: &[u8]) -> io::Result<u64> {
+    std::str::from_utf8(digits)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| {
+            protocol(format!(
+                "bad number in RELP answer {:?}",
+                String::from_utf8_lossy(digits)
+            ))
+        })
+}
+
+impl Transport for Relp {
+    fn send(&mut self, messages: &Messages, from: usize) -> Result<(), SendError> {
+        self.pipeline(messages, from)
+    }
+}
+
+impl Drop for Relp {
+    fn drop(&mut self) {
+        // A polite close; the answer is not waited for.
+        let mut frame = Vec::new();
+        let txnr = self.next_txnr();
+        relp_frame(&mut frame, txnr, "close", b"");
+        let _ = self.writer.write_all(&frame);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::thread;
+
+    fn timeouts() -> Timeouts {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            io: Duration::from_secs(5),
+        }
+    }
+
+    fn messages(texts: &[&str]) -> Messages {
+        let mut messages = Messages::default();
+        for text in texts {
+            messages.bytes.extend_from_slice(text.as_bytes());
+            messages.end();
+        }
+        messages
+    }
+
+    /// A RELP server that answers `open` and then `answers` syslog messages
+    /// with 200, then closes; returns what it received.
+    fn server(answers: usize) -> (String, thread::JoinHandle<Vec<u8>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let thread = thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut writer = stream;
+            let mut received = Vec::new();
+            let mut answered = 0;
+            loop {
+                let mut head = Vec::new();
+                // txnr, command, length
+                let mut fields = Vec::new();
+                for _ in 0..3 {
+                    head.clear();
+                    let mut byte = [0u8];
+                    loop {
+                        if reader.read_exact(&mut byte).is_err() {
+                            return received;
+                        }
+                        if byte[0] == b' ' || byte[0] == b'\n' {
+                            break;
+                        }
+                        head.push(byte[0]);
+                    }
+                    fields.push(String::from_utf8(head.clone()).unwrap());
+                    if byte[0] == b'\n' {
+                        break;
+                    }
+                }
+                let length: usize = fields[2].parse().unwrap();
+                let mut data = vec![0; length];
+                if length > 0 {
+                    reader.read_exact(&mut data).unwrap();
+                    let mut trailer = [0u8];
+                    reader.read_exact(&mut trailer).unwrap();
+                }
+                match fields[1].as_str() {
+                    "open" => {
+                        let reply = "200 OK\nrelp_version=0\ncommands=syslog";
+                        writeln!(writer, "{} rsp {} {reply}", fields[0], reply.len()).unwrap();
+                    }
+                    "syslog" => {
+                        if answered == answers {
+                            return received;
+                        }
+                        answered += 1;
+                        received.extend_from_slice(&data);
+                        received.push(b'\n');
+                        writeln!(writer, "{} rsp 6 200 OK", fields[0]).unwrap();
+                    }
+                    _ => return received,
+                }
+            }
+        });
+        (address, thread)
+    }
+
+    #[test]
+    fn relp_sends_every_message_and_waits_for_each_answer() {
+        let (address, server) = server(usize::MAX);
+        let mut relp = Relp::connect(&address, timeouts()).unwrap();
+        let texts: Vec<String> = (0..300)
+            .map(|n| format!("line {n}\nwith newline"))
+            .collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        relp.send(&messages(&refs), 0).unwrap();
+        drop(relp);
+        let received = server.join().unwrap();
+        let expected: String = texts.iter().map(|text| format!("{text}\n")).collect();
+        assert_eq!(String::from_utf8(received).unwrap(), expected);
+    }
+
+    #[test]
+    fn relp_reports_the_acknowledged_prefix_when_the_server_goes_away() {
+        let (address, server) = server(130);
+        let mut relp = Relp::connect(&address, timeouts()).unwrap();
+        let texts: Vec<String> = (0..300).map(|n| format!("{n}")).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let error = relp.send(&messages(&refs), 0).unwrap_err();
+        // Exactly the answered ones.
+        assert_eq!(error.acknowledged, 130);
+        drop(server.join());
+    }
+}

@@ -1,0 +1,329 @@
+//! Shipping over OTLP/HTTP to a receiver that decodes every request with
+//! the official definitions (PyPI `opentelemetry-proto`, in .lab/otlp-venv:
+//! `cargo xtask test --install` creates it) and answers 503 and 429 with
+//! Retry-After on a schedule: every line arrives, with the attributes
+//! docs/shipping.md lists.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use testkit::{Running, eventually, spawn};
+
+fn python() -> PathBuf {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.lab/otlp-venv/bin/python3");
+    assert!(
+        python.exists(),
+        "{} is missing: python3 -m venv .lab/otlp-venv && .lab/otlp-venv/bin/pip install \
+         opentelemetry-proto (or cargo xtask test --install)",
+        python.display()
+    );
+    python
+}
+
+fn writer() -> Command {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    let path = PATH.get_or_init(|| {
+        let ours = Path::new(env!("CARGO_BIN_EXE_log-aggregator"));
+        let mut build = Command::new(env!("CARGO"));
+        build.args(["build", "--quiet", "-p", "writer"]);
+        if ours.parent().is_some_and(|dir| dir.ends_with("release")) {
+            build.arg("--release");
+        }
+        let status = build.status().expect("running cargo build -p writer");
+        assert!(status.success(), "cargo build -p writer failed");
+        ours.with_file_name("writer")
+    });
+    let mut command = Command::new(path);
+    command.env_remove("WRITER_TARGETS");
+    command
+}
+
+fn verify(captured: &Path, count: u64) -> (u64, u64, String) {
+    let output = writer()
+        .args(["verify", "--report", "json", "--expect"])
+        .arg(count.to_string())
+        .arg(captured)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("writer verify: {error}: {output:?}"));
+    let target = &report["targets"][0];
+    (
+        target["lost"].as_u64().unwrap(),
+        target["duplicated"].as_u64().unwrap(),
+        report.to_string(),
+    )
+}
+
+/// The receiver, killed when dropped.
+struct Receiver {
+    child: Child,
+    out: PathBuf,
+    port: u16,
+}
+
+impl Receiver {
+    /// Every `every_503`th request answered 503 (Retry-After: 1), every
+    /// `every_429`th 429 (Retry-After: 0), every `every_413`th 413 (0: never).
+    fn start(out: &Path, every_503: u32, every_429: u32, every_413: u32) -> Self {
+        std::fs::create_dir_all(out).unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/otlp_receiver.py");
+        let child = Command::new(python())
+            .arg(script)
+            .arg(out)
+            .arg(every_503.to_string())
+            .arg(every_429.to_string())
+            .arg(every_413.to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let port_file = out.join("port");
+        eventually("the receiver listening", || port_file.exists());
+        let port = std::fs::read_to_string(&port_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        Self {
+            child,
+            out: out.to_owned(),
+            port,
+        }
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        std::fs::read_to_string(self.out.join("stats.json"))
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn metric(running: &Running, name: &str) -> f64 {
+    let stderr = running.wait_for_stderr_containing("/metrics");
+    let start = stderr.find("http://").unwrap() + "http://".len();
+    let end = start + stderr[start..].find("/metrics").unwrap();
+    let mut stream = TcpStream::connect(&stderr[start..end]).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let prefix = format!("{name}{{");
+    response
+        .lines()
+        .find(|line| line.starts_with(&prefix))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{response}"))
+}
+
+/// The string value of attribute `key` in an OTLP JSON attribute list.
+fn attribute<'a>(attributes: &'a serde_json::Value, key: &str) -> Option<&'a str> {
+    attributes
+        .as_array()?
+        .iter()
+        .find(|pair| pair["key"] == key)?["value"]["stringValue"]
+        .as_str()
+}
+
+#[test]
+fn otlp_delivers_every_line_through_503_and_429_with_retry_after_and_the_documented_attributes() {
+    const COUNT: u64 = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let receiver = Receiver::start(&dir.path().join("receiver"), 7, 5, 0);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_log-aggregator"));
+    command
+        .env_remove("LOG_AGGREGATOR_SOURCES")
+        .env("K8S_POD_NAME", "pod-1")
+        .env("K8S_NAMESPACE_NAME", "ns-1")
+        .env("K8S_CONTAINER_NAME", "app")
+        .args(["--follow", "--sink", "otlp", "--listen", "127.0.0.1:0"])
+        .arg("--ship-address")
+        .arg(format!("http://127.0.0.1:{}", receiver.port))
+        .args(["--batch-max-lines", "500"])
+        .args(["--resource-attribute", "deployment.environment=test"])
+        .arg("--checkpoint-dir")
+        .arg(dir.path().join("state"))
+        .arg(&log);
+    let running = spawn(command);
+    let status = writer()
+        .args(["--rate", "0", "--count", &COUNT.to_string()])
+        .args(["--log-level", "warn"])
+        .arg(format!("{}=load", log.display()))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let bodies = receiver.out.join("bodies.txt");
+    let started = Instant::now();
+    while receiver.stats()["records"].as_u64().unwrap_or(0) < COUNT {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "not every line arrived: {}; stderr:\n{}",
+            receiver.stats(),
+            running.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let retried = metric(&running, "log_aggregator_ship_batches_retried_total");
+    let (status, _, output) = running.terminate();
+    assert!(status.success(), "{}", output.stderr);
+
+    let (lost, duplicated, report) = verify(&bodies, COUNT);
+    let stats = receiver.stats();
+    eprintln!("OTLP: {COUNT} lines: {lost} lost, {duplicated} duplicated; receiver: {stats}");
+    assert_eq!(lost, 0, "{report}");
+    assert_eq!(duplicated, 0, "a refused request is not taken: {report}");
+    assert!(stats["503"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(stats["429"].as_u64().unwrap() >= 1, "{stats}");
+    assert_eq!(stats["400"].as_u64().unwrap(), 0, "{stats}");
+    assert!(retried >= 2.0, "{retried}");
+
+    let first: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(receiver.out.join("records.jsonl")).unwrap())
+            .unwrap();
+    let resource_logs = &first["resourceLogs"][0];
+    let resource = &resource_logs["resource"]["attributes"];
+    assert_eq!(
+        attribute(resource, "k8s.pod.name"),
+        Some("pod-1"),
+        "{first}"
+    );
+    assert_eq!(attribute(resource, "k8s.namespace.name"), Some("ns-1"));
+    assert_eq!(attribute(resource, "k8s.container.name"), Some("app"));
+    assert_eq!(attribute(resource, "deployment.environment"), Some("test"));
+    let scope = &resource_logs["scopeLogs"][0];
+    assert_eq!(scope["scope"]["name"], "log-aggregator");
+    let record = &scope["logRecords"][0];
+    assert!(
+        record["body"]["stringValue"]
+            .as_str()
+            .is_some_and(|body| body.contains("load seq=1 ")),
+        "{record}"
+    );
+    assert!(
+        record["observedTimeUnixNano"].as_str().is_some(),
+        "{record}"
+    );
+    assert_eq!(
+        attribute(&record["attributes"], "log.file.path"),
+        log.to_str()
+    );
+    assert_eq!(
+        attribute(&record["attributes"], "log.file.name"),
+        Some("app.log")
+    );
+}
+
+fn otlp_aggregator(receiver: &Receiver, log: &Path, state: &Path, batch: u32) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_log-aggregator"));
+    command
+        .env_remove("LOG_AGGREGATOR_SOURCES")
+        .args(["--follow", "--sink", "otlp", "--listen", "127.0.0.1:0"])
+        .arg("--ship-address")
+        .arg(format!("http://127.0.0.1:{}", receiver.port))
+        .args(["--batch-max-lines", &batch.to_string()])
+        .arg("--checkpoint-dir")
+        .arg(state)
+        .arg(log);
+    command
+}
+
+#[test]
+fn otlp_never_retries_a_413_and_counts_the_lines_it_dropped() {
+    const COUNT: u64 = 2_000;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let receiver = Receiver::start(&dir.path().join("receiver"), 0, 0, 4);
+    let lines: String = (1..=COUNT)
+        .map(|seq| format!("load seq={seq} target=load\n"))
+        .collect();
+    std::fs::write(&log, lines).unwrap();
+    let running = spawn(otlp_aggregator(
+        &receiver,
+        &log,
+        &dir.path().join("state"),
+        100,
+    ));
+    eventually("every line answered", || {
+        let stats = receiver.stats();
+        stats["records"].as_u64().unwrap_or(0) + stats["refused"].as_u64().unwrap_or(0) >= COUNT
+    });
+    eventually("the drop counted", || {
+        metric(&running, "log_aggregator_ship_lines_dropped_total")
+            == receiver.stats()["refused"].as_f64().unwrap()
+    });
+    let retried = metric(&running, "log_aggregator_ship_batches_retried_total");
+    let (status, _, output) = running.terminate();
+    assert!(status.success(), "{}", output.stderr);
+    let stats = receiver.stats();
+    eprintln!("OTLP with 413s: receiver {stats}");
+    assert!(stats["413"].as_u64().unwrap() >= 1, "{stats}");
+    assert_eq!(retried, 0.0, "a 413 is never retried");
+    assert_eq!(
+        stats["records"].as_u64().unwrap() + stats["refused"].as_u64().unwrap(),
+        COUNT,
+        "each line sent once: {stats}"
+    );
+    assert!(
+        output.stderr.contains("dropped (never retried)"),
+        "{}",
+        output.stderr
+    );
+}
+
+#[test]
+fn otlp_loses_nothing_when_the_aggregator_is_killed_mid_stream() {
+    const COUNT: u64 = 40_000;
+    const KILLS: u64 = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let state = dir.path().join("state");
+    let receiver = Receiver::start(&dir.path().join("receiver"), 0, 0, 0);
+    let mut load = writer()
+        .args(["--rate", "20000", "--count", &COUNT.to_string()])
+        .args(["--log-level", "warn"])
+        .arg(format!("{}=load", log.display()))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    for round in 1..=KILLS {
+        let running = spawn(otlp_aggregator(&receiver, &log, &state, 500));
+        let at = round * COUNT / (KILLS + 1);
+        eventually(&format!("{at} lines at the receiver"), || {
+            receiver.stats()["records"].as_u64().unwrap_or(0) >= at
+        });
+        running.signal(libc::SIGKILL);
+        let (status, _) = running.wait();
+        assert!(!status.success());
+    }
+    assert!(load.wait().unwrap().success());
+    let running = spawn(otlp_aggregator(&receiver, &log, &state, 500));
+    let needle = format!("seq={COUNT} ");
+    let bodies = receiver.out.join("bodies.txt");
+    eventually("the last line at the receiver", || {
+        std::fs::read_to_string(&bodies).is_ok_and(|text| text.contains(&needle))
+    });
+    let (status, _, output) = running.terminate();
+    assert!(status.success(), "{}", output.stderr);
+    let (lost, duplicated, report) = verify(&bodies, COUNT);
+    eprintln!(
+        "OTLP: {COUNT} lines, aggregator SIGKILLed {KILLS} times: {lost} lost, {duplicated} repeated"
+    );
+    assert_eq!(lost, 0, "{report}");
+}

@@ -1,0 +1,470 @@
+//! Shipping to a real rsyslog (Debian's `rsyslog` and `rsyslog-relp`),
+//! started by each test on 127.0.0.1 as an ordinary process with a config
+//! it writes: RELP with rsyslog killed and restarted mid-run, the
+//! aggregator SIGKILLed mid-stream, plain TCP syslog through restarts.
+//! Counted with the `writer` binary's sequence numbers and `writer verify`.
+//! rsyslogd and imrelp must be installed (`cargo xtask test --install`
+//! installs them); the tests fail saying so otherwise.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use testkit::{Running, eventually, spawn};
+
+const RSYSLOGD: &str = "/usr/sbin/rsyslogd";
+const MODULES: &str = "/usr/lib/x86_64-linux-gnu/rsyslog";
+
+/// Fails, saying how to install them, unless rsyslogd and `module` are
+/// there: as for the pod tests, a missing tool fails rather than skips.
+fn need_rsyslog(module: &str) {
+    assert!(
+        Path::new(RSYSLOGD).exists() && Path::new(MODULES).join(format!("{module}.so")).exists(),
+        "{RSYSLOGD} or its {module} module is missing: apt-get install rsyslog rsyslog-relp \
+         (or cargo xtask test --install)"
+    );
+}
+
+fn aggregator() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_log-aggregator"));
+    command.env_remove("LOG_AGGREGATOR_SOURCES");
+    command.arg("--follow");
+    command
+}
+
+/// The workspace's `writer` binary, built once per test run (see tests/checkpoints.rs).
+fn writer() -> Command {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    let path = PATH.get_or_init(|| {
+        let ours = Path::new(env!("CARGO_BIN_EXE_log-aggregator"));
+        let mut build = Command::new(env!("CARGO"));
+        build.args(["build", "--quiet", "-p", "writer"]);
+        if ours.parent().is_some_and(|dir| dir.ends_with("release")) {
+            build.arg("--release");
+        }
+        let status = build.status().expect("running cargo build -p writer");
+        assert!(status.success(), "cargo build -p writer failed");
+        ours.with_file_name("writer")
+    });
+    let mut command = Command::new(path);
+    command.env_remove("WRITER_TARGETS");
+    command
+}
+
+/// `writer verify --expect count` over `captured`: (lost, duplicated, report).
+fn verify(captured: &Path, count: u64) -> (u64, u64, String) {
+    let output = writer()
+        .args(["verify", "--report", "json", "--expect"])
+        .arg(count.to_string())
+        .arg(captured)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("writer verify: {error}: {output:?}"));
+    let target = &report["targets"][0];
+    (
+        target["lost"].as_u64().unwrap(),
+        target["duplicated"].as_u64().unwrap(),
+        report.to_string(),
+    )
+}
+
+/// The saved offset of the one file followed.
+fn checkpoint_offset(dir: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(dir.join("checkpoints.json")).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    value["files"][0]["offset"].as_u64()
+}
+
+/// A port free now on 127.0.0.1.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Lines in `path` so far (0 when it does not exist yet).
+fn lines_in(path: &Path) -> usize {
+    std::fs::read(path)
+        .map(|bytes| bytes.iter().filter(|byte| **byte == b'\n').count())
+        .unwrap_or(0)
+}
+
+/// An rsyslogd in the foreground, one input, every message's MSG into one file.
+struct Rsyslog {
+    dir: PathBuf,
+    port: u16,
+    output: PathBuf,
+    child: Option<Child>,
+}
+
+impl Rsyslog {
+    /// `input`: `imrelp` or `imtcp`.
+    fn start(dir: &Path, input: &str) -> Self {
+        Self::start_on(dir, input, free_port())
+    }
+
+    fn start_on(dir: &Path, input: &str, port: u16) -> Self {
+        let dir = dir.join("rsyslog");
+        std::fs::create_dir_all(dir.join("work")).unwrap();
+        let mut server = Self {
+            port,
+            output: dir.join("received.log"),
+            dir,
+            child: None,
+        };
+        // A direct main queue: a message is in the output file (flushed at
+        // the end of its transaction) before imrelp answers 200, so killing
+        // rsyslog loses only what it never acknowledged.
+        let config = format!(
+            r#"global(workDirectory="{work}" maxMessageSize="64k")
+main_queue(queue.type="Direct")
+module(load="{input}")
+input(type="{input}" port="{port}" address="127.0.0.1")
+template(name="t" type="string" string="%msg%\n")
+action(type="omfile" file="{output}" template="t" flushOnTXEnd="on" asyncWriting="off")
+"#,
+            work = server.dir.join("work").display(),
+            port = server.port,
+            output = server.output.display(),
+        );
+        std::fs::write(server.dir.join("rsyslog.conf"), config).unwrap();
+        server.run();
+        server
+    }
+
+    fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts rsyslogd and waits until it listens.
+    fn run(&mut self) {
+        let child = Command::new(RSYSLOGD)
+            .arg("-n")
+            .arg("-f")
+            .arg(self.dir.join("rsyslog.conf"))
+            .arg("-i")
+            .arg(self.dir.join("rsyslogd.pid"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting rsyslogd");
+        self.child = Some(child);
+        let address = self.address();
+        eventually("rsyslogd listening", || {
+            TcpStream::connect(&address).is_ok()
+        });
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn shipping(sink: &str, address: &str, log: &Path, state: &Path) -> Command {
+    let mut command = aggregator();
+    command
+        .args(["--sink", sink, "--ship-address", address])
+        .args(["--ship-backoff-max", "500ms", "--listen", "127.0.0.1:0"])
+        .args(["--checkpoint-dir", state.to_str().unwrap()])
+        .arg(log);
+    command
+}
+
+/// The value of the metric series `name{sink="..."}` on the aggregator's /metrics.
+fn metric(running: &Running, name: &str) -> f64 {
+    let stderr = running.wait_for_stderr_containing("/metrics");
+    let start = stderr.find("http://").unwrap() + "http://".len();
+    let end = start + stderr[start..].find("/metrics").unwrap();
+    let mut stream = TcpStream::connect(&stderr[start..end]).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let prefix = format!("{name}{{");
+    response
+        .lines()
+        .find(|line| line.starts_with(&prefix))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{response}"))
+}
+
+/// Waits until rsyslog's file holds `seq=count ` and at least `count` lines.
+fn wait_for_all(server: &Rsyslog, count: u64, aggregator: &Running) {
+    let needle = format!("seq={count} ");
+    let started = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&server.output).unwrap_or_default();
+        if text.contains(&needle) && lines_in(&server.output) as u64 >= count {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "not every line arrived: {} lines; aggregator stderr:\n{}",
+            lines_in(&server.output),
+            aggregator.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs `writer` flat out for `count` lines into `log`.
+fn write_load(log: &Path, count: u64, rate: u64) -> Child {
+    writer()
+        .args(["--rate", &rate.to_string(), "--count", &count.to_string()])
+        .args(["--log-level", "warn"])
+        .arg(format!("{}=load", log.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Kills rsyslog once its file holds `at` lines, keeps it down for
+/// `outage`, starts it again.
+fn outage(server: &mut Rsyslog, at: usize, outage: Duration) {
+    eventually(&format!("{at} lines at rsyslog"), || {
+        lines_in(&server.output) >= at
+    });
+    server.kill();
+    // The outage's length is the scenario, not a synchronisation.
+    std::thread::sleep(outage);
+    server.run();
+}
+
+#[test]
+fn relp_loses_nothing_when_rsyslog_is_killed_and_restarted_twice() {
+    need_rsyslog("imrelp");
+    const COUNT: u64 = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let state = dir.path().join("state");
+    let mut server = Rsyslog::start(dir.path(), "imrelp");
+    let started = Instant::now();
+    let running = spawn(shipping("relp", &server.address(), &log, &state));
+    let mut load = write_load(&log, COUNT, 0);
+    outage(&mut server, 20_000, Duration::from_millis(700));
+    outage(&mut server, 60_000, Duration::from_millis(700));
+    assert!(load.wait().unwrap().success());
+    wait_for_all(&server, COUNT, &running);
+    let elapsed = started.elapsed();
+    eventually("every line acknowledged", || {
+        metric(&running, "log_aggregator_ship_lines_acked_total") >= COUNT as f64
+    });
+    let reconnects = metric(&running, "log_aggregator_ship_reconnects_total");
+    let resent = metric(&running, "log_aggregator_ship_lines_resent_total");
+    let up = metric(&running, "log_aggregator_ship_backend_up");
+    let (status, _, output) = running.terminate();
+    assert!(status.success(), "{}", output.stderr);
+    let (lost, duplicated, report) = verify(&server.output, COUNT);
+    eprintln!(
+        "RELP: {COUNT} lines through 2 rsyslog kills in {elapsed:.1?}: {lost} lost, \
+         {duplicated} duplicated, {resent} resent without an answer, {reconnects} reconnects"
+    );
+    assert_eq!(lost, 0, "{report}");
+    assert!(
+        reconnects >= 2.0,
+        "a reconnection per restart: {reconnects}"
+    );
+    assert_eq!(up, 1.0);
+    // Every duplicate is a line sent again because its answer never came.
+    assert!(
+        duplicated as f64 <= resent,
+        "{duplicated} > {resent}: {report}"
+    );
+    // RELP repeats only what was sent and not answered: at most a window
+    // (128) per broken connection, and a connection breaks at each kill.
+    assert!(duplicated <= 2 * 128, "{report}");
+}
+
+#[test]
+fn relp_loses_nothing_when_the_aggregator_is_killed_mid_stream() {
+    need_rsyslog("imrelp");
+    const COUNT: u64 = 60_000;
+    const KILLS: usize = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let state = dir.path().join("state");
+    let server = Rsyslog::start(dir.path(), "imrelp");
+    let mut load = write_load(&log, COUNT, 20_000);
+    for round in 1..=KILLS {
+        let running = spawn(shipping("relp", &server.address(), &log, &state));
+        let at = round * COUNT as usize / (KILLS + 1);
+        eventually(&format!("{at} lines at rsyslog"), || {
+            lines_in(&server.output) >= at
+        });
+        running.signal(libc::SIGKILL);
+        let (status, _) = running.wait();
+        assert!(!status.success());
+    }
+    assert!(load.wait().unwrap().success());
+    let running = spawn(shipping("relp", &server.address(), &log, &state));
+    wait_for_all(&server, COUNT, &running);
+    let (status, _, output) = running.terminate();
+    assert!(status.success(), "{}", output.stderr);
+    let (lost, duplicated, report) = verify(&server.output, COUNT);
+    eprintln!(
+        "RELP: {COUNT} lines, aggregator SIGKILLed {KILLS} times: {lost} lost, {duplicated} repeated"
+    );
+    assert_eq!(lost, 0, "{report}");
+}
+
+#[test]
+fn syslog_tcp_delivers_through_rsyslog_restarts_and_reports_what_was_lost() {
+    need_rsyslog("imtcp");
+    const COUNT: u64 = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let state = dir.path().join("state");
+    let mut server = Rsyslog::start(dir.path(), "imtcp");
+    let running = spawn(shipping("syslog-tcp", &server.address(), &log, &state));
+    let mut load = write_load(&log, COUNT, 0);
+    outage(&mut server, 20_000, Duration::from_millis(700));
+    outage(&mut server, 60_000, Duration::from_millis(700));
+    assert!(load.wait().unwrap().success());
+    // Without acknowledgements, lines in the kernel's buffers when rsyslog
+    // died are gone (the last ones too, maybe): the end is when the saved
+    // position reaches the end of the file (everything written to a socket).
+    let size = std::fs::metadata(&log).unwrap().len();
+    eventually("every line written to rsyslog", || {
+        checkpoint_offset(&state) == Some(size)
+    });
+    let (status, _, output) = running.terminate();
+    assert!(status.success(), "{}", output.stderr);
+    let (lost, duplicated, report) = verify(&server.output, COUNT);
+    eprintln!(
+        "syslog over TCP: {COUNT} lines through 2 rsyslog kills: {lost} lost, {duplicated} duplicated"
+    );
+    // What the kernel held when rsyslog died is lost (documented): on
+    // loopback the socket buffers autotune to megabytes, so a kill can take
+    // tens of thousands of lines. Everything after the outages arrives.
+    assert!(lost < COUNT / 2, "{report}");
+    assert_eq!(duplicated, 0, "{report}");
+    assert!(
+        output.stderr.contains("retrying with backoff"),
+        "the outage is reported: {}",
+        output.stderr
+    );
+}
+
+/// The peak resident memory of process `pid`, in KiB (`VmHWM`).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn relp_down_at_start_pauses_reading_with_flat_memory_then_delivers_everything() {
+    // rsyslog is not there while 400k lines (~24 MiB) are written: reading
+    // pauses at the pipe's bound, nothing is saved as sent, memory stays a
+    // fraction of the file; then rsyslog starts and every line arrives.
+    need_rsyslog("imrelp");
+    const COUNT: u64 = 400_000;
+    const GROWTH_KIB: u64 = 8 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let state = dir.path().join("state");
+    let port = free_port();
+    let running = spawn(shipping("relp", &format!("127.0.0.1:{port}"), &log, &state));
+    running.wait_for_stderr_containing("following");
+    let start = peak_rss_kib(running.pid());
+    let mut load = write_load(&log, COUNT, 0);
+    assert!(load.wait().unwrap().success());
+    let size = std::fs::metadata(&log).unwrap().len();
+    eventually("the outage reported", || {
+        running.stderr().contains("retrying with backoff")
+    });
+    let peak = peak_rss_kib(running.pid());
+    eprintln!(
+        "RELP down: {size} bytes written, aggregator peak RSS {start} KiB at start, {peak} KiB now, saved offset {:?}",
+        checkpoint_offset(&state)
+    );
+    // The bound: the pipe (512 KiB), a chunk being filled (256 KiB), the
+    // channel's chunk and the shipper's batch (1 MiB), with their copies.
+    let growth = peak.saturating_sub(start);
+    assert!(
+        growth < GROWTH_KIB,
+        "RSS grew by {growth} KiB for a {size}-byte file"
+    );
+    assert!(
+        checkpoint_offset(&state).unwrap_or(0) == 0,
+        "nothing acknowledged, nothing saved"
+    );
+    let server = Rsyslog::start_on(dir.path(), "imrelp", port);
+    wait_for_all(&server, COUNT, &running);
+    let peak = peak_rss_kib(running.pid());
+    let (status, _, output) = running.terminate();
+    assert!(status.success(), "{}", output.stderr);
+    let (lost, duplicated, report) = verify(&server.output, COUNT);
+    eprintln!("RELP after the outage: {lost} lost, {duplicated} duplicated, peak RSS {peak} KiB");
+    assert_eq!(lost, 0, "{report}");
+    assert_eq!(duplicated, 0, "{report}");
+    let growth = peak.saturating_sub(start);
+    assert!(
+        growth < GROWTH_KIB,
+        "RSS grew by {growth} KiB through delivery"
+    );
+}
+
+#[test]
+fn syslog_tcp_loses_nothing_when_the_aggregator_is_killed_mid_stream() {
+    // What the kernel took is delivered even when the process dies; a
+    // restart repeats what was sent since the last save.
+    need_rsyslog("imtcp");
+    const COUNT: u64 = 60_000;
+    const KILLS: usize = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let state = dir.path().join("state");
+    let server = Rsyslog::start(dir.path(), "imtcp");
+    let mut load = write_load(&log, COUNT, 20_000);
+    for round in 1..=KILLS {
+        let running = spawn(shipping("syslog-tcp", &server.address(), &log, &state));
+        let at = round * COUNT as usize / (KILLS + 1);
+        eventually(&format!("{at} lines at rsyslog"), || {
+            lines_in(&server.output) >= at
+        });
+        running.signal(libc::SIGKILL);
+        let (status, _) = running.wait();
+        assert!(!status.success());
+    }
+    assert!(load.wait().unwrap().success());
+    let running = spawn(shipping("syslog-tcp", &server.address(), &log, &state));
+    let size = std::fs::metadata(&log).unwrap().len();
+    eventually("every line written to rsyslog", || {
+        checkpoint_offset(&state) == Some(size)
+    });
+    let needle = format!("seq={COUNT} ");
+    eventually("the last line at rsyslog", || {
+        std::fs::read_to_string(&server.output).is_ok_and(|text| text.contains(&needle))
+    });
+    let (status, _, output) = running.terminate();
+    assert!(status.success(), "{}", output.stderr);
+    let (lost, duplicated, report) = verify(&server.output, COUNT);
+    eprintln!(
+        "syslog over TCP: {COUNT} lines, aggregator SIGKILLed {KILLS} times: {lost} lost, {duplicated} repeated"
+    );
+    assert_eq!(lost, 0, "{report}");
+}

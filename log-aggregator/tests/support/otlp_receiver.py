@@ -1,0 +1,106 @@
+"""An OTLP/HTTP logs receiver for log-aggregator's tests (tests/ship_otlp.rs).
+
+Decodes every POST /v1/logs with the official definitions (PyPI
+`opentelemetry-proto`), answers 200, or on a schedule 503 and 429 with
+Retry-After, and records what it accepted:
+  OUT/port          the port it listens on (written once listening)
+  OUT/bodies.txt    one line per accepted record: its body
+  OUT/records.jsonl the first accepted request's records and resource, as JSON
+  OUT/stats.json    requests per status, rewritten after each request
+
+usage: otlp_receiver.py OUT [EVERY_503 [EVERY_429 [EVERY_413]]]
+"""
+
+import json
+import os
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from google.protobuf.json_format import MessageToDict
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
+
+OUT = sys.argv[1]
+EVERY_503 = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+EVERY_429 = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+EVERY_413 = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+LOCK = threading.Lock()
+STATS = {"requests": 0, "200": 0, "503": 0, "429": 0, "413": 0, "400": 0, "records": 0, "refused": 0}
+FIRST = [True]
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def answer(self, status, body=b"", headers=()):
+        self.send_response(status)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", "0"))
+        data = self.rfile.read(length)
+        with LOCK:
+            STATS["requests"] += 1
+            n = STATS["requests"]
+            if self.path != "/v1/logs" or self.headers.get("Content-Type") != "application/x-protobuf":
+                status = 400
+            elif EVERY_503 and n % EVERY_503 == 0:
+                status = 503
+            elif EVERY_429 and n % EVERY_429 == 0:
+                status = 429
+            elif EVERY_413 and n % EVERY_413 == 0:
+                status = 413
+            else:
+                status = 200
+            request = ExportLogsServiceRequest()
+            try:
+                request.ParseFromString(data)
+            except Exception:  # noqa: BLE001 - any decoding error is a 400
+                status = 400
+            if status == 413:
+                STATS["refused"] += sum(
+                    len(scope_logs.log_records)
+                    for resource_logs in request.resource_logs
+                    for scope_logs in resource_logs.scope_logs
+                )
+            if status == 200:
+                with open(os.path.join(OUT, "bodies.txt"), "a", encoding="utf-8") as bodies:
+                    for resource_logs in request.resource_logs:
+                        for scope_logs in resource_logs.scope_logs:
+                            for record in scope_logs.log_records:
+                                STATS["records"] += 1
+                                bodies.write(record.body.string_value + "\n")
+                if FIRST[0]:
+                    FIRST[0] = False
+                    with open(os.path.join(OUT, "records.jsonl"), "w", encoding="utf-8") as first:
+                        first.write(json.dumps(MessageToDict(request)) + "\n")
+            STATS[str(status)] += 1
+            with open(os.path.join(OUT, "stats.json.tmp"), "w", encoding="utf-8") as stats:
+                json.dump(STATS, stats)
+            os.replace(os.path.join(OUT, "stats.json.tmp"), os.path.join(OUT, "stats.json"))
+        if status == 200:
+            self.answer(200, ExportLogsServiceResponse().SerializeToString())
+        elif status in (503, 429):
+            self.answer(status, b"", [("Retry-After", "1" if status == 503 else "0")])
+        elif status == 413:
+            self.answer(413, b"too large")
+        else:
+            self.answer(400, b"bad request")
+
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+with open(os.path.join(OUT, "port.tmp"), "w", encoding="utf-8") as port:
+    port.write(str(server.server_address[1]))
+os.replace(os.path.join(OUT, "port.tmp"), os.path.join(OUT, "port"))
+server.serve_forever()
