@@ -658,3 +658,40 @@ fn a_line_copied_and_compressed_twice_between_looks_is_read_once() {
     sorted.sort();
     assert_eq!(sorted, expected, "output in order read: {output:?}");
 }
+
+#[test]
+fn copytruncates_after_rotations_with_pauses_read_every_line_once() {
+    let ops = [
+        Op::RotateChain { count: 1, lines: 0 },
+        Op::PollWithRotations {
+            step: 1,
+            count: 1,
+            lines: 3,
+        },
+        Op::Append {
+            lines: 2,
+            width: 0,
+            partial: true,
+        },
+        Op::CopyTruncate {
+            after_copy: 0,
+            compress: false,
+        },
+        Op::Poll,
+        Op::Append {
+            lines: 1,
+            width: 0,
+            partial: false,
+        },
+        Op::CopyTruncate {
+            after_copy: 0,
+            compress: false,
+        },
+    ];
+    for glob in [false, true] {
+        let (output, expected) = replay(&ops, Some(2), glob);
+        let mut sorted = output.clone();
+        sorted.sort();
+        assert_eq!(sorted, expected, "glob {glob}: output in order read: {output:?}");
+    }
+}
