@@ -971,17 +971,17 @@ impl Follower {
     fn discover(&mut self) {
         for spec_index in 0..self.globs.len() {
             let initial = self.globs[spec_index].initial.take();
-            let Ok(paths) = glob::glob(&self.globs[spec_index].pattern) else {
+            let Some(paths) = expand_glob(&self.globs[spec_index].pattern) else {
                 continue;
             };
             let mut found: Vec<PathBuf> = paths
-                .filter_map(Result::ok)
+                .into_iter()
                 .filter(|path| !self.watched_paths.contains(path))
                 .filter(|path| {
                     !self
                         .excludes
                         .iter()
-                        .any(|exclude| exclude.matches_path(path))
+                        .any(|exclude| exclude.matches(&path.to_string_lossy()))
                 })
                 .collect();
             if found.is_empty() {
@@ -1733,7 +1733,10 @@ impl Follower {
             // by its content there.
             let candidates = copy_candidates(&watch.path)
                 .into_iter()
-                .filter(|candidate| !globbed.iter().any(|glob| glob.matches_path(candidate)));
+                .filter(|candidate| {
+                    let name = candidate.to_string_lossy();
+                    !globbed.iter().any(|glob| glob.matches(&name))
+                });
             for candidate in candidates {
                 let Ok((mut source, _)) = Source::open(&candidate, serial) else {
                     continue;
@@ -1876,6 +1879,47 @@ fn copy_candidates(path: &Path) -> Vec<PathBuf> {
         }
     }
     paths
+}
+
+/// Whether a path component holds glob syntax.
+fn has_glob_syntax(text: &str) -> bool {
+    text.contains(['*', '?', '['])
+}
+
+/// The paths matching `pattern`. The `glob` crate skips names that are not
+/// UTF-8 (Linux file names are bytes); when only the last component has
+/// glob syntax (`/var/log/*.log`, the usual case), the directory is read
+/// here instead and each name matched as text with invalid bytes replaced
+/// (so `*.log` matches `caf\xe9.log`), keeping the real name. Deeper
+/// patterns go through `glob`, where such names stay unmatched. `None`: a
+/// bad pattern.
+fn expand_glob(pattern: &str) -> Option<Vec<PathBuf>> {
+    let path = Path::new(pattern);
+    let last = path.file_name().map(|name| name.to_string_lossy());
+    let parent = path.parent().unwrap_or(Path::new(""));
+    let literal_parent = !has_glob_syntax(&parent.to_string_lossy());
+    match last {
+        Some(last) if literal_parent && has_glob_syntax(&last) => {
+            let compiled = glob::Pattern::new(&last).ok()?;
+            let dir = if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            };
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return Some(Vec::new());
+            };
+            Some(
+                entries
+                    .filter_map(Result::ok)
+                    .map(|entry| entry.file_name())
+                    .filter(|name| compiled.matches(&name.to_string_lossy()))
+                    .map(|name| parent.join(name))
+                    .collect(),
+            )
+        }
+        _ => Some(glob::glob(pattern).ok()?.filter_map(Result::ok).collect()),
+    }
 }
 
 /// Whether the file a checkpoint was taken of is still at its path with the

@@ -1000,3 +1000,27 @@ fn deleted_glob_matches_are_reported_forgotten() {
     assert_eq!(forgotten, [path]);
     assert!(follower.paths().is_empty());
 }
+
+/// Linux file names are bytes: a name that is not UTF-8 is matched by a
+/// glob (as text, invalid bytes replaced) and read under its real name.
+#[test]
+fn a_glob_matches_and_reads_a_file_whose_name_is_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"caf\xe9.log");
+    let path = dir.path().join(name);
+    write(&path, "from a latin-1 name\n");
+    write(&dir.path().join("plain.log"), "from a plain name\n");
+    let mut follower = Follower::new(options());
+    follower
+        .add_glob(
+            &format!("{}/*.log", dir.path().display()),
+            StartAt::Beginning,
+        )
+        .unwrap();
+    let mut seen = Seen::default();
+    let mut got = poll(&mut follower, &mut seen);
+    got.sort();
+    assert_eq!(got, ["from a latin-1 name", "from a plain name"]);
+    assert!(follower.paths().contains(&path.as_path()));
+}
