@@ -237,6 +237,26 @@ impl Registry {
         map(family.series.entry(key).or_insert_with(create))
     }
 
+    /// Removes the series `name{labels}` (a followed file that is gone), so
+    /// series do not pile up; a handle still held records nowhere. The
+    /// family goes with its last series.
+    pub fn remove(&self, name: &str, labels: &[(&str, &str)]) {
+        let Ok(mut families) = self.families.lock() else {
+            return;
+        };
+        let Some(family) = families.get_mut(name) else {
+            return;
+        };
+        let key: Labels = labels
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect();
+        family.series.remove(&key);
+        if family.series.is_empty() {
+            families.remove(name);
+        }
+    }
+
     /// The text exposition format, families sorted by name.
     pub fn render(&self) -> String {
         let mut out = String::new();

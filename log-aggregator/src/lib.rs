@@ -24,7 +24,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Parser;
 use sidecar_common::cli::{LogArgs, Tool};
-use sidecar_common::follow::{FollowOptions, StartAt};
+use sidecar_common::follow::{FollowOptions, StartAt, default_max_open_files};
 use sidecar_common::metrics::parse_listen_address;
 use sidecar_common::shutdown::Shutdown;
 use sidecar_common::units::{parse_duration, parse_nonzero_bytes};
@@ -180,6 +180,13 @@ pub struct Args {
     /// write (0 = poll on every event).
     #[arg(long, env = "LOG_AGGREGATOR_EVENT_COALESCE", default_value = "10ms", value_parser = parse_duration, value_name = "DURATION", requires = "follow")]
     pub event_coalesce: Duration,
+
+    /// Stream mode: at most N files open at once (default: `ulimit -n`
+    /// minus 64, kept for /metrics, checkpoints and stdout). Beyond it,
+    /// files read to their end are closed and opened again when they
+    /// change, so every file is read in turn.
+    #[arg(long, env = "LOG_AGGREGATOR_MAX_OPEN_FILES", value_name = "N", value_parser = clap::value_parser!(u64).range(1..), requires = "follow")]
+    pub max_open_files: Option<u64>,
 
     /// Stream mode: at SIGTERM, how long reading files to their end and
     /// flushing stdout may take (Kubernetes kills after 30 s).
@@ -475,6 +482,11 @@ impl Args {
                 force_poll: self.poll,
                 rotate_wait: self.rotate_wait,
                 event_coalesce: self.event_coalesce,
+                max_open_files: self
+                    .max_open_files
+                    .map_or_else(default_max_open_files, |n| {
+                        usize::try_from(n).unwrap_or(usize::MAX)
+                    }),
                 ..FollowOptions::default()
             },
             drain_timeout: self.drain_timeout,

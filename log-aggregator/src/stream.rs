@@ -105,6 +105,8 @@ struct Metrics {
     /// `log_aggregator_file_errors_total{reason}`, every reason at 0 from the start.
     file_errors: Vec<(&'static str, Counter)>,
     files_unreadable: Gauge,
+    files_closed_idle: Gauge,
+    files_waiting: Gauge,
     /// Per-file line and byte counters, created on first use.
     per_file: HashMap<PathBuf, (Counter, Counter)>,
     /// Lines and bytes of the current run of lines from one path, not yet
@@ -172,6 +174,16 @@ impl Metrics {
                 "Paths that exist but cannot be read now (permission, a directory...).",
                 &[],
             ),
+            files_closed_idle: registry.gauge(
+                "log_aggregator_files_closed_idle",
+                "Files read to their end and closed to stay under --max-open-files; opened again when they change.",
+                &[],
+            ),
+            files_waiting: registry.gauge(
+                "log_aggregator_files_waiting",
+                "Files waiting for a descriptor (--max-open-files reached).",
+                &[],
+            ),
             per_file: HashMap::new(),
             run: None,
             last_saved,
@@ -198,6 +210,19 @@ impl Metrics {
         }
         self.flush_lines();
         self.run = Some((path.to_owned(), lines, bytes));
+    }
+
+    /// Drops the per-file series of `path`, gone and read to its end (its
+    /// pending run is added first, then dropped with the series).
+    fn forget(&mut self, path: &Path) {
+        self.flush_lines();
+        if self.per_file.remove(path).is_none() {
+            return;
+        }
+        let label = path.to_string_lossy();
+        let labels = [("file", label.as_ref())];
+        self.registry.remove("log_aggregator_lines_total", &labels);
+        self.registry.remove("log_aggregator_bytes_total", &labels);
     }
 
     /// Adds the current run of lines to its path's counters.
@@ -576,12 +601,29 @@ impl follow::Sink for StreamSink {
 
     fn after_poll(&mut self, follower: &Follower) -> io::Result<()> {
         self.metrics.flush_lines();
+        // Glob matches gone and read to their end: what is kept per path
+        // goes too, so short-lived uniquely named files cost nothing once
+        // gone (a multiline record still pending is written out first).
+        for path in follower.forgotten() {
+            if let Some(mut joiner) = self.joiners.remove(path) {
+                if let Some(record) = joiner.lines.finish() {
+                    let truncated = joiner.truncated || joiner.lines.take_truncated() > 0;
+                    self.emit(path, &record, truncated);
+                }
+            }
+            self.truncation_warnings.remove(path);
+            self.metrics.forget(path);
+        }
         let now = Instant::now();
         if now >= self.next_gauges {
             self.next_gauges = now + METRICS_REFRESH;
             self.metrics
                 .files_followed
                 .set(follower.open_files() as f64);
+            self.metrics
+                .files_closed_idle
+                .set(follower.closed_idle() as f64);
+            self.metrics.files_waiting.set(follower.waiting() as f64);
         }
         if self.readiness.due(now) {
             self.readiness

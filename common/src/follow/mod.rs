@@ -74,6 +74,23 @@
 //! - Limits of following by name: a file created and rotated out of every
 //!   followed name (or deleted) between two polls is never seen; the order
 //!   of lines across streams is only per stream.
+//! - Bounded descriptors ([`FollowOptions::max_open_files`], default
+//!   `ulimit -n` minus [`OPEN_FILES_RESERVE`]): past the bound, files read
+//!   to their end are closed (like the OpenTelemetry Collector's
+//!   `max_concurrent_files`) with their position and content identity, and
+//!   opened again when their (mtime, size) changes, in the state they were
+//!   closed in, so a truncation is told as if they had stayed open; a new
+//!   file sharing their first bytes (a copy) opens them again first. Files
+//!   that find no descriptor wait ([`Follower::waiting`]) and a poll that
+//!   made room returns `Busy`. Limits: a file closed and then deleted is
+//!   not read further (a writer's late lines to it are lost); a file that
+//!   waits and is deleted before its turn is not read; a copytruncate of
+//!   a closed file may, in some sequences, read lines again (the model
+//!   test leaves copytruncate out when bounded). Checkpoints include
+//!   closed files.
+//! - Glob matches gone and drained are forgotten, and listed by
+//!   [`Follower::forgotten`] after that poll, so a sink can drop what it
+//!   keeps per path.
 //!
 //! To start at an offset of a file examined before adding it (e.g. the
 //! last N lines), hand the open file over with [`Follower::add_file`]: if
@@ -181,6 +198,11 @@ pub struct FollowOptions {
     /// Minimum time between the starts of two polls woken by inotify
     /// events (the periodic tick is not delayed); zero polls on every event.
     pub event_coalesce: Duration,
+    /// At most this many files open at once (at least 1). Beyond it, files
+    /// read to their end and quiet are closed (their position and content
+    /// identity kept, see [`Follower::closed_idle`]) so the others are read
+    /// in turn; a closed file is opened again when it changes.
+    pub max_open_files: usize,
 }
 
 impl Default for FollowOptions {
@@ -193,8 +215,38 @@ impl Default for FollowOptions {
             rotate_wait: DEFAULT_ROTATE_WAIT,
             read_budget: DEFAULT_READ_BUDGET,
             event_coalesce: DEFAULT_EVENT_COALESCE,
+            max_open_files: default_max_open_files(),
         }
     }
+}
+
+/// Descriptors [`default_max_open_files`] leaves for everything but files
+/// being followed: the metrics listener and its connections, checkpoint
+/// saves (temp file, directory fsync, lock), stdout/stderr, inotify, and the
+/// follower's own short looks (a copy's candidates, a checkpoint's owner).
+pub const OPEN_FILES_RESERVE: usize = 64;
+
+/// Default for [`FollowOptions::max_open_files`]: the soft `RLIMIT_NOFILE`
+/// (`ulimit -n`) minus [`OPEN_FILES_RESERVE`], at least 16; read from
+/// `/proc/self/limits` (no unsafe code), 1024 when that cannot be read.
+pub fn default_max_open_files() -> usize {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            let line = limits
+                .lines()
+                .find(|line| line.starts_with("Max open files"))?;
+            let value = line
+                .trim_start_matches("Max open files")
+                .split_whitespace()
+                .next()?;
+            match value {
+                "unlimited" => Some(usize::MAX),
+                number => number.parse::<usize>().ok(),
+            }
+        })
+        .unwrap_or(1024);
+    soft.saturating_sub(OPEN_FILES_RESERVE).max(16)
 }
 
 /// A saved read position: `offset` is just after the last line handed to
@@ -394,6 +446,44 @@ struct Watch {
     /// The incomplete last line of a file truncated in place, when no copy
     /// holds it: handed over (whole, and whether cut) before anything else.
     orphan: Option<(Vec<u8>, bool)>,
+    /// The current file, closed while idle to stay under
+    /// [`FollowOptions::max_open_files`]: where it was left and what it held.
+    parked: Option<Parked>,
+    /// A file at this path waits for a descriptor (the bound is reached).
+    waiting: bool,
+}
+
+/// A file closed while read to its end and quiet: opened again by name when
+/// its (mtime, size) changes, with the state it had (position, the bytes
+/// that identify its stream), so a truncation or a copy is told as if it
+/// had stayed open. Another file at the name: it went (renamed or deleted)
+/// while closed, and is remembered like a file let go.
+struct Parked {
+    checkpoint: Checkpoint,
+    stamp: (i64, i64, u64),
+    /// The source's `older`, `serial`, `head` and `before`.
+    older: bool,
+    serial: u64,
+    head: Vec<u8>,
+    before: Vec<u8>,
+}
+
+impl Parked {
+    /// Opens the file at `path` again if it is still the one closed, in
+    /// the state it was closed in.
+    fn reopen(&self, path: &Path) -> Option<Source> {
+        let (mut source, _) = Source::open(path, self.serial).ok()?;
+        if source.id != self.checkpoint.id {
+            return None;
+        }
+        source.seek(self.checkpoint.offset);
+        source.at_eof = true;
+        source.older = self.older;
+        source.head.clone_from(&self.head);
+        source.before.clone_from(&self.before);
+        source.unidentified = self.head.is_empty();
+        Some(source)
+    }
 }
 
 impl Watch {
@@ -410,6 +500,8 @@ impl Watch {
             skipped: None,
             reidentify: false,
             orphan: None,
+            parked: None,
+            waiting: false,
         }
     }
 }
@@ -444,6 +536,19 @@ pub struct Follower {
     /// Where the next poll starts, so a sink that keeps pausing on one file
     /// cannot starve the others.
     cursor: usize,
+    /// Files open now (counted at the start of a poll, then kept up to
+    /// date as files are opened), against [`FollowOptions::max_open_files`].
+    open_now: usize,
+    /// Paths waiting for a descriptor, and files closed while idle, as of
+    /// the last refresh phase.
+    waiting: usize,
+    closed_idle: usize,
+    /// Whether reaching the bound on open files was warned about.
+    bound_warned: bool,
+    /// Where the next search for idle files to close starts (round-robin).
+    park_cursor: usize,
+    /// Glob matches forgotten by the last poll (gone and drained).
+    forgotten: Vec<PathBuf>,
     /// Tests: called once after the given number of a poll's steps
     /// (discovery, each refresh, each read), to rename files mid-poll.
     #[cfg(test)]
@@ -454,6 +559,7 @@ impl Follower {
     pub fn new(mut options: FollowOptions) -> Self {
         options.max_line_bytes = options.max_line_bytes.max(1);
         options.read_budget = options.read_budget.max(1);
+        options.max_open_files = options.max_open_files.max(1);
         Self {
             options,
             watches: Vec::new(),
@@ -467,6 +573,12 @@ impl Follower {
             skipped_compressed: 0,
             created: Vec::new(),
             cursor: 0,
+            open_now: 0,
+            waiting: 0,
+            closed_idle: 0,
+            bound_warned: false,
+            park_cursor: 0,
+            forgotten: Vec::new(),
             #[cfg(test)]
             test_hook: None,
         }
@@ -560,11 +672,15 @@ impl Follower {
     /// Errors of one file become [`NoticeKind::Unreadable`]; an `Err` is a
     /// sink error (or an I/O error reading an open file).
     pub fn poll_once(&mut self, sink: &mut SinkFn<'_>) -> io::Result<PollOutcome> {
+        self.forgotten.clear();
         self.discover();
         self.step_done();
         let count = self.watches.len();
         let mut outcome = PollOutcome::Idle;
         let now = Instant::now();
+        self.open_now = self.open_files();
+        self.waiting = 0;
+        self.closed_idle = 0;
         for index in 0..count {
             self.refresh_watch(index, now)?;
             self.step_done();
@@ -596,22 +712,127 @@ impl Follower {
             }
         }
         self.cursor = 0;
-        self.resume.clear();
+        if self.waiting == 0 {
+            // Checkpoints are for the files present at start; a file that
+            // waited for a descriptor is placed with them when it opens.
+            self.resume.clear();
+        }
         // Glob matches that are gone and drained are forgotten; if the name
         // comes back it is a new file.
         let watched_paths = &mut self.watched_paths;
-        self.watches.retain(|watch| {
+        let forgotten = &mut self.forgotten;
+        self.watches.retain_mut(|watch| {
             let gone = watch.from_glob
                 && watch.seen == Seen::Missing
                 && watch.current.is_none()
+                && watch.parked.is_none()
+                && !watch.waiting
                 && watch.retired.is_empty()
                 && watch.notice.is_none();
             if gone {
                 watched_paths.remove(&watch.path);
+                forgotten.push(std::mem::take(&mut watch.path));
             }
             !gone
         });
+        if self.waiting > 0 && self.park_idle() {
+            // There is room for files waiting: open them now.
+            outcome = PollOutcome::Busy;
+        }
         Ok(outcome)
+    }
+
+    /// Closes files read to their end (not in the middle of a long line,
+    /// not part of a copy being resolved; an incomplete last line is read
+    /// again when the file is opened again) until the files
+    /// waiting fit under [`FollowOptions::max_open_files`], taking them in
+    /// turn from where the last call stopped. Returns whether a file
+    /// waiting can be opened now (room was made, or there was room already:
+    /// files rotated away were let go since).
+    fn park_idle(&mut self) -> bool {
+        let open = self.open_files();
+        if open < self.options.max_open_files {
+            return true;
+        }
+        let need = (open + self.waiting).saturating_sub(self.options.max_open_files);
+        let count = self.watches.len();
+        let copied: std::collections::HashSet<u64> = self
+            .watches
+            .iter()
+            .flat_map(|watch| {
+                watch
+                    .retired
+                    .iter()
+                    .map(|retired| &retired.source)
+                    .chain(watch.current.as_ref())
+                    .filter_map(|source| source.shadow_of)
+            })
+            .collect();
+        let mut closed = 0;
+        let mut looked = 0;
+        while closed < need && looked < count {
+            let index = (self.park_cursor + looked) % count;
+            looked += 1;
+            let watch = &mut self.watches[index];
+            let idle = watch.retired.is_empty()
+                && watch.notice.is_none()
+                && watch.orphan.is_none()
+                && watch.current.as_ref().is_some_and(|source| {
+                    // An empty file is not read before it has bytes.
+                    (source.at_eof || source.unidentified)
+                        && !source.mid_long_line()
+                        && source.shadow_of.is_none()
+                        && !source.truncated
+                        && !copied.contains(&source.serial)
+                });
+            if !idle {
+                continue;
+            }
+            let Some(source) = watch.current.take() else {
+                continue;
+            };
+            let Ok(meta) = source.file.metadata() else {
+                watch.current = Some(source);
+                continue;
+            };
+            let stamp = (meta.mtime(), meta.mtime_nsec(), meta.len());
+            let mark = source.mark();
+            watch.parked = Some(Parked {
+                checkpoint: Checkpoint {
+                    path: watch.path.clone(),
+                    id: source.id,
+                    offset: source.line_start,
+                    fingerprint: Some(mark.head),
+                    before: mark.before,
+                },
+                stamp,
+                older: source.older,
+                serial: source.serial,
+                head: source.head,
+                before: source.before,
+            });
+            closed += 1;
+        }
+        self.park_cursor = (self.park_cursor + looked) % count.max(1);
+        closed > 0
+    }
+
+    /// Files closed while idle to stay under
+    /// [`FollowOptions::max_open_files`] (opened again when they change),
+    /// as of the last poll.
+    pub fn closed_idle(&self) -> usize {
+        self.closed_idle
+    }
+
+    /// Paths whose file waits for a descriptor, as of the last poll.
+    pub fn waiting(&self) -> usize {
+        self.waiting
+    }
+
+    /// Glob matches the last poll forgot (gone and read to their end): a
+    /// sink can drop what it keeps per path (metric series, say).
+    pub fn forgotten(&self) -> &[PathBuf] {
+        &self.forgotten
     }
 
     /// At shutdown, after `poll_once` returned `Idle` (or the drain deadline
@@ -653,6 +874,9 @@ impl Follower {
                     fingerprint: Some(mark.head),
                     before: mark.before,
                 });
+            }
+            if let Some(parked) = &watch.parked {
+                checkpoints.push(parked.checkpoint.clone());
             }
         }
         checkpoints
@@ -848,17 +1072,17 @@ impl Follower {
     fn discover(&mut self) {
         for spec_index in 0..self.globs.len() {
             let initial = self.globs[spec_index].initial.take();
-            let Ok(paths) = glob::glob(&self.globs[spec_index].pattern) else {
+            let Some(paths) = expand_glob(&self.globs[spec_index].pattern) else {
                 continue;
             };
             let mut found: Vec<PathBuf> = paths
-                .filter_map(Result::ok)
+                .into_iter()
                 .filter(|path| !self.watched_paths.contains(path))
                 .filter(|path| {
                     !self
                         .excludes
                         .iter()
-                        .any(|exclude| exclude.matches_path(path))
+                        .any(|exclude| exclude.matches(&path.to_string_lossy()))
                 })
                 .collect();
             if found.is_empty() {
@@ -942,6 +1166,42 @@ impl Follower {
             }
         }
         None
+    }
+
+    /// Opens again the files closed while idle whose first bytes `source`
+    /// (just opened at watch `index`) shares: it may be their copy
+    /// (copytruncate), which is told only against an open stream. May go a
+    /// few files over the bound for a poll; [`OPEN_FILES_RESERVE`] has room.
+    /// The file itself, renamed here while closed: where it was left (its
+    /// record is taken).
+    fn reopen_related(&mut self, source: &mut Source, index: usize) -> io::Result<Option<u64>> {
+        for other in 0..self.watches.len() {
+            let watch = &mut self.watches[other];
+            let Some(parked) = &watch.parked else {
+                continue;
+            };
+            if other != index && parked.checkpoint.id == source.id {
+                let offset = match parked.checkpoint.mark() {
+                    Some(mark) => source.continues_mark(&mark)?,
+                    None => Some(0),
+                };
+                if offset.is_some() {
+                    watch.parked = None;
+                    return Ok(offset);
+                }
+                continue;
+            }
+            let common = parked.head.len().min(source.head.len());
+            if other == index || common == 0 || parked.head[..common] != source.head[..common] {
+                continue;
+            }
+            if let Some(reopened) = parked.reopen(&watch.path) {
+                watch.current = Some(reopened);
+                watch.parked = None;
+                self.open_now += 1;
+            }
+        }
+        Ok(None)
     }
 
     /// Where a released stream was left, if `source` holds its bytes up to
@@ -1131,6 +1391,7 @@ impl Follower {
         let watch = &mut self.watches[index];
         let initial = watch.initial.take();
         let mut open_new = false;
+        watch.waiting = false;
         match std::fs::metadata(&watch.path) {
             Ok(meta) if meta.is_dir() => {
                 report_failure(watch, io::ErrorKind::IsADirectory.into());
@@ -1139,6 +1400,31 @@ impl Follower {
             Ok(meta) => {
                 let id = FileId::of(&meta);
                 watch.skipped = None;
+                let stamp = (meta.mtime(), meta.mtime_nsec(), meta.len());
+                if let Some(parked) = watch.parked.as_ref().filter(|_| watch.current.is_none()) {
+                    if parked.checkpoint.id != id {
+                        // Renamed or deleted while closed.
+                        if let Some(parked) = watch.parked.take() {
+                            remember_released(&mut self.released, parked.checkpoint);
+                        }
+                    } else if parked.stamp == stamp {
+                        // Unchanged: stays closed.
+                        self.closed_idle += 1;
+                        return Ok(());
+                    } else if self.open_now >= options.max_open_files {
+                        watch.initial = initial;
+                        watch.waiting = true;
+                        self.waiting += 1;
+                        self.closed_idle += 1;
+                        return Ok(());
+                    } else if let Some(source) = parked.reopen(&watch.path) {
+                        self.open_now += 1;
+                        watch.current = Some(source);
+                        watch.parked = None;
+                    } else if let Some(parked) = watch.parked.take() {
+                        remember_released(&mut self.released, parked.checkpoint);
+                    }
+                }
                 match &mut watch.current {
                     Some(current) => {
                         watch.failing = None;
@@ -1167,6 +1453,7 @@ impl Follower {
                             // Empty when opened (a copy or a compressed file
                             // being created): who it is shows only now.
                             watch.current = None;
+                            self.open_now = self.open_now.saturating_sub(1);
                             watch.reidentify = true;
                             open_new = true;
                         } else if current.shadow_of.is_none()
@@ -1187,15 +1474,46 @@ impl Follower {
                     retire(watch, now + options.rotate_wait);
                     watch.notice = Some(NoticeKind::Removed);
                 }
+                if let Some(parked) = watch.parked.take() {
+                    // Renamed out of this name, maybe into another a glob
+                    // matches: remembered like a file let go.
+                    remember_released(&mut self.released, parked.checkpoint);
+                    watch.notice = Some(NoticeKind::Removed);
+                }
                 watch.seen = Seen::Missing;
             }
             Err(error) => report_failure(watch, ReadFailure::of(&error)),
         }
 
+        if open_new && self.open_now >= options.max_open_files {
+            // No descriptor to spare: wait for files read to their end to
+            // be closed (end of this poll), then open.
+            watch.initial = initial;
+            watch.waiting = true;
+            self.waiting += 1;
+            if !self.bound_warned {
+                self.bound_warned = true;
+                tracing::warn!(
+                    max_open_files = options.max_open_files,
+                    "more files than may be open at once: files read to their end are closed and opened again when they change"
+                );
+            }
+            return Ok(());
+        }
         if open_new {
             self.next_serial += 1;
             match Source::open(&watch.path, self.next_serial) {
-                Ok((source, meta)) => self.place(index, source, meta.len(), initial)?,
+                Ok((source, meta)) => {
+                    let serial = source.serial;
+                    self.place(index, source, meta.len(), initial)?;
+                    // Counted only if kept (not a second name of a file
+                    // open, nor skipped), or a waiting file never gets room.
+                    let kept = self.watches[index]
+                        .current
+                        .as_ref()
+                        .is_some_and(|current| current.serial == serial);
+                    self.open_now += usize::from(kept);
+                }
                 Err(OpenError::Io(error)) if error.kind() == io::ErrorKind::NotFound => {
                     watch.seen = Seen::Missing;
                 }
@@ -1259,8 +1577,16 @@ impl Follower {
             watch.failing = None;
             return Ok(());
         }
-        let mut start = None;
-        match self.relate_to_open(&mut source)? {
+        let mut start = self.reopen_related(&mut source, index)?;
+        if start.is_some() {
+            // Renamed here while closed: not a new file.
+            source.older = true;
+        }
+        let related = match start {
+            Some(_) => None,
+            None => self.relate_to_open(&mut source)?,
+        };
+        match related {
             Some((serial, Relation::Continues(offset), true)) => {
                 source.shadow_of = Some(serial);
                 source.shadow_since = Some(Instant::now());
@@ -1600,7 +1926,10 @@ impl Follower {
             // by its content there.
             let candidates = copy_candidates(&watch.path)
                 .into_iter()
-                .filter(|candidate| !globbed.iter().any(|glob| glob.matches_path(candidate)));
+                .filter(|candidate| {
+                    let name = candidate.to_string_lossy();
+                    !globbed.iter().any(|glob| glob.matches(&name))
+                });
             for candidate in candidates {
                 let Ok((mut source, _)) = Source::open(&candidate, serial) else {
                     continue;
@@ -1684,17 +2013,17 @@ impl Follower {
                         // Let go: a deleted file's space is freed on close.
                         let flow = retired.source.flush_pending(&watch.path, sink)?;
                         let source = watch.retired.remove(position).source;
-                        if released.len() == RELEASED_MEMORY {
-                            released.remove(0);
-                        }
                         let mark = source.mark();
-                        released.push(Checkpoint {
-                            path: watch.path.clone(),
-                            id: source.id,
-                            offset: source.line_start,
-                            fingerprint: Some(mark.head),
-                            before: mark.before,
-                        });
+                        remember_released(
+                            released,
+                            Checkpoint {
+                                path: watch.path.clone(),
+                                id: source.id,
+                                offset: source.line_start,
+                                fingerprint: Some(mark.head),
+                                before: mark.before,
+                            },
+                        );
                         if flow == Flow::Pause {
                             return Ok(PollOutcome::Paused);
                         }
@@ -1746,6 +2075,47 @@ fn copy_candidates(path: &Path) -> Vec<PathBuf> {
     paths
 }
 
+/// Whether a path component holds glob syntax.
+fn has_glob_syntax(text: &str) -> bool {
+    text.contains(['*', '?', '['])
+}
+
+/// The paths matching `pattern`. The `glob` crate skips names that are not
+/// UTF-8 (Linux file names are bytes); when only the last component has
+/// glob syntax (`/var/log/*.log`, the usual case), the directory is read
+/// here instead and each name matched as text with invalid bytes replaced
+/// (so `*.log` matches `caf\xe9.log`), keeping the real name. Deeper
+/// patterns go through `glob`, where such names stay unmatched. `None`: a
+/// bad pattern.
+fn expand_glob(pattern: &str) -> Option<Vec<PathBuf>> {
+    let path = Path::new(pattern);
+    let last = path.file_name().map(|name| name.to_string_lossy());
+    let parent = path.parent().unwrap_or(Path::new(""));
+    let literal_parent = !has_glob_syntax(&parent.to_string_lossy());
+    match last {
+        Some(last) if literal_parent && has_glob_syntax(&last) => {
+            let compiled = glob::Pattern::new(&last).ok()?;
+            let dir = if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            };
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return Some(Vec::new());
+            };
+            Some(
+                entries
+                    .filter_map(Result::ok)
+                    .map(|entry| entry.file_name())
+                    .filter(|name| compiled.matches(&name.to_string_lossy()))
+                    .map(|name| parent.join(name))
+                    .collect(),
+            )
+        }
+        _ => Some(glob::glob(pattern).ok()?.filter_map(Result::ok).collect()),
+    }
+}
+
 /// Whether the file a checkpoint was taken of is still at its path with the
 /// bytes the checkpoint saw (then a copy elsewhere is only a copy).
 fn owner_present(checkpoint: &Checkpoint) -> bool {
@@ -1758,6 +2128,14 @@ fn owner_present(checkpoint: &Checkpoint) -> bool {
         }
         Err(_) => false,
     }
+}
+
+/// Remembers a stream let go (the last [`RELEASED_MEMORY`]).
+fn remember_released(released: &mut Vec<Checkpoint>, checkpoint: Checkpoint) {
+    if released.len() >= RELEASED_MEMORY {
+        released.remove(0);
+    }
+    released.push(checkpoint);
 }
 
 /// Moves the current file to the rotated-away list, to be drained.

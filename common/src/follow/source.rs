@@ -532,6 +532,13 @@ impl Source {
             .unwrap_or_default();
     }
 
+    /// Whether the rest of a long line is being skipped or handed over in
+    /// pieces: reading again from `line_start` would repeat its first part.
+    /// (An incomplete last line is just read again.)
+    pub(super) fn mid_long_line(&self) -> bool {
+        self.overflow || self.mid_line
+    }
+
     /// Whether the descriptor's file has no name left (deleted).
     pub(super) fn unlinked(meta: &Metadata) -> bool {
         meta.nlink() == 0

@@ -1057,3 +1057,123 @@ fn a_file_created_and_deleted_between_polls_is_read_when_opened_at_creation() {
     let lines: Vec<&String> = events.iter().filter(|e| !e.starts_with('!')).collect();
     assert_eq!(lines, ["two", "three"], "{events:?}");
 }
+
+/// Many files, few descriptors: files read to their end are closed and the
+/// others read in turn; a closed file that grows continues where it was
+/// left, one truncated or replaced meanwhile is read from its start.
+#[test]
+fn more_files_than_max_open_files_are_read_in_turn_every_line_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut follower = Follower::new(FollowOptions {
+        max_open_files: 4,
+        ..options()
+    });
+    follower
+        .add_glob(
+            &format!("{}/*.log", dir.path().display()),
+            StartAt::Beginning,
+        )
+        .unwrap();
+    let mut expected = Vec::new();
+    for file in 0..20 {
+        let mut text = String::new();
+        for line in 0..3 {
+            text.push_str(&format!("f{file}-l{line}\n"));
+            expected.push(format!("f{file}-l{line}"));
+        }
+        write(&dir.path().join(format!("{file:02}.log")), &text);
+    }
+    let mut seen = Seen::default();
+    let mut got = poll(&mut follower, &mut seen);
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected);
+    assert!(follower.open_files() <= 4, "{} open", follower.open_files());
+    assert_eq!(follower.waiting(), 0);
+    assert!(follower.closed_idle() >= 16);
+    // Positions of closed files are checkpointed too.
+    assert_eq!(follower.checkpoints().len(), 20);
+
+    // Every file grows: each continues at its offset, nothing read twice.
+    for file in 0..20 {
+        append(
+            &dir.path().join(format!("{file:02}.log")),
+            &format!("f{file}-more\n"),
+        );
+    }
+    let mut got = poll(&mut follower, &mut seen);
+    got.sort();
+    let mut expected: Vec<String> = (0..20).map(|file| format!("f{file}-more")).collect();
+    expected.sort();
+    assert_eq!(got, expected);
+
+    // Truncated and replaced while closed: read from the start.
+    let closed: Vec<PathBuf> = (0..20)
+        .map(|file| dir.path().join(format!("{file:02}.log")))
+        .collect();
+    write(&closed[0], "truncated-and-rewritten\n");
+    fs::remove_file(&closed[1]).unwrap();
+    write(&closed[1], "replaced\n");
+    let got = poll(&mut follower, &mut seen);
+    let lines: Vec<&String> = got.iter().filter(|event| !event.starts_with('!')).collect();
+    assert_eq!(lines.len(), 2, "{got:?}");
+    assert!(
+        got.contains(&"truncated-and-rewritten".to_owned()),
+        "{got:?}"
+    );
+    assert!(got.contains(&"replaced".to_owned()), "{got:?}");
+    assert!(follower.open_files() <= 4);
+}
+
+/// A glob match deleted is forgotten once drained, and said so, so a sink
+/// can drop what it keeps per path.
+#[test]
+fn deleted_glob_matches_are_reported_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut follower = Follower::new(options());
+    follower
+        .add_glob(
+            &format!("{}/*.log", dir.path().display()),
+            StartAt::Beginning,
+        )
+        .unwrap();
+    let path = dir.path().join("a.log");
+    write(&path, "one\n");
+    let mut seen = Seen::default();
+    assert_eq!(poll(&mut follower, &mut seen), ["one"]);
+    fs::remove_file(&path).unwrap();
+    let mut forgotten = Vec::new();
+    for _ in 0..10 {
+        follower.poll_once(&mut seen.sink()).unwrap();
+        forgotten.extend(follower.forgotten().iter().cloned());
+        if !forgotten.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(forgotten, [path]);
+    assert!(follower.paths().is_empty());
+}
+
+/// Linux file names are bytes: a name that is not UTF-8 is matched by a
+/// glob (as text, invalid bytes replaced) and read under its real name.
+#[test]
+fn a_glob_matches_and_reads_a_file_whose_name_is_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"caf\xe9.log");
+    let path = dir.path().join(name);
+    write(&path, "from a latin-1 name\n");
+    write(&dir.path().join("plain.log"), "from a plain name\n");
+    let mut follower = Follower::new(options());
+    follower
+        .add_glob(
+            &format!("{}/*.log", dir.path().display()),
+            StartAt::Beginning,
+        )
+        .unwrap();
+    let mut seen = Seen::default();
+    let mut got = poll(&mut follower, &mut seen);
+    got.sort();
+    assert_eq!(got, ["from a latin-1 name", "from a plain name"]);
+    assert!(follower.paths().contains(&path.as_path()));
+}
