@@ -946,8 +946,16 @@ fn verdict(result: &RunResult, restart: Restart) -> Result<(), String> {
     // again: repeats are reported, not failed. Lines copytruncate destroyed
     // before anyone could read them are nobody's loss (counted apart).
     let repeats_allowed = restart == Restart::Kill;
+    // A deleted file is readable only through a descriptor: its unread
+    // lines die with a SIGKILLed follower, and a file created and deleted
+    // while it was down was never seen. Reported, not failed.
+    let losses_allowed = restart == Restart::Kill && result.mode == Mode::Delete;
     if let Some(glob) = find(result, Who::Ours(Following::Glob, restart)) {
-        let lost = glob.lost - glob.window;
+        let lost = if losses_allowed {
+            0
+        } else {
+            glob.lost - glob.window
+        };
         if lost > 0 || (glob.duplicated > 0 && !repeats_allowed) || glob.binary > 0 {
             reasons.push(format!(
                 "glob lost {lost} (besides {} in logrotate's window), duplicated {}, binary {}",
@@ -955,10 +963,13 @@ fn verdict(result: &RunResult, restart: Restart) -> Result<(), String> {
             ));
         }
     }
+    // GNU tail has no restart: the plain name is compared where neither
+    // restarts.
     if let (Some(plain), Some(tail)) = (
         find(result, Who::Ours(Following::Plain, restart)),
         find(result, Who::GnuTail),
-    ) && plain.lost - plain.window > tail.lost - tail.window
+    ) && restart == Restart::None
+        && plain.lost - plain.window > tail.lost - tail.window
     {
         reasons.push(format!(
             "plain lost {} > tail -F {} (besides logrotate's window)",
@@ -1170,5 +1181,32 @@ mod tests {
             cell(0, 0, 0),
             cell(0, 0, 0)
         ));
+    }
+
+    #[test]
+    fn restarts_hold_the_plain_name_to_nothing_and_delete_losses_to_a_report() {
+        let cell = |lost| Counts {
+            lost,
+            ..Counts::default()
+        };
+        let row = |mode, restart, glob, plain| RunResult {
+            mode,
+            rate: 0,
+            written: 100,
+            rotations: 3,
+            cells: vec![
+                (Who::Ours(Following::Glob, restart), cell(glob)),
+                (Who::Ours(Following::Plain, restart), cell(plain)),
+                (Who::GnuTail, cell(0)),
+            ],
+            notes: Vec::new(),
+        };
+        let ok =
+            |mode, restart, glob, plain| verdict(&row(mode, restart, glob, plain), restart).is_ok();
+        assert!(ok(Mode::Create, Restart::Kill, 0, 9));
+        assert!(!ok(Mode::Create, Restart::None, 0, 9));
+        assert!(ok(Mode::Delete, Restart::Kill, 7, 0));
+        assert!(!ok(Mode::Delete, Restart::None, 7, 0));
+        assert!(!ok(Mode::Create, Restart::Kill, 7, 0));
     }
 }

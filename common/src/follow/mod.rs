@@ -1963,6 +1963,20 @@ impl Follower {
         let serial = self.serial();
         let watch = &mut self.watches[index];
         if let Some(current) = watch.current.as_mut() {
+            // The old stream is let go: a copy of it found later (a poll
+            // after, or a shadow that missed its original's truncation)
+            // continues it where it was left, or held nothing new.
+            let mark = current.mark();
+            if self.released.len() == RELEASED_MEMORY {
+                self.released.remove(0);
+            }
+            self.released.push(Checkpoint {
+                path: watch.path.clone(),
+                id: current.id,
+                offset: current.line_start,
+                fingerprint: Some(mark.head),
+                before: mark.before,
+            });
             current.restart(serial)?;
             current.older = false;
             current.truncated_before = true;

@@ -1177,3 +1177,23 @@ fn a_glob_matches_and_reads_a_file_whose_name_is_not_utf8() {
     assert_eq!(got, ["from a latin-1 name", "from a plain name"]);
     assert!(follower.paths().contains(&path.as_path()));
 }
+
+#[test]
+fn a_copy_found_a_poll_after_the_truncation_continues_the_old_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    write(&log, "one\ntwo\n");
+    let mut follower = Follower::new(options());
+    follower
+        .add_glob(&format!("{}*", log.display()), StartAt::Beginning)
+        .unwrap();
+    let mut seen = Seen::default();
+    assert_eq!(poll(&mut follower, &mut seen), ["one", "two"]);
+    // Truncated and written again; the copy shows up only at the next look.
+    fs::write(&log, "four\n").unwrap();
+    assert_eq!(poll(&mut follower, &mut seen), ["!Truncated", "four"]);
+    write(&dir.path().join("app.log.1"), "one\ntwo\nthree\n");
+    let events = poll(&mut follower, &mut seen);
+    let lines: Vec<&String> = events.iter().filter(|e| !e.starts_with('!')).collect();
+    assert_eq!(lines, ["three"], "{events:?}");
+}
