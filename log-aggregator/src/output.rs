@@ -97,7 +97,7 @@ impl Formatter {
         partial: bool,
     ) {
         if let Some(open) = &self.open_line {
-            if open != path {
+            if open.as_os_str().as_encoded_bytes() != path.as_os_str().as_encoded_bytes() {
                 out.push(b'\n');
                 self.open_line = None;
             }
@@ -121,7 +121,12 @@ impl Formatter {
                     self.time_millis = millis;
                     self.time_text = sidecar_common::clock::rfc3339_utc(now);
                 }
-                if self.json_head.is_empty() || self.json_head_path != path {
+                // Compared as bytes: `Path`'s `==` walks components, which
+                // cost more per line than the rest of the rendering.
+                if self.json_head.is_empty()
+                    || self.json_head_path.as_os_str().as_encoded_bytes()
+                        != path.as_os_str().as_encoded_bytes()
+                {
                     self.json_head.clear();
                     self.json_head.extend_from_slice(b"{\"file\":");
                     write_json_string(&path.to_string_lossy(), &mut self.json_head);

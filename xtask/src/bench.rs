@@ -4,9 +4,12 @@
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Which benchmark: aggregator, adapter, client, or all.
+    /// Which benchmark: aggregator, adapter, client, follow, or all.
     #[arg(default_value = "all")]
     pub what: String,
+    /// follow: a short run (3 s per rate, 20 s idle, 50 MB, one round).
+    #[arg(long)]
+    pub quick: bool,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -24,9 +27,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         matched = true;
         crate::bench_client::run()?;
     }
+    if all || args.what == "follow" {
+        matched = true;
+        crate::bench_follow::run(args.quick)?;
+    }
     anyhow::ensure!(
         matched,
-        "unknown benchmark {:?}: use aggregator, adapter, client or all",
+        "unknown benchmark {:?}: use aggregator, adapter, client, follow or all",
         args.what
     );
     Ok(())

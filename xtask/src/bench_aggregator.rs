@@ -100,13 +100,13 @@ fn target_dir() -> PathBuf {
 }
 
 /// The generated input: reused when a file of the same size is there.
-struct Input {
-    path: PathBuf,
-    bytes: u64,
-    lines: u64,
+pub(crate) struct Input {
+    pub(crate) path: PathBuf,
+    pub(crate) bytes: u64,
+    pub(crate) lines: u64,
 }
 
-fn generate(dir: &Path, size: u64) -> anyhow::Result<Input> {
+pub(crate) fn generate(dir: &Path, size: u64) -> anyhow::Result<Input> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(format!("input-{size}.log"));
     let lines_path = dir.join(format!("input-{size}.lines"));
@@ -140,63 +140,12 @@ fn generate(dir: &Path, size: u64) -> anyhow::Result<Input> {
     Ok(Input { path, bytes, lines })
 }
 
-/// CPU seconds (self and waited-for children) and RSS figures of a live process.
-#[derive(Clone, Copy, Debug, Default)]
-struct ProcStats {
-    cpu_seconds: f64,
-    rss_kib: u64,
-    /// The process's own memory, without the mapped binary and libraries.
-    anon_kib: u64,
-    peak_rss_kib: u64,
-}
-
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|output| String::from_utf8(output.stdout).ok())
-        .and_then(|text| text.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-fn proc_stats(pid: u32, ticks: f64) -> anyhow::Result<ProcStats> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("reading /proc/{pid}/stat"))?;
-    let after_name = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .context("odd /proc stat")?;
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // Fields 14-17 of stat(5): utime, stime, cutime, cstime; index 0 here is field 3.
-    let cpu_ticks: f64 = fields
-        .get(11..15)
-        .context("short /proc stat")?
-        .iter()
-        .map(|field| field.parse::<f64>().unwrap_or(0.0))
-        .sum();
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib = |name: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    };
-    Ok(ProcStats {
-        cpu_seconds: cpu_ticks / ticks,
-        rss_kib: kib("VmRSS:"),
-        anon_kib: kib("RssAnon:"),
-        peak_rss_kib: kib("VmHWM:"),
-    })
-}
-
 struct Throughput {
     name: String,
     lines: u64,
     input_bytes: u64,
     seconds: f64,
-    stats: ProcStats,
+    stats: util::ProcStats,
 }
 
 impl Throughput {
@@ -260,7 +209,7 @@ fn throughput(
         .spawn()
         .with_context(|| format!("starting {}", util::describe(&command)))?;
     let done = read_bytes_out(&mut child, output_bytes)?;
-    let stats = proc_stats(child.id(), ticks)?;
+    let stats = util::proc_stats(child.id(), ticks)?;
     stop(child);
     Ok(Throughput {
         name: name.to_owned(),
@@ -276,7 +225,7 @@ struct Following {
     lines: u64,
     writer_seconds: f64,
     lag_seconds: f64,
-    stats: ProcStats,
+    stats: util::ProcStats,
 }
 
 /// Follows an empty file while `writer --rate 0` appends `lines` lines.
@@ -337,7 +286,7 @@ fn follow_while_writing(
         std::thread::sleep(Duration::from_micros(200));
     }
     let done = Instant::now();
-    let stats = proc_stats(child.id(), ticks)?;
+    let stats = util::proc_stats(child.id(), ticks)?;
     stop(child);
     Ok(Following {
         name: name.to_owned(),
@@ -368,18 +317,6 @@ const LAB_LOOP: &str = r#"while true; do
   sleep 10
 done"#;
 
-fn busybox() -> Option<PathBuf> {
-    let path = PathBuf::from("/bin/busybox");
-    if path.exists() {
-        return Some(path);
-    }
-    eprintln!("/bin/busybox missing: apt-get install -y busybox-static");
-    let _ = Command::new("apt-get")
-        .args(["install", "-y", "busybox-static"])
-        .status();
-    path.exists().then_some(path)
-}
-
 fn idle(aggregator: &Path, dir: &Path, window: Duration, ticks: f64) -> anyhow::Result<Vec<Idle>> {
     std::fs::create_dir_all(dir)?;
     let app = dir.join("app.log");
@@ -400,7 +337,7 @@ fn idle(aggregator: &Path, dir: &Path, window: Duration, ticks: f64) -> anyhow::
         .arg(format!("Application Logs={}", app.display()))
         .arg(format!("Error Logs={}", error.display()));
     runs.push(("log-aggregator (snapshot, lab flags)".into(), snapshot));
-    if let Some(busybox) = busybox() {
+    if let Some(busybox) = util::busybox() {
         let mut lab = Command::new(busybox);
         lab.args([
             "sh",
@@ -420,9 +357,9 @@ fn idle(aggregator: &Path, dir: &Path, window: Duration, ticks: f64) -> anyhow::
     }
     // Past start-up (first snapshot, first read of the files).
     std::thread::sleep(Duration::from_secs(1));
-    let before: Vec<ProcStats> = children
+    let before: Vec<util::ProcStats> = children
         .iter()
-        .map(|(_, child)| proc_stats(child.id(), ticks))
+        .map(|(_, child)| util::proc_stats(child.id(), ticks))
         .collect::<anyhow::Result<_>>()?;
     eprintln!(
         "idle window: {} s, a line appended to each file every 3 s",
@@ -440,7 +377,7 @@ fn idle(aggregator: &Path, dir: &Path, window: Duration, ticks: f64) -> anyhow::
     }
     let mut results = Vec::new();
     for ((name, child), before) in children.into_iter().zip(before) {
-        let after = proc_stats(child.id(), ticks)?;
+        let after = util::proc_stats(child.id(), ticks)?;
         stop(child);
         results.push(Idle {
             name,
@@ -465,7 +402,7 @@ pub fn run() -> anyhow::Result<()> {
         .map(|()| release.join("writer"))
         .map_err(|error| eprintln!("writer not built ({error:#}): skipping the writer run"))
         .ok();
-    let ticks = clock_ticks();
+    let ticks = util::clock_ticks();
     let work = target_dir().join("bench-aggregator");
     let input = generate(&work, settings.size)?;
 

@@ -5,11 +5,13 @@ mod bench;
 mod bench_adapter;
 mod bench_aggregator;
 mod bench_client;
+mod bench_follow;
 mod e2e;
 mod images;
 mod lab;
 mod loadtest;
 mod matrix;
+mod svg_plot;
 mod test;
 mod util;
 

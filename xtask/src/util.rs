@@ -282,6 +282,70 @@ pub fn parse_size(text: &str) -> Option<f64> {
     number.parse::<f64>().ok().map(|n| n * factor)
 }
 
+/// CPU seconds (self and waited-for children) and RSS figures of a live process.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcStats {
+    pub cpu_seconds: f64,
+    pub rss_kib: u64,
+    /// The process's own memory, without the mapped binary and libraries.
+    pub anon_kib: u64,
+    pub peak_rss_kib: u64,
+}
+
+pub fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|output| String::from_utf8(output.stdout).ok())
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+pub fn proc_stats(pid: u32, ticks: f64) -> anyhow::Result<ProcStats> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    let after_name = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("odd /proc stat")?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // Fields 14-17 of stat(5): utime, stime, cutime, cstime; index 0 here is field 3.
+    let cpu_ticks: f64 = fields
+        .get(11..15)
+        .context("short /proc stat")?
+        .iter()
+        .map(|field| field.parse::<f64>().unwrap_or(0.0))
+        .sum();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    Ok(ProcStats {
+        cpu_seconds: cpu_ticks / ticks,
+        rss_kib: kib("VmRSS:"),
+        anon_kib: kib("RssAnon:"),
+        peak_rss_kib: kib("VmHWM:"),
+    })
+}
+
+/// busybox (static), installed with apt-get when missing.
+pub fn busybox() -> Option<PathBuf> {
+    let path = PathBuf::from("/bin/busybox");
+    if path.exists() {
+        return Some(path);
+    }
+    eprintln!("/bin/busybox missing: apt-get install -y busybox-static");
+    let _ = Command::new("apt-get")
+        .args(["install", "-y", "busybox-static"])
+        .status();
+    path.exists().then_some(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
