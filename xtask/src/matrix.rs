@@ -54,6 +54,12 @@ use crate::util;
 
 #[derive(clap::Args)]
 pub struct MatrixArgs {
+    /// Run a failing run once more, in a fresh directory, and fail only if
+    /// it fails again (both outcomes are printed): what CI uses, since the
+    /// cells race real processes on a shared machine.
+    #[arg(long)]
+    rerun_failed: bool,
+
     /// The CI subset: rates 1k and max, restarts none and SIGKILL, every
     /// rotation mode, 3 s per run (about three minutes on two cores).
     #[arg(long, conflicts_with = "full")]
@@ -348,7 +354,25 @@ pub fn run(args: MatrixArgs) -> anyhow::Result<()> {
                 restarts: &restarts,
                 checkpoint_interval: &args.checkpoint_interval,
             };
-            results.push(run_one(&tools, &plan, &dir)?);
+            let mut result = run_one(&tools, &plan, &dir)?;
+            let failed: Vec<String> = restarts
+                .iter()
+                .filter_map(|&restart| verdict(&result, restart).err())
+                .collect();
+            if args.rerun_failed && !failed.is_empty() {
+                eprintln!("matrix: FAILED, run again once: {}", failed.join("; "));
+                let again = root.join(format!("{}-{}-again", mode.label(), rate_label(rate)));
+                std::fs::create_dir_all(&again)?;
+                result = run_one(&tools, &plan, &again)?;
+                result.notes.push(format!(
+                    "failed at the first attempt, shown here as run again: {}",
+                    failed.join("; ")
+                ));
+                if !args.keep {
+                    let _ = std::fs::remove_dir_all(&again);
+                }
+            }
+            results.push(result);
             if !args.keep {
                 let _ = std::fs::remove_dir_all(&dir);
             }

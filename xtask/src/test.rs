@@ -64,7 +64,7 @@ pub fn run_all(args: &TestArgs) -> anyhow::Result<()> {
     run(&mut loadtest)?;
     // The same way: every line once under every rotation, restart and rate.
     let mut matrix = std::process::Command::new(std::env::current_exe()?);
-    matrix.args(["matrix", "--quick"]);
+    matrix.args(["matrix", "--quick", "--rerun-failed"]);
     if !args.no_e2e {
         matrix.arg("--bin-dir").arg(images::release_dir());
     }
