@@ -1197,3 +1197,24 @@ fn a_copy_found_a_poll_after_the_truncation_continues_the_old_stream() {
     let lines: Vec<&String> = events.iter().filter(|e| !e.starts_with('!')).collect();
     assert_eq!(lines, ["three"], "{events:?}");
 }
+
+#[test]
+fn a_long_constant_header_rewritten_while_down_is_read_again_from_its_start() {
+    // A CSV or banner header longer than the 1 KiB fingerprint: the first
+    // bytes match, the bytes before the saved offset do not.
+    let header = format!("{}\n", "h".repeat(1100));
+    let (_dir, path, mut follower, mut seen) = setup(StartAt::Beginning);
+    write(&path, &format!("{header}a1\na2\na3\n"));
+    assert_eq!(poll(&mut follower, &mut seen).len(), 4);
+    let checkpoints = follower.checkpoints();
+    // Down: deleted and written again with the same header, past the offset.
+    fs::remove_file(&path).unwrap();
+    write(&path, &format!("{header}b1\nb2\nb3\nb4\nb5\n"));
+    let mut follower = Follower::new(options());
+    follower.add_path(path.clone(), StartAt::End);
+    follower.resume(&checkpoints);
+    let events = poll(&mut follower, &mut seen);
+    let lines: Vec<&String> = events.iter().filter(|e| !e.starts_with('!')).collect();
+    assert_eq!(lines.len(), 6, "{events:?}");
+    assert_eq!(lines[1..], ["b1", "b2", "b3", "b4", "b5"], "{events:?}");
+}
