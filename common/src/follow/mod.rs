@@ -508,6 +508,7 @@ impl Watch {
 
 struct GlobSpec {
     pattern: String,
+    compiled: glob::Pattern,
     /// The start for matches found at its first poll; `None` afterwards.
     initial: Option<StartAt>,
 }
@@ -648,12 +649,13 @@ impl Follower {
     /// Matches present at the first poll start at `start`; later ones are
     /// read from their start.
     pub fn add_glob(&mut self, pattern: &str, start: StartAt) -> Result<(), FollowError> {
-        glob::Pattern::new(pattern).map_err(|source| FollowError::Pattern {
+        let compiled = glob::Pattern::new(pattern).map_err(|source| FollowError::Pattern {
             pattern: pattern.to_owned(),
             source,
         })?;
         self.globs.push(GlobSpec {
             pattern: pattern.to_owned(),
+            compiled,
             initial: Some(start),
         });
         Ok(())
@@ -893,6 +895,13 @@ impl Follower {
         }
     }
 
+    /// Whether a glob matches `path` (its name read lossily, so a name that
+    /// is not UTF-8 matches as discovery finds it).
+    fn matched_by_glob(&self, path: &Path) -> bool {
+        let name = path.to_string_lossy();
+        self.globs.iter().any(|spec| spec.compiled.matches(&name))
+    }
+
     /// Places the files [`Follower::adopt_created`] kept that no poll could
     /// see: as rotated-away files of their name, by content (a copy of a
     /// file being read is dropped; one let go continues where it was left).
@@ -900,12 +909,11 @@ impl Follower {
         let mut keep = Vec::new();
         for (path, file) in std::mem::take(&mut self.created) {
             let followed = self.watched_paths.contains(&path)
-                || (self.globs.iter().any(|spec| {
-                    glob::Pattern::new(&spec.pattern).is_ok_and(|glob| glob.matches_path(&path))
-                }) && !self
-                    .excludes
-                    .iter()
-                    .any(|exclude| exclude.matches_path(&path)));
+                || (self.matched_by_glob(&path)
+                    && !self
+                        .excludes
+                        .iter()
+                        .any(|exclude| exclude.matches_path(&path)));
             let Ok(meta) = file.metadata() else {
                 continue;
             };
@@ -1686,10 +1694,9 @@ impl Follower {
     /// across a rotation during a restart.
     fn find_rotated_away(&mut self, index: usize, now: Instant) -> io::Result<()> {
         let path = self.watches[index].path.clone();
-        let globbed: Vec<glob::Pattern> = self
-            .globs
-            .iter()
-            .filter_map(|spec| glob::Pattern::new(&spec.pattern).ok())
+        let candidates: Vec<PathBuf> = copy_candidates(&path)
+            .into_iter()
+            .filter(|candidate| !self.matched_by_glob(candidate))
             .collect();
         let marks: Vec<(usize, Mark)> = self
             .resume
@@ -1699,12 +1706,9 @@ impl Follower {
             .filter_map(|(at, checkpoint)| Some((at, checkpoint.mark()?)))
             .collect();
         for (at, mark) in marks.into_iter().rev() {
-            let candidates = copy_candidates(&path)
-                .into_iter()
-                .filter(|candidate| !globbed.iter().any(|glob| glob.matches_path(candidate)));
-            for candidate in candidates {
+            for candidate in &candidates {
                 self.next_serial += 1;
-                let Ok((mut source, _)) = Source::open(&candidate, self.next_serial) else {
+                let Ok((mut source, _)) = Source::open(candidate, self.next_serial) else {
                     continue;
                 };
                 if let Some(offset) = source.continues_mark(&mark)? {
@@ -1911,25 +1915,26 @@ impl Follower {
                     .chain(watch.current.as_ref().map(|source| source.id))
             })
             .collect();
-        let globbed: Vec<glob::Pattern> = self
-            .globs
-            .iter()
-            .filter_map(|spec| glob::Pattern::new(&spec.pattern).ok())
-            .collect();
+        // A copy a glob matches is followed by its own name, and placed by
+        // its content there.
+        let continued = self.watches[index]
+            .current
+            .as_ref()
+            .is_some_and(|current| current.continued);
+        let candidates: Vec<PathBuf> = if continued {
+            Vec::new()
+        } else {
+            copy_candidates(&self.watches[index].path)
+                .into_iter()
+                .filter(|candidate| !self.matched_by_glob(candidate))
+                .collect()
+        };
         let watch = &mut self.watches[index];
         let Some(current) = watch.current.as_mut() else {
             return Ok(());
         };
         if !current.continued {
             let mut copy = None;
-            // A copy a glob matches is followed by its own name, and placed
-            // by its content there.
-            let candidates = copy_candidates(&watch.path)
-                .into_iter()
-                .filter(|candidate| {
-                    let name = candidate.to_string_lossy();
-                    !globbed.iter().any(|glob| glob.matches(&name))
-                });
             for candidate in candidates {
                 let Ok((mut source, _)) = Source::open(&candidate, serial) else {
                     continue;
@@ -1967,16 +1972,16 @@ impl Follower {
             // after, or a shadow that missed its original's truncation)
             // continues it where it was left, or held nothing new.
             let mark = current.mark();
-            if self.released.len() == RELEASED_MEMORY {
-                self.released.remove(0);
-            }
-            self.released.push(Checkpoint {
-                path: watch.path.clone(),
-                id: current.id,
-                offset: current.line_start,
-                fingerprint: Some(mark.head),
-                before: mark.before,
-            });
+            remember_released(
+                &mut self.released,
+                Checkpoint {
+                    path: watch.path.clone(),
+                    id: current.id,
+                    offset: current.line_start,
+                    fingerprint: Some(mark.head),
+                    before: mark.before,
+                },
+            );
             current.restart(serial)?;
             current.older = false;
             current.truncated_before = true;
