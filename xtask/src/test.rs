@@ -65,14 +65,6 @@ pub fn run_all(args: &TestArgs) -> anyhow::Result<()> {
     // The same way: every line once under every rotation, restart and rate.
     let mut matrix = std::process::Command::new(std::env::current_exe()?);
     matrix.args(["matrix", "--quick", "--rerun-failed"]);
-    // Every mode but `create-compress`: a known open bug repeats the few
-    // lines written to the renamed file before the writer reopens (6-9
-    // lines at 1k lines/s, about one run in three). `cargo xtask matrix`
-    // without --modes still runs it; docs/rotation-matrix.md says so.
-    matrix.args([
-        "--modes",
-        "create,copytruncate,create-delaycompress,dateext,copytruncate-compress,delete,rename-late",
-    ]);
     if !args.no_e2e {
         matrix.arg("--bin-dir").arg(images::release_dir());
     }

@@ -1307,8 +1307,8 @@ impl Follower {
             };
             let serial = copy.shadow_of.unwrap_or_default();
             let decided = self.resolve_shadow(&mut copy, serial)?;
-            tracing::debug!(path = %self.watches[index].path.display(), ?decided, "copy resolved");
             if let Some(offset) = decided {
+                tracing::debug!(path = %self.watches[index].path.display(), offset, "copy resolved");
                 copy.shadow_of = None;
                 copy.older = offset > 0;
                 copy.seek(offset);
@@ -2006,6 +2006,18 @@ impl Follower {
         let mut position = 0;
         while position < watch.retired.len() {
             let retired = &mut watch.retired[position];
+            if retired.source.shadow_of.is_some() {
+                // A copy whose name went (logrotate renames its compressed
+                // copies at each rotation): its bytes are read from the
+                // original, which has moved on since the copy was found.
+                let meta = retired.source.file.metadata()?;
+                if Source::unlinked(&meta) || now >= retired.deadline {
+                    watch.retired.remove(position);
+                } else {
+                    position += 1;
+                }
+                continue;
+            }
             let before = retired.source.pos;
             let end = retired.source.read(
                 &watch.path,

@@ -1218,3 +1218,41 @@ fn a_long_constant_header_rewritten_while_down_is_read_again_from_its_start() {
     assert_eq!(lines.len(), 6, "{events:?}");
     assert_eq!(lines[1..], ["b1", "b2", "b3", "b4", "b5"], "{events:?}");
 }
+
+/// logrotate's `compress` renames the compressed copy of a file we still
+/// read (`app.log.1.gz` to `app.log.2.gz` at the next rotation) while the
+/// original, rotated away, is still being written: the copy is taken for
+/// a shadow at our position when found, we read the late lines from the
+/// original, and the copy's name goes. Its bytes were the original's: the
+/// lines read since it was found must not come again from it.
+#[test]
+fn a_copy_whose_name_goes_while_its_original_is_read_repeats_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    let copy = dir.path().join("app.log.1");
+    let elsewhere = tempfile::tempdir().unwrap();
+    write(&path, "1\n2\n");
+    let mut follower = Follower::new(FollowOptions {
+        rotate_wait: Duration::from_secs(3600),
+        ..FollowOptions::default()
+    });
+    follower
+        .add_glob(
+            &format!("{}/app.log*", dir.path().display()),
+            StartAt::Beginning,
+        )
+        .unwrap();
+    let mut seen = Seen::default();
+    assert_eq!(poll(&mut follower, &mut seen), ["1", "2"]);
+    append(&path, "3\n");
+    fs::copy(&path, &copy).unwrap();
+    // The copy is found (a shadow at our position), then the original's
+    // new line is read from the original.
+    assert_eq!(poll(&mut follower, &mut seen), ["3"]);
+    fs::rename(&copy, elsewhere.path().join("app.log.1")).unwrap();
+    append(&path, "4\n");
+    let mut lines = poll(&mut follower, &mut seen);
+    lines.extend(poll(&mut follower, &mut seen));
+    lines.retain(|line| !line.starts_with('!'));
+    assert_eq!(lines, ["4"]);
+}
