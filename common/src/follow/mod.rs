@@ -32,7 +32,12 @@
 //!   - a compressed file (gzip magic, never the name) is read decompressed
 //!     when it continues a stream, else skipped: never streamed as text;
 //!   - a file let go (the last [`RELEASED_MEMORY`]) or checkpointed and
-//!     found again under any name continues where it was left.
+//!     found again under another name continues where it was left.
+//!
+//!   A file is only taken for another's copy when it is named as rotation
+//!   tools name copies (`named_like_copy`: `app.log` → `app.log.1`,
+//!   `app.log-DATE.gz`, `app-DATE.log`): replicas writing the same lines
+//!   into files of their own are each read.
 //! - Truncation in place (copytruncate) is seen when the size drops below our
 //!   position, or when the first bytes changed (truncated and written past
 //!   our position again before we looked). It is handled at the end of the
@@ -938,10 +943,10 @@ impl Follower {
             }
             let serial = self.serial();
             let mut source = Source::from_file(file, serial)?;
-            if source.head.is_empty() || self.relate_to_open(&mut source)?.is_some() {
+            if source.head.is_empty() || self.relate_to_open(&mut source, &path)?.is_some() {
                 continue;
             }
-            let offset = match self.take_released(&mut source)? {
+            let offset = match self.take_released(&mut source, &path)? {
                 Some(offset) => offset,
                 None if source.is_compressed() => continue,
                 None => 0,
@@ -1214,9 +1219,12 @@ impl Follower {
 
     /// Where a released stream was left, if `source` holds its bytes up to
     /// there (whatever its inode); the record is used up.
-    fn take_released(&mut self, source: &mut Source) -> io::Result<Option<u64>> {
+    fn take_released(&mut self, source: &mut Source, path: &Path) -> io::Result<Option<u64>> {
         for at in (0..self.released.len()).rev() {
             let record = &self.released[at];
+            if !named_like_copy(path, &record.path) {
+                continue;
+            }
             // A record at offset 0 has no content to recognise: an inode
             // number reused by a new file says nothing.
             let Some(mark) = record.mark() else {
@@ -1234,8 +1242,15 @@ impl Follower {
     /// How `source` (just opened, another inode than every open file)
     /// relates to the streams being read: the first one it holds bytes of,
     /// with whether that stream's own file still holds them.
-    fn relate_to_open(&mut self, source: &mut Source) -> io::Result<Option<(u64, Relation, bool)>> {
+    fn relate_to_open(
+        &mut self,
+        source: &mut Source,
+        path: &Path,
+    ) -> io::Result<Option<(u64, Relation, bool)>> {
         for watch in &mut self.watches {
+            if !named_like_copy(path, &watch.path) {
+                continue;
+            }
             let streams = watch
                 .retired
                 .iter_mut()
@@ -1306,7 +1321,8 @@ impl Follower {
                 }
             };
             let serial = copy.shadow_of.unwrap_or_default();
-            let decided = self.resolve_shadow(&mut copy, serial)?;
+            let path = self.watches[index].path.clone();
+            let decided = self.resolve_shadow(&mut copy, &path, serial)?;
             if let Some(offset) = decided {
                 tracing::debug!(path = %self.watches[index].path.display(), offset, "copy resolved");
                 copy.shadow_of = None;
@@ -1331,7 +1347,12 @@ impl Follower {
 
     /// Where the copy of stream `serial` is to be read from, once it is
     /// decided (`None`: its original is still intact, it stays a copy).
-    fn resolve_shadow(&mut self, copy: &mut Source, serial: u64) -> io::Result<Option<u64>> {
+    fn resolve_shadow(
+        &mut self,
+        copy: &mut Source,
+        path: &Path,
+        serial: u64,
+    ) -> io::Result<Option<u64>> {
         for watch in &mut self.watches {
             let streams = watch
                 .retired
@@ -1372,7 +1393,7 @@ impl Follower {
         // holds only bytes already read (it begins like a stream let go:
         // at its end); one that does not begin like any was never a copy
         // (it only began like one while short) and is read from its start.
-        if let Some(offset) = self.take_released(copy)? {
+        if let Some(offset) = self.take_released(copy, path)? {
             return Ok(Some(offset));
         }
         let begins_like_one = self
@@ -1565,6 +1586,7 @@ impl Follower {
         initial: Option<StartAt>,
     ) -> io::Result<()> {
         let id = source.id;
+        let path = self.watches[index].path.clone();
         if self.linked_elsewhere(id, index) {
             let watch = &mut self.watches[index];
             if watch.seen == Seen::Never {
@@ -1592,7 +1614,7 @@ impl Follower {
         }
         let related = match start {
             Some(_) => None,
-            None => self.relate_to_open(&mut source)?,
+            None => self.relate_to_open(&mut source, &path)?,
         };
         match related {
             Some((serial, Relation::Continues(offset), true)) => {
@@ -1615,7 +1637,7 @@ impl Follower {
             _ => {}
         }
         if start.is_none() {
-            start = self.take_released(&mut source)?;
+            start = self.take_released(&mut source, &path)?;
             source.older = start.is_some();
         }
         let mut notice_shrunk = false;
@@ -1751,7 +1773,11 @@ impl Follower {
         for (at, checkpoint) in self.resume.iter().enumerate() {
             let same_inode = checkpoint.id == id;
             let offset = match checkpoint.mark() {
-                Some(mark) if same_inode || !owner_present(checkpoint) => {
+                Some(mark)
+                    if same_inode
+                        || (!owner_present(checkpoint)
+                            && named_like_copy(path, &checkpoint.path)) =>
+                {
                     source.continues_mark(&mark)?
                 }
                 Some(_) => None,
@@ -2104,6 +2130,25 @@ fn copy_candidates(path: &Path) -> Vec<PathBuf> {
         }
     }
     paths
+}
+
+/// Whether a file named `copy` may hold a copy of the file named
+/// `original`, as rotation tools name their copies: the copy's name begins
+/// with the original's name up to its last dot (`app.log` → `app.log.1`,
+/// `app.log-20240601.gz`, logrotate's `extension` `app-20240601.log`,
+/// logback's `app.2024-06-01.log.gz`), in any directory (logrotate's
+/// `olddir`). Two followed files that only hold the same bytes (replicas
+/// writing the same lines) are then never taken for each other's copy.
+fn named_like_copy(copy: &Path, original: &Path) -> bool {
+    let (Some(copy), Some(original)) = (copy.file_name(), original.file_name()) else {
+        return false;
+    };
+    let (copy, original) = (copy.as_encoded_bytes(), original.as_encoded_bytes());
+    let stem = match original.iter().rposition(|&byte| byte == b'.') {
+        Some(dot) if dot > 0 => &original[..dot],
+        _ => original,
+    };
+    copy.starts_with(stem)
 }
 
 /// Whether a path component holds glob syntax.

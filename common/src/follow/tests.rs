@@ -1256,3 +1256,49 @@ fn a_copy_whose_name_goes_while_its_original_is_read_repeats_nothing() {
     lines.retain(|line| !line.starts_with('!'));
     assert_eq!(lines, ["4"]);
 }
+
+/// Replicas writing the same lines into files of their own (`worker-1.log`,
+/// `worker-2.log`) hold the same bytes; neither is the other's copy, so
+/// each is read whole.
+#[test]
+fn files_that_only_hold_the_same_bytes_are_each_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: String = (0..40)
+        .map(|n| format!("starting worker step {n}\n"))
+        .collect();
+    write(&dir.path().join("worker-1.log"), &lines);
+    let mut follower = Follower::new(options());
+    follower
+        .add_glob(
+            &format!("{}/*.log", dir.path().display()),
+            StartAt::Beginning,
+        )
+        .unwrap();
+    let mut seen = Seen::default();
+    assert_eq!(poll(&mut follower, &mut seen).len(), 40);
+    write(&dir.path().join("worker-2.log"), &lines);
+    write(&dir.path().join("worker-3.log"), &lines);
+    let mut read = poll(&mut follower, &mut seen);
+    read.retain(|line| !line.starts_with('!'));
+    assert_eq!(read.len(), 80, "{read:?}");
+}
+
+#[test]
+fn copies_are_named_as_rotation_tools_name_them() {
+    let like = |copy: &str, original: &str| named_like_copy(Path::new(copy), Path::new(original));
+    for copy in [
+        "/l/app.log.1",
+        "/l/app.log.1.gz",
+        "/l/app.log-20240601",
+        "/l/app-20240601.log",
+        "/l/app.2024-06-01.log.gz",
+        "/old/app.log.3",
+    ] {
+        assert!(like(copy, "/l/app.log"), "{copy}");
+    }
+    assert!(like("/l/messages.1", "/l/messages"));
+    assert!(like("/l/app.log.2.gz", "/l/app.log.1"));
+    for other in ["/l/worker-2.log", "/l/other.log", "/l/ap.log"] {
+        assert!(!like(other, "/l/worker-1.log"), "{other}");
+    }
+}
