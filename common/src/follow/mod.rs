@@ -89,10 +89,9 @@
 //!   that find no descriptor wait ([`Follower::waiting`]) and a poll that
 //!   made room returns `Busy`. Limits: a file closed and then deleted is
 //!   not read further (a writer's late lines to it are lost); a file that
-//!   waits and is deleted before its turn is not read; a copytruncate of
-//!   a closed file may, in some sequences, read lines again (the model
-//!   test leaves copytruncate out when bounded). Checkpoints include
-//!   closed files.
+//!   waits and is deleted before its turn is not read. A copytruncate of a
+//!   closed file is told like an open one's (the model test runs it under
+//!   the bound too). Checkpoints include closed files.
 //! - Glob matches gone and drained are forgotten, and listed by
 //!   [`Follower::forgotten`] after that poll, so a sink can drop what it
 //!   keeps per path.
@@ -2134,19 +2133,25 @@ fn copy_candidates(path: &Path) -> Vec<PathBuf> {
 
 /// Whether a file named `copy` may hold a copy of the file named
 /// `original`, as rotation tools name their copies: the copy's name begins
-/// with the original's name up to its last dot (`app.log` → `app.log.1`,
+/// with the original's up to its first dot (`app.log` → `app.log.1`,
 /// `app.log-20240601.gz`, logrotate's `extension` `app-20240601.log`,
-/// logback's `app.2024-06-01.log.gz`), in any directory (logrotate's
-/// `olddir`). Two followed files that only hold the same bytes (replicas
-/// writing the same lines) are then never taken for each other's copy.
+/// logback's `app.2024-06-01.log.gz`; `app.log.1.gz` → `app.log.2.gz` as
+/// the chain moves on), in any directory (logrotate's `olddir`). Two
+/// followed files that only hold the same bytes (replicas writing the same
+/// lines, `worker-1.log` and `worker-2.log`) are never taken for each
+/// other's copy.
 fn named_like_copy(copy: &Path, original: &Path) -> bool {
     let (Some(copy), Some(original)) = (copy.file_name(), original.file_name()) else {
         return false;
     };
     let (copy, original) = (copy.as_encoded_bytes(), original.as_encoded_bytes());
-    let stem = match original.iter().rposition(|&byte| byte == b'.') {
-        Some(dot) if dot > 0 => &original[..dot],
-        _ => original,
+    let leading_dots = original.iter().take_while(|&&byte| byte == b'.').count();
+    let stem = match original[leading_dots..]
+        .iter()
+        .position(|&byte| byte == b'.')
+    {
+        Some(dot) => &original[..leading_dots + dot],
+        None => original,
     };
     copy.starts_with(stem)
 }

@@ -1298,6 +1298,8 @@ fn copies_are_named_as_rotation_tools_name_them() {
     }
     assert!(like("/l/messages.1", "/l/messages"));
     assert!(like("/l/app.log.2.gz", "/l/app.log.1"));
+    assert!(like("/l/app.log.2.gz", "/l/app.log.1.gz"));
+    assert!(like("/l/.app.log.1", "/l/.app.log"));
     for other in ["/l/worker-2.log", "/l/other.log", "/l/ap.log"] {
         assert!(!like(other, "/l/worker-1.log"), "{other}");
     }
