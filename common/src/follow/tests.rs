@@ -427,7 +427,7 @@ fn a_rotated_file_let_go_then_matched_by_the_glob_is_not_read_again() {
     assert_eq!(poll(&mut follower, &mut seen), ["late"]);
 }
 
-/// Issue 5: `app.log*` through two rename rotations (logrotate with
+/// `app.log*` through two rename rotations (logrotate with
 /// `rotate 2`): the path `app.log.1` names first one rotated file, then the
 /// next; the second must continue where `app.log` left it, not from 0.
 #[test]
