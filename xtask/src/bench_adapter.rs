@@ -15,13 +15,13 @@
 //! note (`apt-get install -y jq time`).
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-use crate::util::{cargo, run as run_command, workspace_root};
+use crate::util::{find_program, release_bin_dir, target_dir};
 
 /// Lines per generated file.
 const LINES: usize = 1_000_000;
@@ -267,27 +267,15 @@ fn best(
     fastest.context("no run")
 }
 
-fn on_path(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(program))
-            .find(|candidate| candidate.is_file())
-    })
-}
-
 pub fn run() -> anyhow::Result<()> {
     if !Path::new("/usr/bin/time").is_file() {
         bail!("/usr/bin/time is missing (it measures CPU and RSS): apt-get install -y time");
     }
-    run_command(cargo().args(["build", "--release", "-p", "adapter"]))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    let binary = target.join("release/adapter");
-    let dir = target.join("bench-adapter");
+    let binary = release_bin_dir(None, &["adapter"])?.join("adapter");
+    let dir = target_dir().join("bench-adapter");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let jq = on_path("jq");
-    let python = on_path("python3");
+    let jq = find_program("jq", &[]);
+    let python = find_program("python3", &[]);
     let script = dir.join("baseline.py");
     std::fs::write(&script, PYTHON_BASELINE)?;
 

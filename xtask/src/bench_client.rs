@@ -18,6 +18,7 @@
 //! contenders run 3 times and the fastest run is shown. Figures, not a test.
 
 use std::fmt::Write as _;
+use std::io::Read as _;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -25,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::stats::percentile;
 use crate::util;
 
 const DEFAULT_COUNT: usize = 1000;
@@ -45,10 +47,9 @@ pub fn run() -> anyhow::Result<()> {
         Err(_) => DEFAULT_COUNT,
     };
     let nginx = find_nginx()?;
-    let curl =
-        which("curl").context("curl is needed for the comparison: apt-get install -y curl")?;
-    util::run(util::cargo().args(["build", "--release", "-p", "client"]))?;
-    let client = target_dir().join("release").join("client");
+    let curl = util::find_program("curl", &[])
+        .context("curl is needed for the comparison: apt-get install -y curl")?;
+    let client = util::release_bin_dir(None, &["client"])?.join("client");
     let work = std::env::temp_dir().join(format!("bench-client-{}", std::process::id()));
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
     let outcome = (|| {
@@ -148,18 +149,20 @@ fn measure(
         rows.push(Row {
             what: what.to_owned(),
             wall,
-            p50_p99: Some((percentile(&latencies, 0.5), percentile(&latencies, 0.99))),
+            p50_p99: Some((
+                percentile(&latencies, 0.5).unwrap_or(0.0),
+                percentile(&latencies, 0.99).unwrap_or(0.0),
+            )),
             peak_rss_kib: rss,
         });
     }
 
-    let script = format!(
-        "i=0; while [ $i -lt {count} ]; do \
-         {curl} -s {url} > /dev/null && echo \"$(date) - Successfully connected to nginx\"; \
-         i=$((i+1)); done",
-        curl = curl.display()
-    );
-    let (wall, _, rss) = timed(Command::new("sh").args(["-c", &script]))?;
+    let (wall, _, rss) = timed(
+        Command::new("sh")
+            .args(["-c", LAB_LOOP, "lab-loop", &count_text])
+            .arg(curl)
+            .arg(url),
+    )?;
     rows.push(Row {
         what: "the lab's `sh` loop: `curl -s URL > /dev/null && echo \"$(date) - ...\"`".to_owned(),
         wall,
@@ -168,6 +171,14 @@ fn measure(
     });
     Ok(rows)
 }
+
+/// The lab's client loop without its `sleep`, `$1` times: the count, curl
+/// and the URL are its arguments (`$1`, `$2`, `$3`), never spliced into the
+/// script.
+const LAB_LOOP: &str = r#"i=0; while [ "$i" -lt "$1" ]; do
+  "$2" -s "$3" > /dev/null && echo "$(date) - Successfully connected to nginx"
+  i=$((i+1))
+done"#;
 
 /// The fastest of [`RUNS`] runs of `measure`.
 fn best_of(
@@ -191,40 +202,35 @@ struct LoopRss {
 }
 
 fn client_loop_rss(client: &Path, url: &str) -> anyhow::Result<LoopRss> {
-    let child = Command::new(client)
+    let mut child = Command::new(client)
         .args(["--interval", "10ms", "--name", "nginx", url])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .context("starting client in loop mode")?;
+    // Loop mode for a fixed time: its memory after that long is the figure.
     std::thread::sleep(Duration::from_secs(3));
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()));
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let output = child
-        .wait_with_output()
-        .context("waiting for client in loop mode")?;
-    let summary = String::from_utf8_lossy(&output.stderr);
+    let stats = util::proc_stats(child.id(), util::clock_ticks())
+        .context("reading the client's memory from /proc")?;
+    util::send_signal(child.id(), "TERM")?;
+    let mut summary = String::new();
+    child
+        .stderr
+        .take()
+        .context("stderr not piped")?
+        .read_to_string(&mut summary)
+        .context("reading the client's summary")?;
+    child.wait().context("waiting for client in loop mode")?;
     let tries = summary
         .lines()
         .find_map(|line| line.strip_suffix(" ok, 0 failed"))
         .and_then(|line| line.split_whitespace().next())
         .and_then(|tries| tries.parse().ok())
         .unwrap_or(0);
-    let status = status.context("reading the client's /proc/PID/status")?;
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|kib| kib.parse().ok())
-            .unwrap_or(0)
-    };
     Ok(LoopRss {
         tries,
-        rss_kib: field("VmRSS:"),
-        hwm_kib: field("VmHWM:"),
+        rss_kib: stats.rss_kib,
+        hwm_kib: stats.peak_rss_kib,
     })
 }
 
@@ -293,14 +299,6 @@ fn client_percentiles(summary: &str) -> Option<(f64, f64)> {
         words.get(at + 1)?.parse().ok()
     };
     Some((value("p50")?, value("p99")?))
-}
-
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 /// Runs `command` with stdout discarded, under `/usr/bin/time -f %M` when it
@@ -384,23 +382,9 @@ fn run_quiet(command: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| util::workspace_root().join("target"))
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .chain(["/usr/sbin".into(), "/usr/bin".into(), "/sbin".into()])
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-}
-
 fn find_nginx() -> anyhow::Result<PathBuf> {
-    which("nginx").context("nginx is not installed: apt-get install -y nginx")
+    util::find_program("nginx", &["/usr/sbin", "/sbin"])
+        .context("nginx is not installed: apt-get install -y nginx")
 }
 
 /// Our own nginx instance: one process, a temp prefix, a free loopback port.
@@ -463,7 +447,6 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        util::stop(&mut self.child);
     }
 }

@@ -22,9 +22,8 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-use crate::util::{
-    self, cargo, describe, fnv1a, on_path, output, podman, target_dir, try_output, workspace_root,
-};
+use crate::podman::{self, command as podman};
+use crate::util::{self, cargo, describe, on_path, output, target_dir, try_output, workspace_root};
 
 /// Our binaries, one image each.
 pub const BINARIES: &[&str] = &["writer", "reader", "log-aggregator", "adapter", "client"];
@@ -57,7 +56,7 @@ pub struct ImagesArgs {
 }
 
 pub fn run(args: ImagesArgs) -> anyhow::Result<()> {
-    crate::lab::ensure_podman(false)?;
+    podman::ensure_podman(false)?;
     let built = build(args.force, args.compare)?;
     print_sizes(&built)?;
     Ok(())
@@ -168,14 +167,14 @@ fn label_args() -> anyhow::Result<Vec<String>> {
         found if known && !found.is_empty() => found.to_owned(),
         _ => "unknown".to_owned(),
     };
-    let created = output(Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"]))?;
+    let created = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ");
     Ok(vec![
         "--build-arg".into(),
         format!("VERSION={}", env!("CARGO_PKG_VERSION")),
         "--build-arg".into(),
         format!("REVISION={revision}"),
         "--build-arg".into(),
-        format!("CREATED={}", created.trim()),
+        format!("CREATED={created}"),
         "--build-arg".into(),
         "SOURCE=https://github.com/example/pod-sidecars".into(),
     ])
@@ -389,6 +388,22 @@ pub fn print_sizes(images: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// 64-bit FNV-1a: a stable content hash for "did this image's input change"
+/// (std's `DefaultHasher` may change between Rust releases).
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in *part {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        // Separator, so ("ab", "c") and ("a", "bc") differ.
+        hash ^= 0xff;
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
 /// Whether the host has what `podman build` of the helpers needs.
 pub fn helper_packages_missing(compare: bool) -> Vec<&'static str> {
     let mut missing = Vec::new();
@@ -402,4 +417,30 @@ pub fn helper_packages_missing(compare: bool) -> Vec<&'static str> {
         missing.push("curl");
     }
     missing
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_separates_parts_and_matches_the_reference_value() {
+        assert_ne!(fnv1a(&[b"ab", b"c"]), fnv1a(&[b"a", b"bc"]));
+        assert_eq!(fnv1a(&[]), 0xcbf2_9ce4_8422_2325);
+    }
+
+    #[test]
+    fn image_labels_carry_a_utc_creation_time() {
+        let labels = label_args().unwrap();
+        let created = labels
+            .iter()
+            .find_map(|arg| arg.strip_prefix("CREATED="))
+            .unwrap();
+        // 2026-11-28T12:00:00Z
+        assert_eq!(created.len(), 20, "{created}");
+        assert!(
+            created.ends_with('Z') && created.as_bytes()[10] == b'T',
+            "{created}"
+        );
+    }
 }
