@@ -217,16 +217,12 @@ fn follow_while_writing(
     let mut child = follower.spawn()?;
     // It must have the file open first: a follower that is not running yet
     // would not be measured following.
-    let pid = child.id();
-    util::wait_for_every(
-        &format!("{name} to open {}", file.display()),
+    util::wait_open(
+        name,
+        child.id(),
+        file,
         Duration::from_secs(30),
         Duration::from_millis(10),
-        || {
-            util::has_open(pid, file)
-                .then_some(())
-                .ok_or_else(|| "not yet".to_owned())
-        },
     )?;
     let mut write = Command::new(writer);
     write

@@ -20,7 +20,7 @@
 use std::fmt::Write as _;
 use std::io::Read as _;
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -46,7 +46,8 @@ pub fn run() -> anyhow::Result<()> {
             .with_context(|| format!("CLIENT_BENCH_COUNT={text:?} is not a number"))?,
         Err(_) => DEFAULT_COUNT,
     };
-    let nginx = find_nginx()?;
+    let nginx = util::find_program("nginx", &["/usr/sbin", "/sbin"])
+        .context("nginx is not installed: apt-get install -y nginx")?;
     let curl = util::find_program("curl", &[])
         .context("curl is needed for the comparison: apt-get install -y curl")?;
     let client = util::release_bin_dir(None, &["client"])?.join("client");
@@ -90,27 +91,28 @@ fn measure(
     let count_text = count.to_string();
 
     // Warm-up: page cache, nginx's first accept, the binaries.
-    run_quiet(Command::new(client).args(["--interval", "1ns", "--count", "20", url]))?;
+    util::output(Command::new(client).args(["--interval", "1ns", "--count", "20", url]))?;
 
-    let (wall, summary, rss) = best_of(|| {
-        timed(Command::new(client).args([
-            "--interval",
-            "1ns",
-            "--count",
-            &count_text,
-            "--name",
-            "nginx",
-            url,
-        ]))
-    })?;
+    let mut command = Command::new(client);
+    command.args([
+        "--interval",
+        "1ns",
+        "--count",
+        &count_text,
+        "--name",
+        "nginx",
+        url,
+    ]);
+    let run = best_of(|| util::timed(&command, Stdio::null(), Stdio::null()))?;
+    let summary = &run.stderr;
     if !summary.contains(&format!("{count} tries, {count} ok, 0 failed")) {
         bail!("client did not succeed on every try:\n{summary}");
     }
     rows.push(Row {
         what: format!("`client --interval 1ns --count {count}`"),
-        wall,
-        p50_p99: client_percentiles(&summary),
-        peak_rss_kib: rss,
+        wall: run.wall,
+        p50_p99: client_percentiles(summary),
+        peak_rss_kib: run.peak_rss_kib,
     });
 
     for (what, extra) in [
@@ -133,8 +135,9 @@ fn measure(
         if let Some(header) = extra {
             command.args(["-H", header]);
         }
-        let (wall, stdout, rss) = best_of(|| timed_stdout(&mut command))?;
-        let mut latencies: Vec<f64> = stdout
+        let run = best_of(|| util::timed(&command, Stdio::null(), Stdio::piped()))?;
+        let mut latencies: Vec<f64> = run
+            .stdout
             .lines()
             .filter_map(|line| line.trim().parse::<f64>().ok())
             .map(|seconds| seconds * 1000.0)
@@ -148,26 +151,26 @@ fn measure(
         latencies.sort_by(f64::total_cmp);
         rows.push(Row {
             what: what.to_owned(),
-            wall,
+            wall: run.wall,
             p50_p99: Some((
                 percentile(&latencies, 0.5).unwrap_or(0.0),
                 percentile(&latencies, 0.99).unwrap_or(0.0),
             )),
-            peak_rss_kib: rss,
+            peak_rss_kib: run.peak_rss_kib,
         });
     }
 
-    let (wall, _, rss) = timed(
-        Command::new("sh")
-            .args(["-c", LAB_LOOP, "lab-loop", &count_text])
-            .arg(curl)
-            .arg(url),
-    )?;
+    let mut lab_loop = Command::new("sh");
+    lab_loop
+        .args(["-c", LAB_LOOP, "lab-loop", &count_text])
+        .arg(curl)
+        .arg(url);
+    let run = util::timed(&lab_loop, Stdio::null(), Stdio::null())?;
     rows.push(Row {
         what: "the lab's `sh` loop: `curl -s URL > /dev/null && echo \"$(date) - ...\"`".to_owned(),
-        wall,
+        wall: run.wall,
         p50_p99: None,
-        peak_rss_kib: rss,
+        peak_rss_kib: run.peak_rss_kib,
     });
     Ok(rows)
 }
@@ -182,12 +185,12 @@ done"#;
 
 /// The fastest of [`RUNS`] runs of `measure`.
 fn best_of(
-    mut measure: impl FnMut() -> anyhow::Result<(Duration, String, Option<u64>)>,
-) -> anyhow::Result<(Duration, String, Option<u64>)> {
+    mut measure: impl FnMut() -> anyhow::Result<util::Timed>,
+) -> anyhow::Result<util::Timed> {
     let mut best = measure()?;
     for _ in 1..RUNS {
         let next = measure()?;
-        if next.0 < best.0 {
+        if next.wall < best.wall {
             best = next;
         }
     }
@@ -299,92 +302,6 @@ fn client_percentiles(summary: &str) -> Option<(f64, f64)> {
         words.get(at + 1)?.parse().ok()
     };
     Some((value("p50")?, value("p99")?))
-}
-
-/// Runs `command` with stdout discarded, under `/usr/bin/time -f %M` when it
-/// exists; returns wall time, stderr (without time's line) and peak RSS in KiB.
-fn timed(command: &mut Command) -> anyhow::Result<(Duration, String, Option<u64>)> {
-    let (wall, _stdout, stderr, rss) = timed_with(command, false)?;
-    Ok((wall, stderr, rss))
-}
-
-/// Like [`timed`], keeping stdout.
-fn timed_stdout(command: &mut Command) -> anyhow::Result<(Duration, String, Option<u64>)> {
-    let (wall, stdout, _stderr, rss) = timed_with(command, true)?;
-    Ok((wall, stdout, rss))
-}
-
-const GNU_TIME: &str = "/usr/bin/time";
-const RSS_MARK: &str = "bench-peak-rss-kib=";
-
-fn timed_with(
-    command: &mut Command,
-    keep_stdout: bool,
-) -> anyhow::Result<(Duration, String, String, Option<u64>)> {
-    let mut wrapped = if Path::new(GNU_TIME).exists() {
-        let mut wrapped = Command::new(GNU_TIME);
-        wrapped
-            .args(["-f", &format!("{RSS_MARK}%M"), "--"])
-            .arg(command.get_program())
-            .args(command.get_args());
-        wrapped
-    } else {
-        let mut plain = Command::new(command.get_program());
-        plain.args(command.get_args());
-        plain
-    };
-    wrapped
-        .stdout(if keep_stdout {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stderr(Stdio::piped());
-    let started = Instant::now();
-    let output = wrapped
-        .output()
-        .with_context(|| format!("running {}", util::describe(command)))?;
-    let wall = started.elapsed();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    if !output.status.success() {
-        bail!(
-            "{} failed with {}:\n{stderr}",
-            util::describe(command),
-            output.status
-        );
-    }
-    let rss = stderr
-        .lines()
-        .find_map(|line| line.strip_prefix(RSS_MARK))
-        .and_then(|kib| kib.trim().parse().ok());
-    let stderr = stderr
-        .lines()
-        .filter(|line| !line.starts_with(RSS_MARK))
-        .collect::<Vec<_>>()
-        .join("\n");
-    Ok((
-        wall,
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr,
-        rss,
-    ))
-}
-
-fn run_quiet(command: &mut Command) -> anyhow::Result<()> {
-    let status = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .with_context(|| format!("running {}", util::describe(command)))?;
-    if !status.success() {
-        bail!("{} failed with {status}", util::describe(command));
-    }
-    Ok(())
-}
-
-fn find_nginx() -> anyhow::Result<PathBuf> {
-    util::find_program("nginx", &["/usr/sbin", "/sbin"])
-        .context("nginx is not installed: apt-get install -y nginx")
 }
 
 /// Our own nginx instance: one process, a temp prefix, a free loopback port.

@@ -5,7 +5,8 @@
 //! Container and manifest helpers live in `podman` and `kube`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -160,6 +161,28 @@ pub fn send_signal(pid: u32, signal: &str) -> anyhow::Result<()> {
         .with_context(|| format!("sending SIG{signal} to process {pid}"))
 }
 
+/// Waits until process `pid` (`who`, for the message) has `path` open,
+/// looking every `every`: a follower measured before it opened its file
+/// would not be measured following.
+pub fn wait_open(
+    who: &str,
+    pid: u32,
+    path: &Path,
+    timeout: Duration,
+    every: Duration,
+) -> anyhow::Result<()> {
+    wait_for_every(
+        &format!("{who} to open {}", path.display()),
+        timeout,
+        every,
+        || {
+            has_open(pid, path)
+                .then_some(())
+                .ok_or_else(|| "not yet".to_owned())
+        },
+    )
+}
+
 /// SIGTERM, then SIGKILL if it has not exited within 5 s.
 pub fn stop(child: &mut Child) {
     let _ = send_signal(child.id(), "TERM");
@@ -305,6 +328,94 @@ pub fn proc_stats(pid: u32, ticks: f64) -> anyhow::Result<ProcStats> {
     })
 }
 
+/// GNU time: the CPU time and peak RSS of a process that has exited (std
+/// does not return a child's rusage).
+pub const GNU_TIME: &str = "/usr/bin/time";
+
+/// What one run under [`timed`] measured.
+#[derive(Debug, Default)]
+pub struct Timed {
+    pub wall: Duration,
+    /// User + system CPU seconds (GNU time's `%U + %S`), when it is installed.
+    pub cpu_seconds: Option<f64>,
+    /// Peak RSS in KiB (`%M`), when GNU time is installed.
+    pub peak_rss_kib: Option<u64>,
+    /// stdout, when `stdout` was [`Stdio::piped`].
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `command` (its program and arguments) under [`GNU_TIME`], or
+/// unmeasured where it is missing, with `stdin` and `stdout` as given and
+/// stderr captured; fails naming the command, with its stderr, if it exits
+/// non-zero. GNU time reports to a file of its own (`-o`), so stderr is the
+/// program's.
+pub fn timed(command: &Command, stdin: Stdio, stdout: Stdio) -> anyhow::Result<Timed> {
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let report = std::env::temp_dir().join(format!(
+        "xtask-time-{}-{}",
+        std::process::id(),
+        RUNS.fetch_add(1, Ordering::Relaxed)
+    ));
+    let measured = Path::new(GNU_TIME).exists();
+    let mut wrapped = if measured {
+        let mut wrapped = Command::new(GNU_TIME);
+        wrapped
+            .arg("-o")
+            .arg(&report)
+            .args(["-f", "%e %U %S %M", "--"])
+            .arg(command.get_program());
+        wrapped
+    } else {
+        Command::new(command.get_program())
+    };
+    wrapped
+        .args(command.get_args())
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let output = wrapped
+        .output()
+        .with_context(|| format!("running {}", describe(command)))?;
+    let elapsed = started.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let times = std::fs::read_to_string(&report).unwrap_or_default();
+    let _ = std::fs::remove_file(&report);
+    if !output.status.success() {
+        bail!(
+            "{} failed with {}:\n{stderr}",
+            describe(command),
+            output.status
+        );
+    }
+    // The last line: GNU time puts "Command exited with..." before it.
+    let fields: Vec<f64> = times
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|field| field.parse().ok())
+        .collect();
+    let (wall, cpu_seconds, peak_rss_kib) = match fields[..] {
+        // %e has 10 ms resolution; our clock is finer but also counts
+        // GNU time's own start.
+        [e, user, system, rss] => (
+            elapsed.min(Duration::from_secs_f64(e + 0.01)),
+            Some(user + system),
+            Some(rss as u64),
+        ),
+        _ => (elapsed, None, None),
+    };
+    Ok(Timed {
+        wall,
+        cpu_seconds,
+        peak_rss_kib,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr,
+    })
+}
+
 /// busybox (static), installed with apt-get when missing.
 pub fn busybox() -> Option<PathBuf> {
     let path = PathBuf::from("/bin/busybox");
@@ -354,6 +465,23 @@ mod tests {
         assert_eq!(status.signal(), Some(libc::SIGTERM));
         assert!(send_signal(child.id(), "TERM").is_err());
         assert!(send_signal(1, "USR9").is_err());
+    }
+
+    #[test]
+    fn timed_runs_report_cpu_and_memory_and_fail_with_stderr() {
+        let mut command = Command::new("sh");
+        command.args(["-c", "echo out; echo err >&2"]);
+        let run = timed(&command, Stdio::null(), Stdio::piped()).expect("sh runs");
+        assert_eq!(run.stdout, "out\n");
+        assert_eq!(run.stderr, "err\n");
+        if Path::new(GNU_TIME).exists() {
+            assert!(run.peak_rss_kib.is_some_and(|kib| kib > 0), "{run:?}");
+            assert!(run.cpu_seconds.is_some(), "{run:?}");
+        }
+        let mut failing = Command::new("sh");
+        failing.args(["-c", "echo broken >&2; exit 3"]);
+        let error = timed(&failing, Stdio::null(), Stdio::null()).unwrap_err();
+        assert!(format!("{error:#}").contains("broken"), "{error:#}");
     }
 
     #[test]

@@ -296,15 +296,12 @@ fn run_step(
         });
     }
     for follower in &running {
-        let pid = follower.child.id();
-        util::wait_for(
-            &format!("{} to open {}", follower.kind.name, log.display()),
+        util::wait_open(
+            follower.kind.name,
+            follower.child.id(),
+            &log,
             Duration::from_secs(10),
-            || {
-                util::has_open(pid, &log)
-                    .then_some(())
-                    .ok_or_else(|| "not yet".to_owned())
-            },
+            util::POLL_INTERVAL,
         )?;
     }
 
