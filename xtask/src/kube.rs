@@ -25,7 +25,8 @@ pub const PODS: &[&str] = &[
     "adapter-demo",
 ];
 
-/// The overlay `cargo xtask lab up` plays, and the set its files go to.
+/// The overlay `cargo xtask lab up` and `e2e` play, rendered into .lab/local/
+/// (where [`init_container_names`] reads it back).
 pub const LOCAL_OVERLAY: &str = "deploy/overlays/local";
 
 /// `kubectl kustomize DIR`.

@@ -13,7 +13,8 @@
 //! - ours, `log-aggregator --follow`, invoked as the docs recommend for
 //!   rotation: on the glob `app.log*`, which includes the rotated names, so
 //!   a file renamed away is still found and read to its end however fast the
-//!   renames come (the follower de-duplicates by (dev, inode)). With
+//!   renames come (the follower knows a file by its content, whatever its
+//!   name). With
 //!   copytruncate the rotated files are copies (new inodes holding lines
 //!   already read), so there it follows the plain path, as Vector and Fluent
 //!   Bit are told to exclude copytruncate's copies;
