@@ -330,8 +330,7 @@ fn build_nginx_standin(work: &Path, force: bool) -> anyhow::Result<String> {
 fn build_busybox(work: &Path, force: bool) -> anyhow::Result<String> {
     require_host_file("/bin/busybox", "busybox-static")?;
     let context = helper_context("busybox", work)?;
-    let file = output(Command::new("file").arg("-L").arg("/bin/busybox")).unwrap_or_default();
-    if file.contains("dynamically linked") {
+    if needs_interpreter(Path::new("/bin/busybox"))? {
         bail!("/bin/busybox is dynamically linked: install busybox-static instead of busybox");
     }
     fs::copy("/bin/busybox", context.join("busybox")).context("copying /bin/busybox")?;
@@ -345,6 +344,32 @@ fn build_curl_standin(work: &Path, force: bool) -> anyhow::Result<String> {
     let context = helper_context("curl-standin", work)?;
     pack_dynamic(Path::new("/usr/bin/curl"), &context.join("rootfs"))?;
     build_helper(CURL_STANDIN, &context, force)
+}
+
+/// Whether the 64-bit ELF file at `path` names a program interpreter
+/// (`PT_INTERP`, the dynamic loader): a binary that does cannot run alone
+/// in a scratch image.
+fn needs_interpreter(path: &Path) -> anyhow::Result<bool> {
+    const PT_INTERP: u32 = 3;
+    let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let header = bytes
+        .get(..64)
+        .filter(|header| header.starts_with(b"\x7fELF\x02\x01"))
+        .with_context(|| format!("{} is not a 64-bit little-endian ELF file", path.display()))?;
+    let u16_at = |at: usize| usize::from(u16::from_le_bytes([header[at], header[at + 1]]));
+    let mut offset = [0u8; 8];
+    offset.copy_from_slice(&header[0x20..0x28]);
+    let (table, entry_size, entries) = (
+        u64::from_le_bytes(offset) as usize,
+        u16_at(0x36),
+        u16_at(0x38),
+    );
+    Ok((0..entries).any(|index| {
+        let at = table + index * entry_size;
+        bytes.get(at..at + 4).is_some_and(|kind| {
+            u32::from_le_bytes([kind[0], kind[1], kind[2], kind[3]]) == PT_INTERP
+        })
+    }))
 }
 
 fn make_tmp(rootfs: &Path) -> anyhow::Result<()> {
@@ -427,6 +452,20 @@ mod tests {
     fn fnv1a_separates_parts_and_matches_the_reference_value() {
         assert_ne!(fnv1a(&[b"ab", b"c"]), fnv1a(&[b"a", b"bc"]));
         assert_eq!(fnv1a(&[]), 0xcbf2_9ce4_8422_2325);
+    }
+
+    #[test]
+    fn dynamically_linked_binaries_are_told_from_static_ones() {
+        // /bin/sh is dynamic on every Debian; our release binaries are static-pie.
+        assert!(needs_interpreter(Path::new("/bin/sh")).unwrap());
+        let ours = release_dir().join("writer");
+        if ours.exists() {
+            assert!(!needs_interpreter(&ours).unwrap(), "{}", ours.display());
+        }
+        if Path::new("/bin/busybox").exists() {
+            assert!(!needs_interpreter(Path::new("/bin/busybox")).unwrap());
+        }
+        assert!(needs_interpreter(Path::new("/etc/hostname")).is_err());
     }
 
     #[test]
