@@ -212,11 +212,22 @@ pub fn first_line_then_close_stdout(mut command: Command) -> (String, ExitStatus
 }
 
 /// Sends `signal` to `pid`.
-#[allow(unsafe_code)]
 pub fn send_signal(pid: u32, signal: i32) {
+    if let Err(error) = try_send_signal(pid, signal) {
+        panic!("kill({pid}, {signal}) failed: {error}");
+    }
+}
+
+/// Sends `signal` to `pid`; the error is kill(2)'s (e.g. no such process).
+#[allow(unsafe_code)]
+pub fn try_send_signal(pid: u32, signal: i32) -> std::io::Result<()> {
     // SAFETY: kill(2) has no memory-safety preconditions.
     let result = unsafe { libc::kill(pid as libc::pid_t, signal) };
-    assert_eq!(result, 0, "kill({pid}, {signal}) failed");
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Polls `done` every 10 ms until it holds, or panics after `DEADLINE` with `what`.

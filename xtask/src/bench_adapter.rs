@@ -15,13 +15,13 @@
 //! note (`apt-get install -y jq time`).
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::fs::File;
+use std::path::Path;
+use std::process::Command;
 
 use anyhow::{Context, bail};
 
-use crate::util::{cargo, run as run_command, workspace_root};
+use crate::util::{self, find_program, release_bin_dir, target_dir};
 
 /// Lines per generated file.
 const LINES: usize = 1_000_000;
@@ -207,7 +207,7 @@ fn generate(format: &str, path: &Path) -> anyhow::Result<u64> {
     Ok(text.len() as u64)
 }
 
-/// What `/usr/bin/time` saw of one run.
+/// What GNU time saw of one run.
 #[derive(Clone, Copy, Debug)]
 struct Measure {
     wall: f64,
@@ -215,38 +215,17 @@ struct Measure {
     rss_kib: u64,
 }
 
-/// Runs `program args < input > output_path` under `/usr/bin/time`.
+/// Runs `program args < input > output` under GNU time.
 fn measure(program: &Path, args: &[&str], input: &Path, output: &Path) -> anyhow::Result<Measure> {
-    let times = output.with_extension("time");
-    let started = Instant::now();
-    let status = Command::new("/usr/bin/time")
-        .arg("-o")
-        .arg(&times)
-        .args(["-f", "%e %U %S %M"])
-        .arg(program)
-        .args(args)
-        .stdin(std::fs::File::open(input)?)
-        .stdout(std::fs::File::create(output)?)
-        .stderr(Stdio::null())
-        .status()
-        .with_context(|| format!("running {}", program.display()))?;
-    let elapsed = started.elapsed().as_secs_f64();
-    if !status.success() {
-        bail!("{} {args:?} failed with {status}", program.display());
-    }
-    let text = std::fs::read_to_string(&times)?;
-    let fields: Vec<&str> = text
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    let number = |index: usize| fields.get(index).and_then(|text| text.parse::<f64>().ok());
+    let mut command = Command::new(program);
+    command.args(args);
+    let stdin = File::open(input).with_context(|| format!("opening {}", input.display()))?;
+    let stdout = File::create(output).with_context(|| format!("creating {}", output.display()))?;
+    let run = util::timed(&command, stdin.into(), stdout.into())?;
     Ok(Measure {
-        // /usr/bin/time's %e has 10 ms resolution; our own clock is finer.
-        wall: elapsed.min(number(0).unwrap_or(elapsed) + 0.01),
-        cpu: number(1).unwrap_or(0.0) + number(2).unwrap_or(0.0),
-        rss_kib: number(3).unwrap_or(0.0) as u64,
+        wall: run.wall.as_secs_f64(),
+        cpu: run.cpu_seconds.context("GNU time reported no CPU time")?,
+        rss_kib: run.peak_rss_kib.unwrap_or(0),
     })
 }
 
@@ -267,27 +246,18 @@ fn best(
     fastest.context("no run")
 }
 
-fn on_path(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(program))
-            .find(|candidate| candidate.is_file())
-    })
-}
-
 pub fn run() -> anyhow::Result<()> {
-    if !Path::new("/usr/bin/time").is_file() {
-        bail!("/usr/bin/time is missing (it measures CPU and RSS): apt-get install -y time");
+    if !Path::new(util::GNU_TIME).is_file() {
+        bail!(
+            "{} is missing (it measures CPU and RSS): apt-get install -y time",
+            util::GNU_TIME
+        );
     }
-    run_command(cargo().args(["build", "--release", "-p", "adapter"]))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    let binary = target.join("release/adapter");
-    let dir = target.join("bench-adapter");
+    let binary = release_bin_dir(None, &["adapter"])?.join("adapter");
+    let dir = target_dir().join("bench-adapter");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let jq = on_path("jq");
-    let python = on_path("python3");
+    let jq = find_program("jq", &[]);
+    let python = find_program("python3", &[]);
     let script = dir.join("baseline.py");
     std::fs::write(&script, PYTHON_BASELINE)?;
 

@@ -48,7 +48,9 @@ struct Settings {
 impl Settings {
     fn from_env() -> anyhow::Result<Self> {
         let size = match std::env::var("AGGREGATOR_BENCH_SIZE") {
-            Ok(text) => parse_size(&text)?,
+            Ok(text) => crate::stats::parse_size(&text).with_context(|| {
+                format!("AGGREGATOR_BENCH_SIZE={text:?} is not a size (e.g. 100MB, 1GB)")
+            })? as u64,
             Err(_) => 1_000_000_000,
         };
         let idle = match std::env::var("AGGREGATOR_BENCH_IDLE_SECS") {
@@ -70,33 +72,6 @@ impl Settings {
             writer_lines,
         })
     }
-}
-
-fn parse_size(text: &str) -> anyhow::Result<u64> {
-    let lower = text.trim().to_ascii_lowercase();
-    let digits = lower
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(lower.len());
-    let number: u64 = lower[..digits]
-        .parse()
-        .with_context(|| format!("bad size {text:?} (e.g. 100MB, 1GB)"))?;
-    let unit = match &lower[digits..] {
-        "" | "b" => 1,
-        "k" | "kb" => 1_000,
-        "kib" => 1 << 10,
-        "m" | "mb" => 1_000_000,
-        "mib" => 1 << 20,
-        "g" | "gb" => 1_000_000_000,
-        "gib" => 1 << 30,
-        other => bail!("bad unit {other:?} in size {text:?}"),
-    };
-    Ok(number * unit)
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| util::workspace_root().join("target"))
 }
 
 /// The generated input: reused when a file of the same size is there.
@@ -187,11 +162,6 @@ fn json_output_bytes(input: &Input) -> u64 {
     input.bytes + input.lines * envelope.len() as u64
 }
 
-fn stop(mut child: Child) {
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
 fn throughput(
     name: &str,
     mut command: Command,
@@ -210,7 +180,7 @@ fn throughput(
         .with_context(|| format!("starting {}", util::describe(&command)))?;
     let done = read_bytes_out(&mut child, output_bytes)?;
     let stats = util::proc_stats(child.id(), ticks)?;
-    stop(child);
+    util::stop(&mut child);
     Ok(Throughput {
         name: name.to_owned(),
         lines: input.lines,
@@ -245,9 +215,15 @@ fn follow_while_writing(
         .stderr(Stdio::null());
     eprintln!("+ {}", util::describe(&follower));
     let mut child = follower.spawn()?;
-    // Let it open the file first: a follower that is not running yet
+    // It must have the file open first: a follower that is not running yet
     // would not be measured following.
-    std::thread::sleep(Duration::from_millis(300));
+    util::wait_open(
+        name,
+        child.id(),
+        file,
+        Duration::from_secs(30),
+        Duration::from_millis(10),
+    )?;
     let mut write = Command::new(writer);
     write
         .args(["--rate", "0", "--count", &lines.to_string()])
@@ -287,7 +263,7 @@ fn follow_while_writing(
     }
     let done = Instant::now();
     let stats = util::proc_stats(child.id(), ticks)?;
-    stop(child);
+    util::stop(&mut child);
     Ok(Following {
         name: name.to_owned(),
         lines,
@@ -304,14 +280,16 @@ struct Idle {
     anon_kib: u64,
 }
 
+/// The lab's aggregator loop; the folder is its first argument (`$1`),
+/// never spliced into the script.
 const LAB_LOOP: &str = r#"while true; do
-  if [ -f DIR/app.log ]; then
+  if [ -f "$1/app.log" ]; then
     echo "=== Application Logs ==="
-    tail -n 5 DIR/app.log
+    tail -n 5 "$1/app.log"
   fi
-  if [ -f DIR/error.log ]; then
+  if [ -f "$1/error.log" ]; then
     echo "=== Error Logs ==="
-    tail -n 5 DIR/error.log
+    tail -n 5 "$1/error.log"
   fi
   echo "---"
   sleep 10
@@ -339,11 +317,7 @@ fn idle(aggregator: &Path, dir: &Path, window: Duration, ticks: f64) -> anyhow::
     runs.push(("log-aggregator (snapshot, lab flags)".into(), snapshot));
     if let Some(busybox) = util::busybox() {
         let mut lab = Command::new(busybox);
-        lab.args([
-            "sh",
-            "-c",
-            &LAB_LOOP.replace("DIR", &dir.display().to_string()),
-        ]);
+        lab.args(["sh", "-c", LAB_LOOP, "lab-loop"]).arg(dir);
         runs.push(("lab busybox sh loop".into(), lab));
     }
     let mut children = Vec::new();
@@ -376,9 +350,9 @@ fn idle(aggregator: &Path, dir: &Path, window: Duration, ticks: f64) -> anyhow::
         std::thread::sleep(Duration::from_secs(3).min(window.saturating_sub(started.elapsed())));
     }
     let mut results = Vec::new();
-    for ((name, child), before) in children.into_iter().zip(before) {
+    for ((name, mut child), before) in children.into_iter().zip(before) {
         let after = util::proc_stats(child.id(), ticks)?;
-        stop(child);
+        util::stop(&mut child);
         results.push(Idle {
             name,
             cpu_seconds: after.cpu_seconds - before.cpu_seconds,
@@ -395,15 +369,14 @@ fn mib(kib: u64) -> f64 {
 
 pub fn run() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
-    util::run(util::cargo().args(["build", "--release", "-p", "log-aggregator"]))?;
-    let release = target_dir().join("release");
+    let release = util::release_bin_dir(None, &["log-aggregator"])?;
     let aggregator = release.join("log-aggregator");
     let writer = util::run(util::cargo().args(["build", "--release", "-p", "writer"]))
         .map(|()| release.join("writer"))
         .map_err(|error| eprintln!("writer not built ({error:#}): skipping the writer run"))
         .ok();
     let ticks = util::clock_ticks();
-    let work = target_dir().join("bench-aggregator");
+    let work = util::target_dir().join("bench-aggregator");
     let input = generate(&work, settings.size)?;
 
     let mut plain = Command::new(&aggregator);
@@ -528,18 +501,4 @@ pub fn run() -> anyhow::Result<()> {
         "Targets: plain throughput >= GNU tail -F; peak RSS < 8 MiB on the large file; idle CPU <= the busybox loop's."
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_in_decimal_and_binary_units() {
-        assert_eq!(parse_size("100MB").unwrap(), 100_000_000);
-        assert_eq!(parse_size("1GB").unwrap(), 1_000_000_000);
-        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
-        assert_eq!(parse_size("4096").unwrap(), 4096);
-        assert!(parse_size("lots").is_err());
-    }
 }

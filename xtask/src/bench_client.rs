@@ -18,13 +18,15 @@
 //! contenders run 3 times and the fastest run is shown. Figures, not a test.
 
 use std::fmt::Write as _;
+use std::io::Read as _;
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::stats::percentile;
 use crate::util;
 
 const DEFAULT_COUNT: usize = 1000;
@@ -44,11 +46,11 @@ pub fn run() -> anyhow::Result<()> {
             .with_context(|| format!("CLIENT_BENCH_COUNT={text:?} is not a number"))?,
         Err(_) => DEFAULT_COUNT,
     };
-    let nginx = find_nginx()?;
-    let curl =
-        which("curl").context("curl is needed for the comparison: apt-get install -y curl")?;
-    util::run(util::cargo().args(["build", "--release", "-p", "client"]))?;
-    let client = target_dir().join("release").join("client");
+    let nginx = util::find_program("nginx", &["/usr/sbin", "/sbin"])
+        .context("nginx is not installed: apt-get install -y nginx")?;
+    let curl = util::find_program("curl", &[])
+        .context("curl is needed for the comparison: apt-get install -y curl")?;
+    let client = util::release_bin_dir(None, &["client"])?.join("client");
     let work = std::env::temp_dir().join(format!("bench-client-{}", std::process::id()));
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
     let outcome = (|| {
@@ -89,27 +91,28 @@ fn measure(
     let count_text = count.to_string();
 
     // Warm-up: page cache, nginx's first accept, the binaries.
-    run_quiet(Command::new(client).args(["--interval", "1ns", "--count", "20", url]))?;
+    util::output(Command::new(client).args(["--interval", "1ns", "--count", "20", url]))?;
 
-    let (wall, summary, rss) = best_of(|| {
-        timed(Command::new(client).args([
-            "--interval",
-            "1ns",
-            "--count",
-            &count_text,
-            "--name",
-            "nginx",
-            url,
-        ]))
-    })?;
+    let mut command = Command::new(client);
+    command.args([
+        "--interval",
+        "1ns",
+        "--count",
+        &count_text,
+        "--name",
+        "nginx",
+        url,
+    ]);
+    let run = best_of(|| util::timed(&command, Stdio::null(), Stdio::null()))?;
+    let summary = &run.stderr;
     if !summary.contains(&format!("{count} tries, {count} ok, 0 failed")) {
         bail!("client did not succeed on every try:\n{summary}");
     }
     rows.push(Row {
         what: format!("`client --interval 1ns --count {count}`"),
-        wall,
-        p50_p99: client_percentiles(&summary),
-        peak_rss_kib: rss,
+        wall: run.wall,
+        p50_p99: client_percentiles(summary),
+        peak_rss_kib: run.peak_rss_kib,
     });
 
     for (what, extra) in [
@@ -132,8 +135,9 @@ fn measure(
         if let Some(header) = extra {
             command.args(["-H", header]);
         }
-        let (wall, stdout, rss) = best_of(|| timed_stdout(&mut command))?;
-        let mut latencies: Vec<f64> = stdout
+        let run = best_of(|| util::timed(&command, Stdio::null(), Stdio::piped()))?;
+        let mut latencies: Vec<f64> = run
+            .stdout
             .lines()
             .filter_map(|line| line.trim().parse::<f64>().ok())
             .map(|seconds| seconds * 1000.0)
@@ -147,36 +151,46 @@ fn measure(
         latencies.sort_by(f64::total_cmp);
         rows.push(Row {
             what: what.to_owned(),
-            wall,
-            p50_p99: Some((percentile(&latencies, 0.5), percentile(&latencies, 0.99))),
-            peak_rss_kib: rss,
+            wall: run.wall,
+            p50_p99: Some((
+                percentile(&latencies, 0.5).unwrap_or(0.0),
+                percentile(&latencies, 0.99).unwrap_or(0.0),
+            )),
+            peak_rss_kib: run.peak_rss_kib,
         });
     }
 
-    let script = format!(
-        "i=0; while [ $i -lt {count} ]; do \
-         {curl} -s {url} > /dev/null && echo \"$(date) - Successfully connected to nginx\"; \
-         i=$((i+1)); done",
-        curl = curl.display()
-    );
-    let (wall, _, rss) = timed(Command::new("sh").args(["-c", &script]))?;
+    let mut lab_loop = Command::new("sh");
+    lab_loop
+        .args(["-c", LAB_LOOP, "lab-loop", &count_text])
+        .arg(curl)
+        .arg(url);
+    let run = util::timed(&lab_loop, Stdio::null(), Stdio::null())?;
     rows.push(Row {
         what: "the lab's `sh` loop: `curl -s URL > /dev/null && echo \"$(date) - ...\"`".to_owned(),
-        wall,
+        wall: run.wall,
         p50_p99: None,
-        peak_rss_kib: rss,
+        peak_rss_kib: run.peak_rss_kib,
     });
     Ok(rows)
 }
 
+/// The lab's client loop without its `sleep`, `$1` times: the count, curl
+/// and the URL are its arguments (`$1`, `$2`, `$3`), never spliced into the
+/// script.
+const LAB_LOOP: &str = r#"i=0; while [ "$i" -lt "$1" ]; do
+  "$2" -s "$3" > /dev/null && echo "$(date) - Successfully connected to nginx"
+  i=$((i+1))
+done"#;
+
 /// The fastest of [`RUNS`] runs of `measure`.
 fn best_of(
-    mut measure: impl FnMut() -> anyhow::Result<(Duration, String, Option<u64>)>,
-) -> anyhow::Result<(Duration, String, Option<u64>)> {
+    mut measure: impl FnMut() -> anyhow::Result<util::Timed>,
+) -> anyhow::Result<util::Timed> {
     let mut best = measure()?;
     for _ in 1..RUNS {
         let next = measure()?;
-        if next.0 < best.0 {
+        if next.wall < best.wall {
             best = next;
         }
     }
@@ -191,40 +205,35 @@ struct LoopRss {
 }
 
 fn client_loop_rss(client: &Path, url: &str) -> anyhow::Result<LoopRss> {
-    let child = Command::new(client)
+    let mut child = Command::new(client)
         .args(["--interval", "10ms", "--name", "nginx", url])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .context("starting client in loop mode")?;
+    // Loop mode for a fixed time: its memory after that long is the figure.
     std::thread::sleep(Duration::from_secs(3));
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()));
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let output = child
-        .wait_with_output()
-        .context("waiting for client in loop mode")?;
-    let summary = String::from_utf8_lossy(&output.stderr);
+    let stats = util::proc_stats(child.id(), util::clock_ticks())
+        .context("reading the client's memory from /proc")?;
+    util::send_signal(child.id(), "TERM")?;
+    let mut summary = String::new();
+    child
+        .stderr
+        .take()
+        .context("stderr not piped")?
+        .read_to_string(&mut summary)
+        .context("reading the client's summary")?;
+    child.wait().context("waiting for client in loop mode")?;
     let tries = summary
         .lines()
         .find_map(|line| line.strip_suffix(" ok, 0 failed"))
         .and_then(|line| line.split_whitespace().next())
         .and_then(|tries| tries.parse().ok())
         .unwrap_or(0);
-    let status = status.context("reading the client's /proc/PID/status")?;
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|kib| kib.parse().ok())
-            .unwrap_or(0)
-    };
     Ok(LoopRss {
         tries,
-        rss_kib: field("VmRSS:"),
-        hwm_kib: field("VmHWM:"),
+        rss_kib: stats.rss_kib,
+        hwm_kib: stats.peak_rss_kib,
     })
 }
 
@@ -295,114 +304,6 @@ fn client_percentiles(summary: &str) -> Option<(f64, f64)> {
     Some((value("p50")?, value("p99")?))
 }
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
-/// Runs `command` with stdout discarded, under `/usr/bin/time -f %M` when it
-/// exists; returns wall time, stderr (without time's line) and peak RSS in KiB.
-fn timed(command: &mut Command) -> anyhow::Result<(Duration, String, Option<u64>)> {
-    let (wall, _stdout, stderr, rss) = timed_with(command, false)?;
-    Ok((wall, stderr, rss))
-}
-
-/// Like [`timed`], keeping stdout.
-fn timed_stdout(command: &mut Command) -> anyhow::Result<(Duration, String, Option<u64>)> {
-    let (wall, stdout, _stderr, rss) = timed_with(command, true)?;
-    Ok((wall, stdout, rss))
-}
-
-const GNU_TIME: &str = "/usr/bin/time";
-const RSS_MARK: &str = "bench-peak-rss-kib=";
-
-fn timed_with(
-    command: &mut Command,
-    keep_stdout: bool,
-) -> anyhow::Result<(Duration, String, String, Option<u64>)> {
-    let mut wrapped = if Path::new(GNU_TIME).exists() {
-        let mut wrapped = Command::new(GNU_TIME);
-        wrapped
-            .args(["-f", &format!("{RSS_MARK}%M"), "--"])
-            .arg(command.get_program())
-            .args(command.get_args());
-        wrapped
-    } else {
-        let mut plain = Command::new(command.get_program());
-        plain.args(command.get_args());
-        plain
-    };
-    wrapped
-        .stdout(if keep_stdout {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stderr(Stdio::piped());
-    let started = Instant::now();
-    let output = wrapped
-        .output()
-        .with_context(|| format!("running {}", util::describe(command)))?;
-    let wall = started.elapsed();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    if !output.status.success() {
-        bail!(
-            "{} failed with {}:\n{stderr}",
-            util::describe(command),
-            output.status
-        );
-    }
-    let rss = stderr
-        .lines()
-        .find_map(|line| line.strip_prefix(RSS_MARK))
-        .and_then(|kib| kib.trim().parse().ok());
-    let stderr = stderr
-        .lines()
-        .filter(|line| !line.starts_with(RSS_MARK))
-        .collect::<Vec<_>>()
-        .join("\n");
-    Ok((
-        wall,
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr,
-        rss,
-    ))
-}
-
-fn run_quiet(command: &mut Command) -> anyhow::Result<()> {
-    let status = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .with_context(|| format!("running {}", util::describe(command)))?;
-    if !status.success() {
-        bail!("{} failed with {status}", util::describe(command));
-    }
-    Ok(())
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| util::workspace_root().join("target"))
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .chain(["/usr/sbin".into(), "/usr/bin".into(), "/sbin".into()])
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-}
-
-fn find_nginx() -> anyhow::Result<PathBuf> {
-    which("nginx").context("nginx is not installed: apt-get install -y nginx")
-}
-
 /// Our own nginx instance: one process, a temp prefix, a free loopback port.
 struct Nginx {
     child: Child,
@@ -463,7 +364,6 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        util::stop(&mut self.child);
     }
 }

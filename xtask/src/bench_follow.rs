@@ -257,12 +257,9 @@ fn wait_lines(running: &[Running], expected: u64, timeout: Duration) -> Vec<(u64
         .collect()
 }
 
+/// Percentile `p` of sorted lags in µs, in ms.
 fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1] as f64 / 1000.0
+    crate::stats::percentile(sorted, p).map_or(f64::NAN, |us| us as f64 / 1000.0)
 }
 
 /// One follower's figures in one step.

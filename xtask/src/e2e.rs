@@ -1,5 +1,5 @@
 //! `cargo xtask e2e`: plays each lab pod with podman, on our images, and
-//! checks what the lab promises (issue 4's list), one pod at a time; then the
+//! checks what the lab promises (docs/lab.md), one pod at a time; then the
 //! scenarios beyond the lab: `production` (deploy/production, the Deployment
 //! whose log-aggregator streams an app's rotated log files: every line once)
 //! and `examples` (deploy/examples, `client --once` as an exec probe).
@@ -17,8 +17,9 @@ use anyhow::{Context, bail, ensure};
 use serde_json::Value;
 
 use crate::images;
-use crate::lab::{self, ContainerState};
-use crate::util::{lab_dir, output, parse_size, podman, target_dir, try_output, wait_for};
+use crate::kube::{self, LOCAL_OVERLAY, PODS};
+use crate::podman::{self, ContainerState, command as podman};
+use crate::util::{lab_dir, output, try_output, wait_for};
 
 /// Longest wait for all containers to run (the first pod on a fresh machine
 /// also builds podman's pause image).
@@ -44,7 +45,7 @@ pub struct E2eArgs {
 pub fn run(args: E2eArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     // Podman missing or broken is a failure: CI must not pass without pods.
-    lab::ensure_podman(false).context("the end-to-end tests need podman")?;
+    podman::ensure_podman(false).context("the end-to-end tests need podman")?;
     if !args.no_build {
         images::build(false, false)?;
     }
@@ -54,18 +55,18 @@ pub fn run(args: E2eArgs) -> anyhow::Result<()> {
         .collect();
     images::print_sizes(&ours)?;
 
-    let manifests = lab::split_rendered("local", "deploy/overlays/local")?;
+    let manifests = kube::split_rendered("local", LOCAL_OVERLAY)?;
     let pods: Vec<&str> = if args.pods.is_empty() {
-        lab::PODS.iter().chain(SCENARIOS).copied().collect()
+        PODS.iter().chain(SCENARIOS).copied().collect()
     } else {
         args.pods.iter().map(String::as_str).collect()
     };
     // Every name is checked before anything is played.
     for name in &pods {
-        if !lab::PODS.contains(name) && !SCENARIOS.contains(name) {
+        if !PODS.contains(name) && !SCENARIOS.contains(name) {
             bail!(
                 "unknown pod or scenario {name:?}: the lab's pods are {}; the scenarios {}",
-                lab::PODS.join(", "),
+                PODS.join(", "),
                 SCENARIOS.join(", ")
             );
         }
@@ -77,7 +78,7 @@ pub fn run(args: E2eArgs) -> anyhow::Result<()> {
             "production" => production(),
             "examples" => examples(),
             pod => lab_check(pod)
-                .and_then(|check| run_case(pod, &lab::manifest_for(&manifests, pod)?, check)),
+                .and_then(|check| run_case(pod, &kube::manifest_for(&manifests, pod)?, check)),
         };
         match result {
             Ok(()) => println!("ok   {pod} ({:.1} s)", case_start.elapsed().as_secs_f64()),
@@ -111,7 +112,7 @@ fn lab_check(pod: &str) -> anyhow::Result<fn(&Pod) -> anyhow::Result<()>> {
         "adapter-demo" => adapter_demo,
         other => bail!(
             "unknown pod {other:?}: the lab's pods are {}",
-            lab::PODS.join(", ")
+            PODS.join(", ")
         ),
     })
 }
@@ -122,7 +123,7 @@ struct Cleanup<'a>(&'a str);
 
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
-        if let Err(error) = lab::remove_pod(self.0) {
+        if let Err(error) = podman::remove_pod(self.0) {
             eprintln!("warning: could not remove pod {}: {error:#}", self.0);
         }
     }
@@ -130,9 +131,9 @@ impl Drop for Cleanup<'_> {
 
 fn run_case(pod: &str, file: &Path, check: fn(&Pod) -> anyhow::Result<()>) -> anyhow::Result<()> {
     // A leftover from an interrupted run would mix old lines into the volume.
-    lab::remove_pod(pod)?;
+    podman::remove_pod(pod)?;
     let _cleanup = Cleanup(pod);
-    lab::play(file)?;
+    podman::play(file)?;
     let handle = Pod {
         name: pod.to_owned(),
     };
@@ -161,12 +162,12 @@ impl Pod {
             &format!("{} READY {expected}/{expected}", self.name),
             START_TIMEOUT,
             || {
-                let list = lab::containers(&self.name).map_err(|e| format!("{e:#}"))?;
+                let list = podman::containers(&self.name).map_err(|e| format!("{e:#}"))?;
                 if let Some(dead) = list.iter().find(|c| !c.init && c.state == "exited") {
                     exited = Some(dead.clone());
                     return Ok(());
                 }
-                match lab::ready(&list) {
+                match podman::ready(&list) {
                     (running, total) if running == expected && total == expected => Ok(()),
                     (running, total) => Err(format!("READY {running}/{total}: {list:?}")),
                 }
@@ -190,8 +191,7 @@ impl Pod {
     }
 
     fn all_logs(&self, container: &str) -> String {
-        let (_, stdout, stderr) = try_output(podman().args(["logs", &self.container(container)]));
-        format!("{stdout}{stderr}")
+        podman::logs(&self.container(container)).unwrap_or_else(|error| format!("{error:#}"))
     }
 
     /// `kubectl exec POD -c NAME -- ARGS`: (success, stdout, stderr).
@@ -267,7 +267,7 @@ impl Pod {
             &self.name,
         ]))?;
         let took = start.elapsed();
-        let list = lab::containers(&self.name)?;
+        let list = podman::containers(&self.name)?;
         let unclean: Vec<_> = list
             .iter()
             .filter(|c| !c.init && c.exit_code != 0)
@@ -286,7 +286,7 @@ impl Pod {
     /// On failure: what a person debugging would look at first.
     fn dump(&self) {
         eprintln!("--- {}: containers", self.name);
-        match lab::containers(&self.name) {
+        match podman::containers(&self.name) {
             Ok(list) => {
                 for container in &list {
                     eprintln!("{container:?}");
@@ -509,25 +509,19 @@ fn resources_demo(pod: &Pod) -> anyhow::Result<()> {
     }
     // kubectl top pod --containers: podman stats shows both, with the limits.
     wait_for("podman stats for both containers", OUTPUT_TIMEOUT, || {
-        let json = output(podman().args(["stats", "--no-stream", "--format", "json"]))
-            .map_err(|e| format!("{e:#}"))?;
-        let stats: Value = serde_json::from_str(&json).map_err(|e| e.to_string())?;
+        let stats = podman::stats(&[]).map_err(|e| format!("{e:#}"))?;
         for (container, limit) in [("container1", 128 * MI), ("container2", 64 * MI)] {
             let name = pod.container(container);
             let entry = stats
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|e| e["name"] == name.as_str())
+                .iter()
+                .find(|e| e.name == name)
                 .ok_or_else(|| format!("{name} missing from podman stats"))?;
-            let usage = entry["mem_usage"].as_str().unwrap_or_default();
-            let (used, shown_limit) = usage.split_once(" / ").unwrap_or((usage, ""));
-            let (used, shown_limit) = (parse_size(used), parse_size(shown_limit));
-            let limit_ok =
-                shown_limit.is_some_and(|l| (l - limit as f64).abs() < limit as f64 * 0.01);
-            if !(used.is_some_and(|u| u > 0.0) && limit_ok) {
+            let limit_ok = entry
+                .mem_limit_bytes
+                .is_some_and(|l| (l - limit as f64).abs() < limit as f64 * 0.01);
+            if !(entry.mem_used_bytes.is_some_and(|u| u > 0.0) && limit_ok) {
                 return Err(format!(
-                    "{name}: mem_usage {usage:?}, expected a use and a {limit} limit"
+                    "{name}: memory {entry:?}, expected a use and a {limit} limit"
                 ));
             }
         }
@@ -638,16 +632,16 @@ fn run_played(
     pod_names: &[String],
     check: fn(&Pod) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let manifests = lab::split_rendered(set, kustomization)?;
-    let file = lab::manifest_for(&manifests, object)?;
+    let manifests = kube::split_rendered(set, kustomization)?;
+    let file = kube::manifest_for(&manifests, object)?;
     for name in pod_names {
-        lab::remove_pod(name)?;
+        podman::remove_pod(name)?;
     }
     let _cleanup: Vec<Cleanup> = pod_names.iter().map(|name| Cleanup(name)).collect();
-    lab::play(&file)?;
+    podman::play(&file)?;
     let name = pod_names
         .iter()
-        .find(|name| lab::pod_exists(name))
+        .find(|name| podman::pod_exists(name))
         .with_context(|| format!("`podman kube play` made none of the pods {pod_names:?}"))?;
     let pod = Pod { name: name.clone() };
     let result = check(&pod);
@@ -661,8 +655,6 @@ fn run_played(
 const DEPLOYMENT: &str = "app-with-log-sidecar";
 /// The files the production app writes (its writer targets are their stems).
 const PRODUCTION_LOGS: [&str; 2] = ["/var/log/app/app.log", "/var/log/app/error.log"];
-/// Where the host build puts the static release binaries (`cargo xtask images`).
-const RELEASE_DIR: &str = "x86_64-unknown-linux-gnu/release";
 
 fn production() -> anyhow::Result<()> {
     // podman 4.3 names a Deployment's pods `<name>-pod-<replica>`; podman 5
@@ -861,7 +853,7 @@ fn check_json_envelopes(streamed: &str) -> anyhow::Result<()> {
 
 /// `writer verify --report json FILE` with the host-built release writer.
 fn writer_verify(capture: &Path) -> anyhow::Result<Value> {
-    let writer = target_dir().join(RELEASE_DIR).join("writer");
+    let writer = images::release_dir().join("writer");
     ensure!(
         writer.is_file(),
         "{} is missing: run `cargo xtask images` (it builds the release binaries)",

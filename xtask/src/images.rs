@@ -22,9 +22,8 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-use crate::util::{
-    self, cargo, describe, fnv1a, on_path, output, podman, target_dir, try_output, workspace_root,
-};
+use crate::podman::{self, command as podman};
+use crate::util::{self, cargo, describe, on_path, output, target_dir, try_output, workspace_root};
 
 /// Our binaries, one image each.
 pub const BINARIES: &[&str] = &["writer", "reader", "log-aggregator", "adapter", "client"];
@@ -57,7 +56,7 @@ pub struct ImagesArgs {
 }
 
 pub fn run(args: ImagesArgs) -> anyhow::Result<()> {
-    crate::lab::ensure_podman(false)?;
+    podman::ensure_podman(false)?;
     let built = build(args.force, args.compare)?;
     print_sizes(&built)?;
     Ok(())
@@ -168,14 +167,14 @@ fn label_args() -> anyhow::Result<Vec<String>> {
         found if known && !found.is_empty() => found.to_owned(),
         _ => "unknown".to_owned(),
     };
-    let created = output(Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"]))?;
+    let created = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ");
     Ok(vec![
         "--build-arg".into(),
         format!("VERSION={}", env!("CARGO_PKG_VERSION")),
         "--build-arg".into(),
         format!("REVISION={revision}"),
         "--build-arg".into(),
-        format!("CREATED={}", created.trim()),
+        format!("CREATED={created}"),
         "--build-arg".into(),
         "SOURCE=https://github.com/example/pod-sidecars".into(),
     ])
@@ -331,8 +330,7 @@ fn build_nginx_standin(work: &Path, force: bool) -> anyhow::Result<String> {
 fn build_busybox(work: &Path, force: bool) -> anyhow::Result<String> {
     require_host_file("/bin/busybox", "busybox-static")?;
     let context = helper_context("busybox", work)?;
-    let file = output(Command::new("file").arg("-L").arg("/bin/busybox")).unwrap_or_default();
-    if file.contains("dynamically linked") {
+    if needs_interpreter(Path::new("/bin/busybox"))? {
         bail!("/bin/busybox is dynamically linked: install busybox-static instead of busybox");
     }
     fs::copy("/bin/busybox", context.join("busybox")).context("copying /bin/busybox")?;
@@ -346,6 +344,32 @@ fn build_curl_standin(work: &Path, force: bool) -> anyhow::Result<String> {
     let context = helper_context("curl-standin", work)?;
     pack_dynamic(Path::new("/usr/bin/curl"), &context.join("rootfs"))?;
     build_helper(CURL_STANDIN, &context, force)
+}
+
+/// Whether the 64-bit ELF file at `path` names a program interpreter
+/// (`PT_INTERP`, the dynamic loader): a binary that does cannot run alone
+/// in a scratch image.
+fn needs_interpreter(path: &Path) -> anyhow::Result<bool> {
+    const PT_INTERP: u32 = 3;
+    let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let header = bytes
+        .get(..64)
+        .filter(|header| header.starts_with(b"\x7fELF\x02\x01"))
+        .with_context(|| format!("{} is not a 64-bit little-endian ELF file", path.display()))?;
+    let u16_at = |at: usize| usize::from(u16::from_le_bytes([header[at], header[at + 1]]));
+    let mut offset = [0u8; 8];
+    offset.copy_from_slice(&header[0x20..0x28]);
+    let (table, entry_size, entries) = (
+        u64::from_le_bytes(offset) as usize,
+        u16_at(0x36),
+        u16_at(0x38),
+    );
+    Ok((0..entries).any(|index| {
+        let at = table + index * entry_size;
+        bytes.get(at..at + 4).is_some_and(|kind| {
+            u32::from_le_bytes([kind[0], kind[1], kind[2], kind[3]]) == PT_INTERP
+        })
+    }))
 }
 
 fn make_tmp(rootfs: &Path) -> anyhow::Result<()> {
@@ -389,6 +413,22 @@ pub fn print_sizes(images: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// 64-bit FNV-1a: a stable content hash for "did this image's input change"
+/// (std's `DefaultHasher` may change between Rust releases).
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in *part {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        // Separator, so ("ab", "c") and ("a", "bc") differ.
+        hash ^= 0xff;
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
 /// Whether the host has what `podman build` of the helpers needs.
 pub fn helper_packages_missing(compare: bool) -> Vec<&'static str> {
     let mut missing = Vec::new();
@@ -402,4 +442,44 @@ pub fn helper_packages_missing(compare: bool) -> Vec<&'static str> {
         missing.push("curl");
     }
     missing
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_separates_parts_and_matches_the_reference_value() {
+        assert_ne!(fnv1a(&[b"ab", b"c"]), fnv1a(&[b"a", b"bc"]));
+        assert_eq!(fnv1a(&[]), 0xcbf2_9ce4_8422_2325);
+    }
+
+    #[test]
+    fn dynamically_linked_binaries_are_told_from_static_ones() {
+        // /bin/sh is dynamic on every Debian; our release binaries are static-pie.
+        assert!(needs_interpreter(Path::new("/bin/sh")).unwrap());
+        let ours = release_dir().join("writer");
+        if ours.exists() {
+            assert!(!needs_interpreter(&ours).unwrap(), "{}", ours.display());
+        }
+        if Path::new("/bin/busybox").exists() {
+            assert!(!needs_interpreter(Path::new("/bin/busybox")).unwrap());
+        }
+        assert!(needs_interpreter(Path::new("/etc/hostname")).is_err());
+    }
+
+    #[test]
+    fn image_labels_carry_a_utc_creation_time() {
+        let labels = label_args().unwrap();
+        let created = labels
+            .iter()
+            .find_map(|arg| arg.strip_prefix("CREATED="))
+            .unwrap();
+        // 2026-11-28T12:00:00Z
+        assert_eq!(created.len(), 20, "{created}");
+        assert!(
+            created.ends_with('Z') && created.as_bytes()[10] == b'T',
+            "{created}"
+        );
+    }
 }

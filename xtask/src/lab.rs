@@ -1,36 +1,22 @@
 //! `cargo xtask lab`: the lab's pods on this machine, with podman standing in
 //! for a cluster, plus rendering and schema validation of every overlay.
 //!
-//! `up` builds what changed (binaries, images), renders deploy/overlays/local
-//! with `kubectl kustomize`, splits it into one file per pod under .lab/, and
-//! plays each with `podman kube play`, always through the project's engine
-//! settings (podman/containers.conf via `CONTAINERS_CONF`). Pods are named as
-//! in the lab; podman names containers `<pod>-<container>`.
+//! `up` builds what changed (binaries, images), renders deploy/overlays/local,
+//! writes one file per pod under .lab/ and plays each with podman (see the
+//! `kube` and `podman` modules, which other tasks use too).
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use serde_json::Value;
 
 use crate::images;
-use crate::util::{
-    self, apt_install, containers_conf, lab_dir, on_path, output, parse_size, podman, try_output,
-    wait_for, workspace_root,
-};
-
-/// The lab's pods (deploy/base), in the lab's order, plus the adapter.
-pub const PODS: &[&str] = &[
-    "multi-container-demo",
-    "network-demo",
-    "sidecar-logging",
-    "resources-demo",
-    "three-containers",
-    "init-demo",
-    "adapter-demo",
-];
+use crate::kube::{self, LOCAL_OVERLAY, PODS};
+use crate::podman::{self, containers, containers_conf, ensure_podman, pod_exists, ready};
+use crate::stats::parse_size;
+use crate::util::{apt_install, lab_dir, on_path, output, try_output, wait_for, workspace_root};
 
 /// Every kustomization that must render and validate.
 pub const KUSTOMIZATIONS: &[&str] = &[
@@ -50,9 +36,6 @@ pub const KUSTOMIZATIONS: &[&str] = &[
 
 /// The oldest Kubernetes we validate for: native sidecars need 1.29.
 const OLDEST_KUBERNETES: &str = "1.29.0";
-
-/// Packages the lab needs on a Debian/Ubuntu host.
-const PODMAN_PACKAGES: &[&str] = &["podman", "runc", "catatonit"];
 
 #[derive(clap::Args)]
 pub struct LabArgs {
@@ -102,7 +85,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         Action::Down { pods } => down(&selected(&pods)?),
         Action::Status => status(),
         Action::Render { kustomization } => {
-            print!("{}", render(&workspace_root().join(kustomization))?);
+            print!("{}", kube::render(&workspace_root().join(kustomization))?);
             Ok(())
         }
         Action::Validate { install } => validate(install),
@@ -141,146 +124,12 @@ fn up(pods: &[String], install: bool) -> anyhow::Result<()> {
         }
     }
     images::build(false, false)?;
-    let manifests = split_rendered("local", "deploy/overlays/local")?;
+    let manifests = kube::split_rendered("local", LOCAL_OVERLAY)?;
     for pod in &pods {
-        play(&manifest_for(&manifests, pod)?)?;
+        podman::play(&kube::manifest_for(&manifests, pod)?)?;
     }
     print_guide(&pods);
     Ok(())
-}
-
-/// Checks podman can run containers with the project's settings; with
-/// `install`, installs it first when missing (root, apt-get).
-pub fn ensure_podman(install: bool) -> anyhow::Result<()> {
-    let missing: Vec<&str> = PODMAN_PACKAGES
-        .iter()
-        .copied()
-        .filter(|program| match *program {
-            // catatonit (the pods' infra process) lives outside PATH.
-            "catatonit" => {
-                !on_path(program) && !Path::new("/usr/libexec/podman/catatonit").exists()
-            }
-            _ => !on_path(program),
-        })
-        .collect();
-    if !missing.is_empty() {
-        if install {
-            apt_install(PODMAN_PACKAGES)?;
-        } else {
-            bail!(
-                "{} not installed: run `apt-get install -y {}` as root on Debian/Ubuntu \
-                 (or `cargo xtask lab up --install`, which does it), then try again",
-                missing.join(", "),
-                PODMAN_PACKAGES.join(" ")
-            );
-        }
-    }
-    let (ok, _, stderr) =
-        try_output(podman().args(["info", "--format", "{{.Host.OCIRuntime.Name}}"]));
-    if !ok {
-        bail!(
-            "podman cannot run here with {}: {}",
-            containers_conf().display(),
-            stderr.trim()
-        );
-    }
-    Ok(())
-}
-
-/// `kubectl kustomize DIR`.
-pub fn render(kustomization: &Path) -> anyhow::Result<String> {
-    if !on_path("kubectl") {
-        bail!(
-            "kubectl is not installed: it renders deploy/ with `kubectl kustomize` \
-             (see https://kubernetes.io/docs/tasks/tools/)"
-        );
-    }
-    output(Command::new("kubectl").arg("kustomize").arg(kustomization))
-}
-
-/// Renders `kustomization` and writes one manifest per pod under
-/// .lab/<set>/; returns (pod name, file) pairs.
-pub fn split_rendered(set: &str, kustomization: &str) -> anyhow::Result<Vec<(String, PathBuf)>> {
-    let rendered = render(&workspace_root().join(kustomization))?;
-    let dir = lab_dir().join(set);
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut pods = Vec::new();
-    for document in rendered.split("\n---\n") {
-        let name = metadata_name(document)
-            .with_context(|| format!("a document without metadata.name in {kustomization}"))?;
-        let file = dir.join(format!("{name}.yaml"));
-        fs::write(&file, format!("{}\n", document.trim_end()))
-            .with_context(|| format!("writing {}", file.display()))?;
-        pods.push((name, file));
-    }
-    Ok(pods)
-}
-
-/// `metadata.name` of one rendered document. kustomize sorts keys, so the
-/// first two-space-indented `name:` is metadata's (apiVersion, kind and
-/// metadata come before spec; labels are indented further).
-fn metadata_name(document: &str) -> Option<String> {
-    document
-        .lines()
-        .find_map(|line| line.strip_prefix("  name: "))
-        .map(|name| name.trim().trim_matches('"').to_owned())
-}
-
-pub fn manifest_for(manifests: &[(String, PathBuf)], pod: &str) -> anyhow::Result<PathBuf> {
-    manifests
-        .iter()
-        .find(|(name, _)| name == pod)
-        .map(|(_, file)| file.clone())
-        .with_context(|| format!("pod {pod} is not in the rendered manifests"))
-}
-
-/// `podman kube play --replace FILE` (like `kubectl apply -f`).
-pub fn play(manifest: &Path) -> anyhow::Result<()> {
-    util::run(
-        podman()
-            .args(["kube", "play", "--replace", "--quiet"])
-            .arg(manifest)
-            .stdout(std::process::Stdio::null()),
-    )
-}
-
-/// Removes a pod, its containers and the volumes its emptyDirs became.
-pub fn remove_pod(pod: &str) -> anyhow::Result<()> {
-    let volumes = pod_volumes(pod);
-    output(podman().args(["pod", "rm", "--force", "--ignore", "--time", "2", pod]))?;
-    for volume in volumes {
-        let _ = try_output(podman().args(["volume", "rm", "--force", &volume]));
-    }
-    Ok(())
-}
-
-/// Named volumes mounted by the pod's containers (kube play turns each
-/// emptyDir into one), so `down` leaves nothing behind.
-fn pod_volumes(pod: &str) -> Vec<String> {
-    let (ok, ids, _) =
-        try_output(podman().args(["ps", "--all", "--quiet", "--filter", &format!("pod={pod}")]));
-    if !ok || ids.trim().is_empty() {
-        return Vec::new();
-    }
-    let (ok, json, _) = try_output(
-        podman()
-            .args(["container", "inspect"])
-            .args(ids.split_whitespace()),
-    );
-    let Ok(containers) = serde_json::from_str::<Value>(if ok { &json } else { "[]" }) else {
-        return Vec::new();
-    };
-    let mut volumes: Vec<String> = containers
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|container| container["Mounts"].as_array().cloned().unwrap_or_default())
-        .filter(|mount| mount["Type"] == "volume")
-        .filter_map(|mount| mount["Name"].as_str().map(str::to_owned))
-        .collect();
-    volumes.sort();
-    volumes.dedup();
-    volumes
 }
 
 fn down(pods: &[String]) -> anyhow::Result<()> {
@@ -288,86 +137,10 @@ fn down(pods: &[String]) -> anyhow::Result<()> {
     for pod in pods {
         if pod_exists(pod) {
             eprintln!("removing pod {pod}");
-            remove_pod(pod)?;
+            podman::remove_pod(pod)?;
         }
     }
     Ok(())
-}
-
-pub fn pod_exists(pod: &str) -> bool {
-    try_output(podman().args(["pod", "exists", pod])).0
-}
-
-/// One container of a pod as `podman ps` sees it.
-#[derive(Debug, Clone)]
-pub struct ContainerState {
-    /// The pod's container name (`writer`), without the `<pod>-` prefix.
-    pub name: String,
-    /// podman's state: created, running, exited, ...
-    pub state: String,
-    pub exit_code: i64,
-    /// Whether this is an init container (by the manifest).
-    pub init: bool,
-}
-
-/// The pod's app and init containers (not the infra container).
-pub fn containers(pod: &str) -> anyhow::Result<Vec<ContainerState>> {
-    let json = output(podman().args([
-        "ps",
-        "--all",
-        "--format",
-        "json",
-        "--filter",
-        &format!("pod={pod}"),
-    ]))?;
-    let list: Value = serde_json::from_str(&json).context("parsing `podman ps --format json`")?;
-    let init_names = init_container_names(pod);
-    let prefix = format!("{pod}-");
-    let mut found = Vec::new();
-    for container in list.as_array().into_iter().flatten() {
-        if container["IsInfra"].as_bool() == Some(true) {
-            continue;
-        }
-        let full = container["Names"][0].as_str().unwrap_or_default();
-        let name = full.strip_prefix(&prefix).unwrap_or(full).to_owned();
-        found.push(ContainerState {
-            init: init_names.contains(&name),
-            name,
-            state: container["State"].as_str().unwrap_or_default().to_owned(),
-            exit_code: container["ExitCode"].as_i64().unwrap_or_default(),
-        });
-    }
-    Ok(found)
-}
-
-/// Init container names, from the manifest rendered for this pod (podman
-/// does not flag them in `ps`).
-fn init_container_names(pod: &str) -> Vec<String> {
-    let Ok(text) = fs::read_to_string(local_manifest(pod)) else {
-        return Vec::new();
-    };
-    let mut names = Vec::new();
-    let mut in_init = false;
-    for line in text.lines() {
-        if line.starts_with("  ") && !line.starts_with("   ") {
-            in_init = line.trim() == "initContainers:";
-        } else if in_init {
-            if let Some(name) = line
-                .strip_prefix("    name: ")
-                .or(line.strip_prefix("  - name: "))
-            {
-                names.push(name.trim().to_owned());
-            }
-        }
-    }
-    names
-}
-
-/// `READY n/n` as kubectl counts it: running app containers over all app containers.
-pub fn ready(containers: &[ContainerState]) -> (usize, usize) {
-    let apps: Vec<_> = containers.iter().filter(|c| !c.init).collect();
-    let running = apps.iter().filter(|c| c.state == "running").count();
-    (running, apps.len())
 }
 
 fn status() -> anyhow::Result<()> {
@@ -463,7 +236,7 @@ pub fn validate(install: bool) -> anyhow::Result<()> {
     let dir = lab_dir().join("rendered");
     fs::create_dir_all(&dir)?;
     for kustomization in KUSTOMIZATIONS {
-        let rendered = render(&workspace_root().join(kustomization))?;
+        let rendered = kube::render(&workspace_root().join(kustomization))?;
         let file = dir.join(format!("{}.yaml", kustomization.replace('/', "_")));
         fs::write(&file, &rendered)?;
         for version in [OLDEST_KUBERNETES, newest.as_str()] {
@@ -491,8 +264,9 @@ pub fn validate(install: bool) -> anyhow::Result<()> {
 }
 
 fn check_native_sidecar() -> anyhow::Result<()> {
-    let manifests = split_rendered("native-sidecar", "deploy/overlays/cluster-native-sidecar")?;
-    let text = fs::read_to_string(manifest_for(&manifests, "sidecar-logging")?)?;
+    let manifests =
+        kube::split_rendered("native-sidecar", "deploy/overlays/cluster-native-sidecar")?;
+    let text = fs::read_to_string(kube::manifest_for(&manifests, "sidecar-logging")?)?;
     let init = text
         .split("  initContainers:\n")
         .nth(1)
@@ -520,8 +294,8 @@ struct Validator {
 /// kubernetes-validate from PATH, or from .lab/venv (installed there with
 /// `install`, so the system's Python is never changed).
 fn kubernetes_validate(install: bool) -> anyhow::Result<Validator> {
-    if on_path("kubernetes-validate")
-        && try_output(Command::new("python3").args(["-c", "import kubernetes_validate"])).0
+    const IMPORT: &str = "import kubernetes_validate";
+    if on_path("kubernetes-validate") && try_output(Command::new("python3").args(["-c", IMPORT])).0
     {
         return Ok(Validator {
             program: "kubernetes-validate".into(),
@@ -529,33 +303,15 @@ fn kubernetes_validate(install: bool) -> anyhow::Result<Validator> {
         });
     }
     let venv = lab_dir().join("venv");
-    let validator = Validator {
-        program: venv.join("bin/kubernetes-validate"),
-        python: venv.join("bin/python3"),
-    };
-    if validator.program.exists() {
-        return Ok(validator);
-    }
-    if !install {
+    let program = venv.join("bin/kubernetes-validate");
+    if !program.exists() && !install {
         bail!(
             "kubernetes-validate is not installed: `pip install kubernetes-validate`, \
              or pass --install to put it in .lab/venv"
         );
     }
-    if !try_output(Command::new("python3").args(["-m", "venv", "--help"])).0
-        || !try_output(Command::new("python3").args(["-c", "import ensurepip"])).0
-    {
-        apt_install(&["python3", "python3-venv", "python3-pip"])?;
-    }
-    util::run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
-    util::run(Command::new(&validator.python).args([
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "kubernetes-validate",
-    ]))?;
-    Ok(validator)
+    let python = crate::util::python_venv(&venv, "kubernetes-validate", IMPORT)?;
+    Ok(Validator { program, python })
 }
 
 /// Plays each set of pods in turn, waits `settle`, and prints a Markdown
@@ -563,7 +319,7 @@ fn kubernetes_validate(install: bool) -> anyhow::Result<Validator> {
 fn compare(settle: Duration) -> anyhow::Result<()> {
     ensure_podman(false)?;
     images::build(false, true)?;
-    let ours = measure_set("local", "deploy/overlays/local", settle)?;
+    let ours = measure_set("local", LOCAL_OVERLAY, settle)?;
     let lab = measure_set("lab-original", "deploy/lab-original", settle)?;
     println!(
         "Idle memory per container (`podman stats`, cgroup memory incl. page cache), \
@@ -614,16 +370,16 @@ fn measure_set(
     kustomization: &str,
     settle: Duration,
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let manifests = split_rendered(set, kustomization)?;
+    let manifests = kube::split_rendered(set, kustomization)?;
     let pods: Vec<&str> = manifests.iter().map(|(name, _)| name.as_str()).collect();
     for pod in &pods {
         if pod_exists(pod) {
-            remove_pod(pod)?;
+            podman::remove_pod(pod)?;
         }
     }
     let result = (|| {
         for (_, file) in &manifests {
-            play(file)?;
+            podman::play(file)?;
         }
         for pod in &pods {
             wait_for(&format!("{pod} running"), Duration::from_secs(60), || {
@@ -642,41 +398,27 @@ fn measure_set(
         memory_by_container(&pods)
     })();
     for pod in &pods {
-        let _ = remove_pod(pod);
+        let _ = podman::remove_pod(pod);
     }
     result
 }
 
-/// `podman stats --no-stream` memory per `<pod>/<container>`.
-pub fn memory_by_container(pods: &[&str]) -> anyhow::Result<Vec<(String, String)>> {
-    let json = output(podman().args(["stats", "--no-stream", "--no-reset", "--format", "json"]))
-        .or_else(|_| output(podman().args(["stats", "--no-stream", "--format", "json"])))?;
-    let stats: Value =
-        serde_json::from_str(&json).context("parsing `podman stats --format json`")?;
+/// `podman stats --no-stream` memory in use per `<pod>/<container>`.
+fn memory_by_container(pods: &[&str]) -> anyhow::Result<Vec<(String, String)>> {
     let mut rows = Vec::new();
-    for entry in stats.as_array().into_iter().flatten() {
-        let name = entry["name"].as_str().unwrap_or_default();
-        let Some(pod) = pods.iter().find(|pod| name.starts_with(&format!("{pod}-"))) else {
+    for entry in podman::stats(&[])? {
+        let Some(pod) = pods
+            .iter()
+            .find(|pod| entry.name.starts_with(&format!("{pod}-")))
+        else {
             continue;
         };
-        let container = &name[pod.len() + 1..];
+        let container = &entry.name[pod.len() + 1..];
         if container.ends_with("infra") && container.len() > 20 {
             continue;
         }
-        let usage = entry["mem_usage"].as_str().unwrap_or_default();
-        let used = usage
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_owned();
-        rows.push((format!("{pod}/{container}"), used));
+        rows.push((format!("{pod}/{container}"), entry.mem_used));
     }
     rows.sort();
     Ok(rows)
-}
-
-/// Where a pod's rendered manifest for the local overlay is written.
-fn local_manifest(pod: &str) -> PathBuf {
-    lab_dir().join("local").join(format!("{pod}.yaml"))
 }

@@ -1,5 +1,12 @@
 //! `cargo xtask ...`: the project's build, test, lab, image and benchmark tasks.
 //! One module per task; this file only routes the command line.
+//!
+//! Tasks: `test`, `images`, `lab`, `e2e`, `bench` (`bench_*`), `loadtest`,
+//! `matrix`. What they share, each task using it and none owning it:
+//! `util` (paths, running and stopping programs, /proc figures, apt-get),
+//! `podman` (pods and containers), `kube` (deploy/'s manifests), `stats`
+//! (percentiles, sizes, durations), `svg_plot` (charts), `links` (a test
+//! that README.md and docs/ link only to what exists).
 
 mod bench;
 mod bench_adapter;
@@ -8,9 +15,14 @@ mod bench_client;
 mod bench_follow;
 mod e2e;
 mod images;
+mod kube;
 mod lab;
+#[cfg(test)]
+mod links;
 mod loadtest;
 mod matrix;
+mod podman;
+mod stats;
 mod svg_plot;
 mod test;
 mod util;

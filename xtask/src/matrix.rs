@@ -1017,9 +1017,7 @@ fn report(
     max_lines: u64,
     elapsed: Duration,
 ) -> String {
-    let date = util::output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]))
-        .map(|d| d.trim().to_owned())
-        .unwrap_or_default();
+    let date = jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M UTC");
     let mut out = format!(
         "## Rotation matrix ({date}, `cargo xtask matrix {scope}`, {:.0} s)\n\n\
          Each run: `writer --rate R` for {seconds} s (max: {max_lines} lines), logrotate every \

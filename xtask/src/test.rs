@@ -13,7 +13,7 @@
 //! that says how to install it: the pod tests fail, never skip.
 
 use crate::util::{apt_install, cargo, lab_dir, on_path, run, try_output};
-use crate::{e2e, images, lab};
+use crate::{e2e, images, lab, podman};
 
 #[derive(clap::Args)]
 pub struct TestArgs {
@@ -79,7 +79,7 @@ pub fn run_task(args: TestArgs) -> anyhow::Result<()> {
 /// Debian packages the pod tests need and the host lacks, in one apt-get run.
 fn install_missing() -> anyhow::Result<()> {
     let mut packages: Vec<&str> = Vec::new();
-    if lab::ensure_podman(false).is_err() {
+    if podman::ensure_podman(false).is_err() {
         packages.extend(["podman", "runc", "catatonit"]);
     }
     packages.extend(images::helper_packages_missing(false));
@@ -106,7 +106,7 @@ fn install_missing() -> anyhow::Result<()> {
     }
     apt_install(&packages)?;
     otlp_venv()?;
-    lab::ensure_podman(false)
+    podman::ensure_podman(false)
 }
 
 /// .lab/otlp-venv with PyPI's opentelemetry-proto: the OTLP receiver of

@@ -1,9 +1,12 @@
-//! Small helpers for running commands from tasks: the workspace's paths, a
-//! `podman` that always uses the project's engine settings, command output
-//! capture, deadlines, and installing missing tools with apt-get.
+//! What every task needs to run programs: the workspace's paths, running a
+//! command (echoed, or captured with its stderr in the error), finding a
+//! program, signalling and stopping a child, a process's CPU and memory from
+//! /proc, waiting with a deadline, and installing missing tools with apt-get.
+//! Container and manifest helpers live in `podman` and `kube`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -58,20 +61,6 @@ pub fn release_bin_dir(bin_dir: Option<&Path>, packages: &[&str]) -> anyhow::Res
     }
     run(&mut build)?;
     Ok(target_dir().join("release"))
-}
-
-/// The engine settings this project's pods need (see podman/containers.conf).
-pub fn containers_conf() -> PathBuf {
-    workspace_root().join("podman").join("containers.conf")
-}
-
-/// A `podman` command with `CONTAINERS_CONF` pointing at the project's file,
-/// so /etc/containers is never edited.
-pub fn podman() -> Command {
-    let mut command = Command::new("podman");
-    command.env("CONTAINERS_CONF", containers_conf());
-    command.current_dir(workspace_root());
-    command
 }
 
 /// Runs `command`, echoing it first; fails with its exit status.
@@ -130,9 +119,17 @@ pub fn describe(command: &Command) -> String {
 
 /// Whether `program` is an executable file on `PATH`.
 pub fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| is_executable(&dir.join(program)))
-    })
+    find_program(program, &[]).is_some()
+}
+
+/// The first executable `program` on `PATH`, then in `also` (root's sbin
+/// folders are not on a user's `PATH`, where Debian puts nginx).
+pub fn find_program(program: &str, also: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(also.iter().map(PathBuf::from))
+        .map(|dir| dir.join(program))
+        .find(|candidate| is_executable(candidate))
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -151,15 +148,39 @@ pub fn has_open(pid: u32, path: &Path) -> bool {
         .any(|entry| std::fs::read_link(entry.path()).is_ok_and(|target| target == path))
 }
 
-/// Sends `signal` (a name: `TERM`, `KILL`, `HUP`) to `pid` with `kill(1)`
-/// (xtask links no libc).
+/// Sends `signal` (a name: `TERM`, `KILL`, `HUP`) to `pid`.
 pub fn send_signal(pid: u32, signal: &str) -> anyhow::Result<()> {
-    output(
-        Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string()),
+    let number = match signal {
+        "TERM" => libc::SIGTERM,
+        "KILL" => libc::SIGKILL,
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        other => bail!("unknown signal {other:?} (TERM, KILL, HUP or INT)"),
+    };
+    testkit::try_send_signal(pid, number)
+        .with_context(|| format!("sending SIG{signal} to process {pid}"))
+}
+
+/// Waits until process `pid` (`who`, for the message) has `path` open,
+/// looking every `every`: a follower measured before it opened its file
+/// would not be measured following.
+pub fn wait_open(
+    who: &str,
+    pid: u32,
+    path: &Path,
+    timeout: Duration,
+    every: Duration,
+) -> anyhow::Result<()> {
+    wait_for_every(
+        &format!("{who} to open {}", path.display()),
+        timeout,
+        every,
+        || {
+            has_open(pid, path)
+                .then_some(())
+                .ok_or_else(|| "not yet".to_owned())
+        },
     )
-    .map(drop)
 }
 
 /// SIGTERM, then SIGKILL if it has not exited within 5 s.
@@ -251,37 +272,6 @@ pub fn wait_for_every<T>(
 /// intervals, long enough not to load a 2-core machine with podman calls.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(300);
 
-/// 64-bit FNV-1a: a stable content hash for "did this image's input change"
-/// (std's `DefaultHasher` may change between Rust releases).
-pub fn fnv1a(parts: &[&[u8]]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for byte in *part {
-            hash ^= u64::from(*byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-        // Separator, so ("ab", "c") and ("a", "bc") differ.
-        hash ^= 0xff;
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
-}
-
-/// podman's human sizes: `385kB`, `134.2MB`, `1.5GB`, `12B` (decimal units).
-pub fn parse_size(text: &str) -> Option<f64> {
-    let text = text.trim();
-    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
-    let (number, unit) = text.split_at(split);
-    let factor = match unit {
-        "B" => 1.0,
-        "kB" | "KB" => 1e3,
-        "MB" => 1e6,
-        "GB" => 1e9,
-        _ => return None,
-    };
-    number.parse::<f64>().ok().map(|n| n * factor)
-}
-
 /// CPU seconds (self and waited-for children) and RSS figures of a live process.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ProcStats {
@@ -292,14 +282,19 @@ pub struct ProcStats {
     pub peak_rss_kib: u64,
 }
 
+/// Clock ticks per second, the unit of /proc/PID/stat's CPU times: the
+/// kernel's `AT_CLKTCK` from /proc/self/auxv, which is where the C library's
+/// `sysconf(_SC_CLK_TCK)` reads it too; 100 (Linux's USER_HZ) if unreadable.
 pub fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|output| String::from_utf8(output.stdout).ok())
-        .and_then(|text| text.trim().parse().ok())
-        .unwrap_or(100.0)
+    const AT_CLKTCK: u64 = 17;
+    let auxv = std::fs::read("/proc/self/auxv").unwrap_or_default();
+    auxv.chunks_exact(16)
+        .map(|pair| {
+            let word = |bytes: &[u8]| u64::from_ne_bytes(bytes.try_into().unwrap_or([0; 8]));
+            (word(&pair[..8]), word(&pair[8..]))
+        })
+        .find(|&(key, _)| key == AT_CLKTCK)
+        .map_or(100.0, |(_, ticks)| ticks as f64)
 }
 
 pub fn proc_stats(pid: u32, ticks: f64) -> anyhow::Result<ProcStats> {
@@ -333,17 +328,122 @@ pub fn proc_stats(pid: u32, ticks: f64) -> anyhow::Result<ProcStats> {
     })
 }
 
+/// GNU time: the CPU time and peak RSS of a process that has exited (std
+/// does not return a child's rusage).
+pub const GNU_TIME: &str = "/usr/bin/time";
+
+/// What one run under [`timed`] measured.
+#[derive(Debug, Default)]
+pub struct Timed {
+    pub wall: Duration,
+    /// User + system CPU seconds (GNU time's `%U + %S`), when it is installed.
+    pub cpu_seconds: Option<f64>,
+    /// Peak RSS in KiB (`%M`), when GNU time is installed.
+    pub peak_rss_kib: Option<u64>,
+    /// stdout, when `stdout` was [`Stdio::piped`].
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `command` (its program and arguments) under [`GNU_TIME`], or
+/// unmeasured where it is missing, with `stdin` and `stdout` as given and
+/// stderr captured; fails naming the command, with its stderr, if it exits
+/// non-zero. GNU time reports to a file of its own (`-o`), so stderr is the
+/// program's.
+pub fn timed(command: &Command, stdin: Stdio, stdout: Stdio) -> anyhow::Result<Timed> {
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let report = std::env::temp_dir().join(format!(
+        "xtask-time-{}-{}",
+        std::process::id(),
+        RUNS.fetch_add(1, Ordering::Relaxed)
+    ));
+    let measured = Path::new(GNU_TIME).exists();
+    let mut wrapped = if measured {
+        let mut wrapped = Command::new(GNU_TIME);
+        wrapped
+            .arg("-o")
+            .arg(&report)
+            .args(["-f", "%e %U %S %M", "--"])
+            .arg(command.get_program());
+        wrapped
+    } else {
+        Command::new(command.get_program())
+    };
+    wrapped
+        .args(command.get_args())
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let output = wrapped
+        .output()
+        .with_context(|| format!("running {}", describe(command)))?;
+    let elapsed = started.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let times = std::fs::read_to_string(&report).unwrap_or_default();
+    let _ = std::fs::remove_file(&report);
+    if !output.status.success() {
+        bail!(
+            "{} failed with {}:\n{stderr}",
+            describe(command),
+            output.status
+        );
+    }
+    // The last line: GNU time puts "Command exited with..." before it.
+    let fields: Vec<f64> = times
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|field| field.parse().ok())
+        .collect();
+    let (wall, cpu_seconds, peak_rss_kib) = match fields[..] {
+        // %e has 10 ms resolution; our clock is finer but also counts
+        // GNU time's own start.
+        [e, user, system, rss] => (
+            elapsed.min(Duration::from_secs_f64(e + 0.01)),
+            Some(user + system),
+            Some(rss as u64),
+        ),
+        _ => (elapsed, None, None),
+    };
+    Ok(Timed {
+        wall,
+        cpu_seconds,
+        peak_rss_kib,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr,
+    })
+}
+
 /// busybox (static), installed with apt-get when missing.
 pub fn busybox() -> Option<PathBuf> {
     let path = PathBuf::from("/bin/busybox");
-    if path.exists() {
-        return Some(path);
+    if !path.exists() {
+        eprintln!("/bin/busybox missing: installing busybox-static");
+        if let Err(error) = apt_install(&["busybox-static"]) {
+            eprintln!("{error:#}");
+        }
     }
-    eprintln!("/bin/busybox missing: apt-get install -y busybox-static");
-    let _ = Command::new("apt-get")
-        .args(["install", "-y", "busybox-static"])
-        .status();
     path.exists().then_some(path)
+}
+
+/// A Python virtual environment at `venv` with `package` from PyPI, unless
+/// `import` already works in it; the system's Python is never changed.
+/// Returns the environment's `python3`.
+pub fn python_venv(venv: &Path, package: &str, import: &str) -> anyhow::Result<PathBuf> {
+    let python = venv.join("bin/python3");
+    if python.exists() && try_output(Command::new(&python).args(["-c", import])).0 {
+        return Ok(python);
+    }
+    if !try_output(Command::new("python3").args(["-m", "venv", "--help"])).0
+        || !try_output(Command::new("python3").args(["-c", "import ensurepip"])).0
+    {
+        apt_install(&["python3", "python3-venv", "python3-pip"])?;
+    }
+    run(Command::new("python3").args(["-m", "venv"]).arg(venv))?;
+    run(Command::new(&python).args(["-m", "pip", "install", "--quiet", package]))?;
+    Ok(python)
 }
 
 #[cfg(test)]
@@ -351,15 +451,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fnv1a_separates_parts_and_matches_the_reference_value() {
-        assert_ne!(fnv1a(&[b"ab", b"c"]), fnv1a(&[b"a", b"bc"]));
-        assert_eq!(fnv1a(&[]), 0xcbf2_9ce4_8422_2325);
+    fn clock_ticks_match_the_kernels_user_hz() {
+        // x86-64 and arm64 Linux report CPU times in 1/100 s.
+        assert_eq!(clock_ticks(), 100.0);
     }
 
     #[test]
-    fn podman_sizes_parse_in_decimal_units() {
-        assert_eq!(parse_size("385kB"), Some(385e3));
-        assert!(parse_size("134.2MB").is_some_and(|b| (b - 134.2e6).abs() < 1.0));
-        assert_eq!(parse_size("n/a"), None);
+    fn signals_reach_a_child_and_a_dead_pid_is_an_error() {
+        let mut child = Command::new("sleep").arg("30").spawn().expect("sleep");
+        send_signal(child.id(), "TERM").expect("signalled");
+        let status = child.wait().expect("waited");
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGTERM));
+        assert!(send_signal(child.id(), "TERM").is_err());
+        assert!(send_signal(1, "USR9").is_err());
+    }
+
+    #[test]
+    fn timed_runs_report_cpu_and_memory_and_fail_with_stderr() {
+        let mut command = Command::new("sh");
+        command.args(["-c", "echo out; echo err >&2"]);
+        let run = timed(&command, Stdio::null(), Stdio::piped()).expect("sh runs");
+        assert_eq!(run.stdout, "out\n");
+        assert_eq!(run.stderr, "err\n");
+        if Path::new(GNU_TIME).exists() {
+            assert!(run.peak_rss_kib.is_some_and(|kib| kib > 0), "{run:?}");
+            assert!(run.cpu_seconds.is_some(), "{run:?}");
+        }
+        let mut failing = Command::new("sh");
+        failing.args(["-c", "echo broken >&2; exit 3"]);
+        let error = timed(&failing, Stdio::null(), Stdio::null()).unwrap_err();
+        assert!(format!("{error:#}").contains("broken"), "{error:#}");
+    }
+
+    #[test]
+    fn programs_are_found_on_path_or_in_the_extra_folders() {
+        assert!(find_program("sh", &[]).is_some());
+        assert!(find_program("no-such-program-here", &[]).is_none());
+        assert!(on_path("sh"));
     }
 }
