@@ -7,12 +7,10 @@
 //! stdin or from a followed file ([`sidecar_common::follow`]). The parsers
 //! live in [`formats`], the writers in [`output`].
 
-pub mod formats;
 pub mod lines;
-pub mod output;
 pub mod pipeline;
-pub mod record;
-pub mod time;
+/// The parsers, records and encoders, shared with `log-aggregator --parse`.
+pub use sidecar_common::pipeline::{encode as output, formats, record, time};
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -226,13 +224,6 @@ fn regex_error(error: regex::Error) -> anyhow::Error {
     anyhow::Error::msg(cause.strip_prefix("error: ").unwrap_or(cause).to_owned())
 }
 
-fn pair(flag: &str, text: &str) -> anyhow::Result<(String, String)> {
-    match text.split_once('=') {
-        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
-        _ => bail!("{flag} {text:?}: expected KEY=VALUE"),
-    }
-}
-
 impl Args {
     /// Checks the flags together and turns them into a [`Config`].
     pub fn into_config(self) -> anyhow::Result<Config> {
@@ -263,19 +254,7 @@ impl Args {
         if self.unparsed.is_some() && self.on_error == OnError::Drop {
             bail!("--unparsed and --on-error drop say different things: choose one");
         }
-        let edits = Edits {
-            add: self
-                .add
-                .iter()
-                .map(|text| pair("--add", text))
-                .collect::<Result<_, _>>()?,
-            rename: self
-                .rename
-                .iter()
-                .map(|text| pair("--rename", text))
-                .collect::<Result<_, _>>()?,
-            drop: self.drop.clone(),
-        };
+        let edits = Edits::parse(&self.add, &self.rename, &self.drop)?;
         let multiline = match &self.multiline_start {
             Some(start) => Some((
                 regex::bytes::Regex::new(start)

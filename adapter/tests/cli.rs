@@ -473,3 +473,19 @@ fn listen_takes_colon_port_and_max_line_bytes_0_is_refused() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn an_rfc5424_line_whose_version_is_not_1_is_kept_as_unparsed() {
+    // Regression: VERSION 2 came out as "version":2; RFC 5424 defines only 1.
+    let line = "<13>2 2024-06-01T12:00:00Z h a 1 - - x";
+    let (ok, stdout, stderr) =
+        run_with_stdin(&["--from", "rfc5424"], format!("{line}\n").as_bytes());
+    assert!(ok, "{stderr}");
+    let record: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON line");
+    assert_eq!(record["message"], line);
+    assert_eq!(record["parse_error"], "RFC 5424 VERSION must be 1, not 2");
+    let (ok, stdout, stderr) = run_with_stdin(&["--from", "auto"], format!("{line}\n").as_bytes());
+    assert!(ok, "{stderr}");
+    let record: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON line");
+    assert!(record.get("version").is_none(), "{stdout}");
+}

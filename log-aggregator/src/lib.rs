@@ -26,6 +26,12 @@ use clap::Parser;
 use sidecar_common::cli::{LogArgs, Tool};
 use sidecar_common::follow::{FollowOptions, StartAt, default_max_open_files};
 use sidecar_common::metrics::parse_listen_address;
+use sidecar_common::pipeline::convert::Converter;
+use sidecar_common::pipeline::encode::{Output as Encoder, Template};
+use sidecar_common::pipeline::enrich::Edits;
+use sidecar_common::pipeline::formats::{
+    FormatName, Options as ParseOptions, Parser as LineParser,
+};
 use sidecar_common::shutdown::Shutdown;
 use sidecar_common::units::{parse_duration, parse_nonzero_bytes};
 
@@ -112,15 +118,79 @@ pub struct Args {
     #[arg(long, env = "LOG_AGGREGATOR_FOLLOW")]
     pub follow: bool,
 
-    /// Stream mode: how lines are written.
+    /// Stream mode: how lines are written [default: plain; json with --parse].
     #[arg(
         long,
         env = "LOG_AGGREGATOR_OUTPUT",
         value_enum,
-        default_value = "plain",
+        value_name = "FORMAT",
         requires = "follow"
     )]
-    pub output: Format,
+    pub output: Option<Format>,
+
+    /// Stream mode: parse each line as FORMAT (the names of `adapter
+    /// --from`, `auto` included) and write records: the parsed fields,
+    /// `file`, then the --add fields, as --output json, logfmt or template.
+    /// A line that does not parse is kept, as the adapter keeps it:
+    /// {"message": LINE, "parse_error": WHY, "file": PATH} plus the --add
+    /// fields, counted in log_aggregator_parse_errors_total.
+    #[arg(
+        long,
+        env = "LOG_AGGREGATOR_PARSE",
+        value_enum,
+        value_name = "FORMAT",
+        requires = "follow"
+    )]
+    pub parse: Option<FormatName>,
+
+    /// With `--parse regex`: a regex whose named captures `(?<name>...)` become fields.
+    #[arg(
+        long,
+        env = "LOG_AGGREGATOR_PATTERN",
+        value_name = "REGEX",
+        requires = "parse"
+    )]
+    pub pattern: Option<String>,
+
+    /// With `--output template`: text with `{field}` placeholders (`{{` for a brace).
+    #[arg(
+        long,
+        env = "LOG_AGGREGATOR_TEMPLATE",
+        value_name = "TEMPLATE",
+        requires = "parse"
+    )]
+    pub template: Option<String>,
+
+    /// With --parse: adds (or overwrites) a field, e.g. `pod=$POD_NAME`
+    /// (Downward API); repeatable, comma-separated in the environment.
+    #[arg(
+        long = "add",
+        env = "LOG_AGGREGATOR_ADD",
+        value_delimiter = ',',
+        value_name = "KEY=VALUE",
+        requires = "parse"
+    )]
+    pub add: Vec<String>,
+
+    /// With --parse: renames a field (`file` included); repeatable.
+    #[arg(
+        long = "rename",
+        env = "LOG_AGGREGATOR_RENAME",
+        value_delimiter = ',',
+        value_name = "OLD=NEW",
+        requires = "parse"
+    )]
+    pub rename: Vec<String>,
+
+    /// With --parse: removes a field (`file` included); repeatable.
+    #[arg(
+        long = "drop",
+        env = "LOG_AGGREGATOR_DROP",
+        value_delimiter = ',',
+        value_name = "FIELD",
+        requires = "parse"
+    )]
+    pub drop: Vec<String>,
 
     /// Stream mode: where files present at start begin (files appearing later are read whole).
     /// With --checkpoint-dir it applies to the first start only: after a restart, files the
@@ -436,6 +506,41 @@ impl Args {
         }))
     }
 
+    /// `--parse` with its pattern, template and edits, as one converter.
+    fn converter(&self, output: Format) -> anyhow::Result<Option<Converter>> {
+        let Some(from) = self.parse else {
+            if output.needs_parse() {
+                bail!("--output {output:?} writes records: it needs --parse FORMAT");
+            }
+            return Ok(None);
+        };
+        let pattern = match (&self.pattern, from) {
+            (Some(pattern), FormatName::Regex) => Some(
+                regex::Regex::new(pattern)
+                    .with_context(|| format!("bad --pattern regex {pattern:?}"))?,
+            ),
+            (Some(_), from) => bail!("--pattern is only for --parse regex, not {from:?}"),
+            (None, FormatName::Regex) => bail!("--parse regex needs --pattern"),
+            (None, _) => None,
+        };
+        let parser =
+            LineParser::new(from, pattern, ParseOptions::default()).map_err(anyhow::Error::msg)?;
+        let encoder = match (output, &self.template) {
+            (Format::Template, Some(text)) => {
+                Encoder::Template(Template::parse(text).map_err(anyhow::Error::msg)?)
+            }
+            (Format::Template, None) => bail!("--output template needs --template"),
+            (_, Some(_)) => bail!("--template is only for --output template"),
+            (Format::Json, None) => Encoder::Json,
+            (Format::Logfmt, None) => Encoder::Logfmt,
+            (Format::Plain | Format::Prefixed, None) => bail!(
+                "--parse writes records: --output json (the default with --parse), logfmt or template, not {output:?}"
+            ),
+        };
+        let edits = Edits::parse(&self.add, &self.rename, &self.drop)?;
+        Ok(Some(Converter::new(parser, encoder, edits)))
+    }
+
     fn into_stream_config(self) -> anyhow::Result<StreamConfig> {
         positive("--poll-interval", self.poll_interval)?;
         positive("--checkpoint-interval", self.checkpoint_interval)?;
@@ -456,6 +561,17 @@ impl Args {
             glob::Pattern::new(pattern).with_context(|| format!("bad glob pattern {pattern:?}"))?;
         }
         let ship = self.ship_config()?;
+        let output = self.output.unwrap_or(if self.parse.is_some() {
+            Format::Json
+        } else {
+            Format::Plain
+        });
+        let parse = self.converter(output)?;
+        if parse.is_some() && self.sink == Sink::Otlp {
+            bail!(
+                "--sink otlp sends each line as read: --parse is for stdout, syslog-tcp and relp"
+            );
+        }
         Ok(StreamConfig {
             patterns: self.sources,
             // OTLP takes each line's path from the prefixed rendering (the
@@ -463,8 +579,9 @@ impl Args {
             format: if self.sink == Sink::Otlp {
                 Format::Prefixed
             } else {
-                self.output
+                output
             },
+            parse,
             from: match self.from {
                 From::Beginning => StartAt::Beginning,
                 From::End => StartAt::End,
@@ -475,7 +592,7 @@ impl Args {
                 // in pieces, never cut. A JSON record or a multiline record
                 // must be whole, so there long lines are cut.
                 // Shipped lines are messages: whole, like records.
-                split_long_lines: self.output != Format::Json
+                split_long_lines: matches!(output, Format::Plain | Format::Prefixed)
                     && multiline.is_none()
                     && ship.is_none(),
                 poll_interval: self.poll_interval,
