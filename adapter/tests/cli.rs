@@ -472,6 +472,38 @@ fn listen_takes_colon_port_and_max_line_bytes_0_is_refused() {
         assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
+    // The shared follow flags' validation, through the adapter's own
+    // environment variable names, and the flags it gained with them.
+    let output = adapter()
+        .env("ADAPTER_MAX_LINE_BYTES", "0")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("at least 1 byte"));
+    let output = adapter()
+        .env("ADAPTER_POLL_INTERVAL", "0s")
+        .arg("/tmp/x.log")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--poll-interval must be more than zero")
+    );
+    let (ok, stdout, stderr) = run_with_stdin(
+        &[
+            "--from",
+            "logfmt",
+            "--rotate-wait",
+            "1s",
+            "--event-coalesce",
+            "0s",
+            "--max-open-files",
+            "4",
+        ],
+        b"a=1\n",
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, "{\"a\":\"1\"}\n");
 }
 
 #[test]
@@ -488,4 +520,33 @@ fn an_rfc5424_line_whose_version_is_not_1_is_kept_as_unparsed() {
     assert!(ok, "{stderr}");
     let record: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON line");
     assert!(record.get("version").is_none(), "{stdout}");
+}
+
+#[test]
+fn sigterm_while_stdout_is_full_exits_within_the_drain_deadline_in_every_mode() {
+    // Regression: stdout was written from the runtime's only thread, so a
+    // full pipe blocked it and SIGTERM was never handled.
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.log");
+    let lines: String = (0..100_000)
+        .map(|n| format!("level=info n={n}\n"))
+        .collect();
+    std::fs::write(&big, &lines).unwrap();
+    let modes: [(&str, &[&str]); 3] = [
+        ("followed file", &[]),
+        ("--no-follow", &["--no-follow"]),
+        ("stdin", &["-"]),
+    ];
+    for (mode, args) in modes {
+        let mut command = adapter();
+        command.args(["--from", "logfmt"]).args(args);
+        if mode == "stdin" {
+            command.stdin(std::fs::File::open(&big).unwrap());
+        } else {
+            command.arg(&big).stdin(Stdio::null());
+        }
+        let (status, took) = testkit::sigterm_with_stdout_full(command, |_| {});
+        assert_eq!(status.code(), Some(0), "{mode}");
+        assert!(took < Duration::from_millis(1500), "{mode}: took {took:?}");
+    }
 }

@@ -24,11 +24,12 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Parser;
 use sidecar_common::cli::{LogArgs, Tool};
-use sidecar_common::follow::{FollowOptions, StartAt, default_max_open_files};
+use sidecar_common::follow::StartAt;
 use sidecar_common::metrics::parse_listen_address;
 use sidecar_common::pipeline::convert::Converter;
 use sidecar_common::pipeline::encode::{Output as Encoder, Template};
 use sidecar_common::pipeline::enrich::Edits;
+use sidecar_common::pipeline::follow_args::FollowArgs;
 use sidecar_common::pipeline::formats::{
     FormatName, Options as ParseOptions, Parser as LineParser,
 };
@@ -204,20 +205,11 @@ pub struct Args {
     )]
     pub from: From,
 
-    /// Stream mode: `--output plain` and `prefixed` never cut a line: a
-    /// longer one is written in pieces of this size as it is read (the most
-    /// of a line held in memory). `--output json` (and `--multiline-start`)
-    /// cuts longer lines here, flags them `"truncated":true`, counts them in
-    /// log_aggregator_lines_truncated_total and warns (once a minute per
-    /// file): a record must be held whole, and escaped it can grow sixfold.
-    /// 64 KiB keeps memory flat (a few MiB) and a long stack-trace line
-    /// whole; Vector's default (100 KiB) drops longer lines entirely,
-    /// OpenTelemetry's filelog (1 MiB) truncates them. Raise it (e.g. 1MiB)
-    /// to keep bigger JSON records, at up to ~7x that in memory. Snapshot
-    /// mode shows longer lines cut here, followed by ` [... N more bytes cut]`.
-    /// At least 1.
-    #[arg(long, env = "LOG_AGGREGATOR_MAX_LINE_BYTES", default_value = "64KiB", value_parser = parse_nonzero_bytes, value_name = "SIZE")]
-    pub max_line_bytes: u64,
+    // --max-line-bytes (both modes: snapshot mode shows longer lines cut
+    // there, followed by ` [... N more bytes cut]`) and the follow flags,
+    // which need --follow (see `adjust`).
+    #[command(flatten)]
+    pub follow_flags: FollowArgs,
 
     /// Stream mode: never follow glob matches that match this glob (repeatable;
     /// like Fluent Bit's Exclude_Path and Vector's exclude), e.g. '*.gz' to
@@ -232,31 +224,6 @@ pub struct Args {
         requires = "follow"
     )]
     pub excludes: Vec<String>,
-
-    /// Stream mode: how long a file rotated away by rename is kept open for late writes.
-    #[arg(long, env = "LOG_AGGREGATOR_ROTATE_WAIT", default_value = "5s", value_parser = parse_duration, value_name = "DURATION", requires = "follow")]
-    pub rotate_wait: Duration,
-
-    /// Stream mode: never use inotify, poll every --poll-interval.
-    #[arg(long, env = "LOG_AGGREGATOR_POLL", requires = "follow")]
-    pub poll: bool,
-
-    /// Stream mode: periodic re-check of every file (inotify is only a hint).
-    #[arg(long, env = "LOG_AGGREGATOR_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration, value_name = "DURATION", requires = "follow")]
-    pub poll_interval: Duration,
-
-    /// Stream mode: minimum time between two polls woken by inotify events:
-    /// a writer's line-by-line appends cost one poll per gap, not one per
-    /// write (0 = poll on every event).
-    #[arg(long, env = "LOG_AGGREGATOR_EVENT_COALESCE", default_value = "10ms", value_parser = parse_duration, value_name = "DURATION", requires = "follow")]
-    pub event_coalesce: Duration,
-
-    /// Stream mode: at most N files open at once (default: `ulimit -n`
-    /// minus 64, kept for /metrics, checkpoints and stdout). Beyond it,
-    /// files read to their end are closed and opened again when they
-    /// change, so every file is read in turn.
-    #[arg(long, env = "LOG_AGGREGATOR_MAX_OPEN_FILES", value_name = "N", value_parser = clap::value_parser!(u64).range(1..), requires = "follow")]
-    pub max_open_files: Option<u64>,
 
     /// Stream mode: at SIGTERM, how long reading files to their end and
     /// flushing stdout may take (Kubernetes kills after 30 s).
@@ -456,7 +423,24 @@ impl Tool for Args {
     fn logging(&self) -> &LogArgs {
         &self.log
     }
+
+    fn adjust(command: clap::Command) -> clap::Command {
+        let command = FollowArgs::with_env(command, "LOG_AGGREGATOR_");
+        FOLLOW_ONLY.iter().fold(command, |command, id| {
+            command.mut_arg(*id, |arg| arg.requires("follow"))
+        })
+    }
 }
+
+/// The follow flags that mean nothing in snapshot mode: an error without
+/// --follow, so a typo cannot silently run the wrong mode.
+const FOLLOW_ONLY: [&str; 5] = [
+    "poll",
+    "poll_interval",
+    "rotate_wait",
+    "event_coalesce",
+    "max_open_files",
+];
 
 /// Snapshot mode's `--interval` when none is given: the lab script's `sleep 10`.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
@@ -502,7 +486,7 @@ impl Args {
             interval,
             lines: self.lines,
             sources,
-            max_line_bytes: usize::try_from(self.max_line_bytes).unwrap_or(usize::MAX),
+            max_line_bytes: self.follow_flags.max_line_bytes(),
         }))
     }
 
@@ -542,7 +526,6 @@ impl Args {
     }
 
     fn into_stream_config(self) -> anyhow::Result<StreamConfig> {
-        positive("--poll-interval", self.poll_interval)?;
         positive("--checkpoint-interval", self.checkpoint_interval)?;
         let multiline = match &self.multiline_start {
             Some(pattern) => Some(MultilineConfig {
@@ -586,26 +569,15 @@ impl Args {
                 From::Beginning => StartAt::Beginning,
                 From::End => StartAt::End,
             },
-            follow: FollowOptions {
-                max_line_bytes: usize::try_from(self.max_line_bytes).unwrap_or(usize::MAX),
-                // Plain and prefixed lines are bytes passed through: written
-                // in pieces, never cut. A JSON record or a multiline record
-                // must be whole, so there long lines are cut.
-                // Shipped lines are messages: whole, like records.
-                split_long_lines: matches!(output, Format::Plain | Format::Prefixed)
+            // Plain and prefixed lines are bytes passed through: written in
+            // pieces, never cut. A JSON record, a parsed record or a
+            // multiline record must be whole, so there long lines are cut.
+            // Shipped lines are messages: whole, like records.
+            follow: self.follow_flags.options(
+                matches!(output, Format::Plain | Format::Prefixed)
                     && multiline.is_none()
                     && ship.is_none(),
-                poll_interval: self.poll_interval,
-                force_poll: self.poll,
-                rotate_wait: self.rotate_wait,
-                event_coalesce: self.event_coalesce,
-                max_open_files: self
-                    .max_open_files
-                    .map_or_else(default_max_open_files, |n| {
-                        usize::try_from(n).unwrap_or(usize::MAX)
-                    }),
-                ..FollowOptions::default()
-            },
+            )?,
             drain_timeout: self.drain_timeout,
             checkpoint_dir: self.checkpoint_dir,
             checkpoint_interval: self.checkpoint_interval,
@@ -689,7 +661,11 @@ mod tests {
 
     fn stream(args: &[&str]) -> StreamConfig {
         let argv = ["log-aggregator", "--follow"].iter().chain(args);
-        match Args::try_parse_from(argv).unwrap().into_config().unwrap() {
+        match Args::try_parse_adjusted(argv)
+            .unwrap()
+            .into_config()
+            .unwrap()
+        {
             Config::Stream(config) => *config,
             Config::Snapshot(_) => unreachable!("--follow is stream mode"),
         }
@@ -698,7 +674,7 @@ mod tests {
     #[test]
     fn shipping_needs_an_address_cuts_long_lines_and_otlp_takes_paths_from_prefixes() {
         let argv = ["log-aggregator", "--follow", "--sink", "relp", "a.log"];
-        let error = Args::try_parse_from(argv)
+        let error = Args::try_parse_adjusted(argv)
             .unwrap()
             .into_config()
             .unwrap_err();
@@ -736,7 +712,7 @@ mod tests {
             "127.0.0.1:4318",
             "a.log",
         ];
-        let error = Args::try_parse_from(argv)
+        let error = Args::try_parse_adjusted(argv)
             .unwrap()
             .into_config()
             .unwrap_err();
@@ -754,5 +730,22 @@ mod tests {
         assert!(split(&["--output", "prefixed", "a.log"]));
         assert!(!split(&["--output", "json", "a.log"]));
         assert!(!split(&["--multiline-start", "^x", "a.log"]));
+    }
+
+    #[test]
+    fn every_follow_flag_keeps_its_log_aggregator_environment_variable() {
+        use clap::CommandFactory;
+        let command = Args::adjust(Args::command());
+        for (id, suffix) in sidecar_common::pipeline::follow_args::FLAGS {
+            let arg = command
+                .get_arguments()
+                .find(|arg| arg.get_id() == id)
+                .unwrap_or_else(|| panic!("no flag {id}"));
+            let expected = format!("LOG_AGGREGATOR_{suffix}");
+            assert_eq!(
+                arg.get_env().and_then(|name| name.to_str()),
+                Some(expected.as_str())
+            );
+        }
     }
 }

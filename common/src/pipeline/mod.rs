@@ -13,6 +13,7 @@
 pub mod convert;
 pub mod encode;
 pub mod enrich;
+pub mod follow_args;
 pub mod formats;
 pub mod output;
 pub mod record;

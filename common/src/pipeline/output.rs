@@ -23,11 +23,12 @@ use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
 use crate::follow::Flow;
+use crate::shutdown::Shutdown;
 
 /// How many rendered bytes may wait for the writer before reading pauses.
 /// Together with one chunk being written and one being filled, this bounds
@@ -237,6 +238,25 @@ impl OutputPipe {
     pub async fn ready_for(&mut self, chunk: &mut Vec<u8>) -> io::Result<()> {
         self.room().await?;
         self.hand_over(chunk)
+    }
+
+    /// At the end of a run: hands `chunk` over and waits until everything
+    /// is written, without a limit while no stop is asked for (input that
+    /// ended, `--no-follow`), and at most `timeout` once `shutdown` is
+    /// (before the call or during the wait): whether it all was.
+    pub async fn finish(
+        &mut self,
+        chunk: &mut Vec<u8>,
+        shutdown: &Shutdown,
+        timeout: Duration,
+    ) -> io::Result<bool> {
+        if !shutdown.is_requested() {
+            tokio::select! {
+                written = self.drain(chunk, None) => return written,
+                () = shutdown.requested() => {}
+            }
+        }
+        self.drain(chunk, Some(Instant::now() + timeout)).await
     }
 
     /// Hands `chunk` over and waits until everything is written, at most
