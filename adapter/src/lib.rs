@@ -347,7 +347,6 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<ExitCode>
             multiline: config
                 .multiline
                 .map(|(start, timeout)| (Multiline::new(start, config.max_line_bytes), timeout)),
-            max_line_bytes: config.max_line_bytes,
         },
         counters.clone(),
     );

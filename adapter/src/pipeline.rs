@@ -1,8 +1,9 @@
 //! The synchronous heart of the adapter: raw lines in, output lines out.
 //!
-//! For each line: cut it at `--max-line-bytes` (counted), strip a trailing
-//! `\r`, join it into a record when `--multiline-start` is set, decode it
-//! (invalid UTF-8 becomes U+FFFD, on purpose and only here), parse it, apply
+//! For each line (already cut at `--max-line-bytes` where it was read: the
+//! follower or stdin's splitter; counted here): strip a trailing `\r`, join
+//! it into a record when `--multiline-start` is set, decode it (invalid
+//! UTF-8 becomes U+FFFD, on purpose and only there), parse it, apply
 //! `--rename`, `--drop` and `--add`, and append the output line to a buffer
 //! the driver writes to stdout. A line that does not parse is never lost:
 //! it is emitted as `{"message": <raw>, "parse_error": <why>}` (plus the
@@ -97,7 +98,6 @@ pub struct Pipeline {
     /// they are counted as set aside only once the file took them.
     unparsed_buffer: Vec<u8>,
     multiline: Option<(Multiline, Duration)>,
-    max_line_bytes: usize,
     counters: Counters,
     out: Vec<u8>,
 }
@@ -111,7 +111,6 @@ pub struct Settings {
     /// Where unparsed lines are appended raw (`--unparsed`), overriding `on_error`.
     pub unparsed: Option<Box<dyn Write + Send>>,
     pub multiline: Option<(Multiline, Duration)>,
-    pub max_line_bytes: usize,
 }
 
 impl Pipeline {
@@ -122,7 +121,6 @@ impl Pipeline {
             unparsed: settings.unparsed,
             unparsed_buffer: Vec::new(),
             multiline: settings.multiline,
-            max_line_bytes: settings.max_line_bytes.max(1),
             counters,
             out: Vec::with_capacity(128 * 1024),
         }
@@ -133,10 +131,7 @@ impl Pipeline {
     pub fn push_line(&mut self, line: &[u8], truncated: bool, now: Instant) -> io::Result<()> {
         self.counters.lines.inc();
         let mut line = line;
-        if line.len() > self.max_line_bytes {
-            line = &line[..self.max_line_bytes];
-            self.counters.truncated.inc();
-        } else if truncated {
+        if truncated {
             self.counters.truncated.inc();
         }
         if let Some(stripped) = line.strip_suffix(b"\r") {
@@ -300,7 +295,6 @@ mod tests {
             on_error: OnError::Emit,
             unparsed: None,
             multiline: None,
-            max_line_bytes: 1024,
         };
         change(&mut settings);
         Pipeline::new(settings, Counters::new(&Registry::new()))
@@ -437,9 +431,19 @@ mod tests {
     }
 
     #[test]
-    fn long_lines_are_cut_and_counted() {
-        let mut adapter = pipeline(FormatName::Logfmt, |settings| settings.max_line_bytes = 8);
-        let out = run(&mut adapter, &[b"key=0123456789"]);
+    fn lines_cut_by_the_reader_are_counted_once() {
+        // The line was cut where it was read (stdin's splitter, the
+        // follower): one cut, counted here.
+        let mut adapter = pipeline(FormatName::Logfmt, |_| {});
+        let mut splitter = crate::lines::LineSplitter::new(8);
+        let now = Instant::now();
+        splitter
+            .feed(b"key=0123456789\n", |line, truncated| {
+                adapter.push_line(line, truncated, now)
+            })
+            .unwrap();
+        adapter.finish().unwrap();
+        let out = String::from_utf8(std::mem::take(adapter.output())).unwrap();
         assert_eq!(out, "{\"key\":\"0123\"}\n");
         assert_eq!(adapter.counters().truncated.get(), 1);
     }

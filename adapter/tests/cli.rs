@@ -550,3 +550,19 @@ fn sigterm_while_stdout_is_full_exits_within_the_drain_deadline_in_every_mode() 
         assert!(took < Duration::from_millis(1500), "{mode}: took {took:?}");
     }
 }
+
+#[test]
+fn a_long_line_is_cut_once_where_it_is_read_and_counted_from_stdin_and_a_file() {
+    let args = ["--from", "logfmt", "--max-line-bytes", "8", "--no-follow"];
+    let (ok, stdout, stderr) = run_with_stdin(&args, b"key=0123456789\nb=1\n");
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, "{\"key\":\"0123\"}\n{\"b\":\"1\"}\n");
+    assert!(stderr.contains("1 truncated"), "{stderr}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.log");
+    append(&path, "key=0123456789\nb=1\n");
+    let output = adapter().args(args).arg(&path).output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(String::from_utf8_lossy(&output.stdout), stdout);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("1 truncated"));
+}
