@@ -7,12 +7,10 @@
 //! stdin or from a followed file ([`sidecar_common::follow`]). The parsers
 //! live in [`formats`], the writers in [`output`].
 
-pub mod formats;
 pub mod lines;
-pub mod output;
 pub mod pipeline;
-pub mod record;
-pub mod time;
+/// The parsers, records and encoders, shared with `log-aggregator --parse`.
+pub use sidecar_common::pipeline::{encode as output, formats, record, time};
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -22,15 +20,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::Parser as _;
 use sidecar_common::cli::{LogArgs, Tool};
 use sidecar_common::follow::{self, Event, Flow, FollowOptions, Follower, PollOutcome, StartAt};
 use sidecar_common::metrics::{Health, Registry};
 
 use sidecar_common::metrics::parse_listen_address;
 use sidecar_common::multiline::Multiline;
+use sidecar_common::pipeline::follow_args::FollowArgs;
+use sidecar_common::pipeline::output::{CHUNK_BYTES, OutputPipe};
 use sidecar_common::shutdown::Shutdown;
-use sidecar_common::units::{parse_duration, parse_nonzero_bytes};
+use sidecar_common::units::parse_duration;
 use tokio::io::AsyncReadExt;
 
 use formats::{FormatName, Options, Parser};
@@ -147,10 +146,6 @@ pub struct Args {
     #[arg(long, env = "ADAPTER_YEAR", value_name = "YEAR")]
     pub year: Option<i32>,
 
-    /// Longer lines (and joined records) are cut here and counted (at least 1).
-    #[arg(long, env = "ADAPTER_MAX_LINE_BYTES", default_value = "64KiB", value_parser = parse_nonzero_bytes, value_name = "BYTES")]
-    pub max_line_bytes: u64,
-
     /// A line matching this regex starts a record; other lines are joined
     /// to the record before them (stack traces) with `\n`, before parsing.
     #[arg(long, env = "ADAPTER_MULTILINE_START", value_name = "REGEX")]
@@ -169,13 +164,10 @@ pub struct Args {
     #[arg(long, env = "ADAPTER_NO_FOLLOW")]
     pub no_follow: bool,
 
-    /// Re-checks FILE this often (inotify events also wake it up).
-    #[arg(long, env = "ADAPTER_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
-    pub poll_interval: Duration,
-
-    /// Never use inotify: poll FILE every --poll-interval.
-    #[arg(long, env = "ADAPTER_POLL")]
-    pub poll: bool,
+    // Longer lines (and joined records) are cut at --max-line-bytes and
+    // counted; the other follow flags apply to FILE.
+    #[command(flatten)]
+    pub follow: FollowArgs,
 
     /// The file to read and follow by name from its start (it may not exist
     /// yet); stdin when absent or `-`.
@@ -189,6 +181,10 @@ pub struct Args {
 impl Tool for Args {
     fn logging(&self) -> &LogArgs {
         &self.log
+    }
+
+    fn adjust(command: clap::Command) -> clap::Command {
+        FollowArgs::with_env(command, "ADAPTER_")
     }
 }
 
@@ -226,13 +222,6 @@ fn regex_error(error: regex::Error) -> anyhow::Error {
     anyhow::Error::msg(cause.strip_prefix("error: ").unwrap_or(cause).to_owned())
 }
 
-fn pair(flag: &str, text: &str) -> anyhow::Result<(String, String)> {
-    match text.split_once('=') {
-        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
-        _ => bail!("{flag} {text:?}: expected KEY=VALUE"),
-    }
-}
-
 impl Args {
     /// Checks the flags together and turns them into a [`Config`].
     pub fn into_config(self) -> anyhow::Result<Config> {
@@ -263,19 +252,7 @@ impl Args {
         if self.unparsed.is_some() && self.on_error == OnError::Drop {
             bail!("--unparsed and --on-error drop say different things: choose one");
         }
-        let edits = Edits {
-            add: self
-                .add
-                .iter()
-                .map(|text| pair("--add", text))
-                .collect::<Result<_, _>>()?,
-            rename: self
-                .rename
-                .iter()
-                .map(|text| pair("--rename", text))
-                .collect::<Result<_, _>>()?,
-            drop: self.drop.clone(),
-        };
+        let edits = Edits::parse(&self.add, &self.rename, &self.drop)?;
         let multiline = match &self.multiline_start {
             Some(start) => Some((
                 regex::bytes::Regex::new(start)
@@ -285,24 +262,14 @@ impl Args {
             )),
             None => None,
         };
-        let max_line_bytes = usize::try_from(self.max_line_bytes)
-            .unwrap_or(usize::MAX)
-            .max(1);
+        let follow = self.follow.options(false)?;
+        let max_line_bytes = follow.max_line_bytes;
         let input = match self.file {
             Some(path) if path.as_os_str() != "-" => Input::File {
                 path,
                 follow: !self.no_follow,
             },
             _ => Input::Stdin,
-        };
-        if self.poll_interval.is_zero() {
-            bail!("--poll-interval must be more than zero");
-        }
-        let follow = FollowOptions {
-            max_line_bytes,
-            poll_interval: self.poll_interval,
-            force_poll: self.poll,
-            ..FollowOptions::default()
         };
         Ok(Config {
             input,
@@ -325,19 +292,16 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    Args::try_parse_from(args)
+    Args::try_parse_adjusted(args)
 }
 
-/// How long the end of a followed file may take to drain at shutdown: the
-/// whole stop must fit in one second.
+/// At shutdown, how long the end of a followed file may take to drain, and
+/// then how long stdout may take what is left: the whole stop must fit in
+/// about one second, even when nobody reads stdout.
 const DRAIN_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// stdin is read in chunks of this size.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
-
-/// Output is written to stdout once this much is buffered (and whenever
-/// the input goes idle).
-const OUTPUT_FLUSH_BYTES: usize = 64 * 1024;
 
 /// Converts until the input ends (stdin, `--no-follow`) or shutdown.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
@@ -383,24 +347,39 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<ExitCode>
             multiline: config
                 .multiline
                 .map(|(start, timeout)| (Multiline::new(start, config.max_line_bytes), timeout)),
-            max_line_bytes: config.max_line_bytes,
         },
         counters.clone(),
     );
     health.set_ready(true);
+    let mut pipe = OutputPipe::spawn(std::io::stdout()).context("starting the stdout writer")?;
     let result = match config.input {
-        Input::Stdin => read_stdin(&mut pipeline, config.max_line_bytes, &shutdown).await,
+        Input::Stdin => {
+            read_stdin(&mut pipeline, &mut pipe, config.max_line_bytes, &shutdown).await
+        }
         Input::File { path, follow } => {
-            read_file(&mut pipeline, path, follow, config.follow, &shutdown).await
+            read_file(
+                &mut pipeline,
+                &mut pipe,
+                path,
+                follow,
+                config.follow,
+                &shutdown,
+            )
+            .await
         }
     };
     // Whatever happened, what was converted is written and counted.
     let finished = pipeline.finish().map_err(anyhow::Error::new);
-    let written = write_out(&mut pipeline);
+    let written = pipe
+        .finish(pipeline.output(), &shutdown, DRAIN_TIMEOUT)
+        .await
+        .context("writing to stdout");
     tracing::info!("{}", counters.summary());
     result?;
     finished?;
-    written?;
+    if !written? {
+        tracing::warn!("stdout took nothing more before the drain deadline; exiting");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -431,20 +410,32 @@ impl Write for NamedWriter {
     }
 }
 
-/// Writes the pipeline's buffered output to stdout and flushes it.
-fn write_out(pipeline: &mut Pipeline) -> anyhow::Result<()> {
-    let out = pipeline.output();
-    if !out.is_empty() {
-        let mut stdout = std::io::stdout().lock();
-        stdout.write_all(out).context("writing to stdout")?;
-        stdout.flush().context("writing to stdout")?;
-        out.clear();
+/// Hands the converted lines to the writer: once a chunk is full, or
+/// whenever `idle` (the input paused). Waits while the writer has no room
+/// (reading stdin stops: memory stays bounded), unless a stop is asked for.
+async fn hand_over(
+    pipeline: &mut Pipeline,
+    pipe: &mut OutputPipe,
+    idle: bool,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
+    if !idle && pipeline.output().len() < CHUNK_BYTES {
+        return Ok(());
     }
-    Ok(())
+    pipeline.flush_unparsed()?;
+    if !pipe.has_room() {
+        tokio::select! {
+            room = pipe.room() => room.context("writing to stdout")?,
+            () = shutdown.requested() => return Ok(()),
+        }
+    }
+    pipe.hand_over(pipeline.output())
+        .context("writing to stdout")
 }
 
 async fn read_stdin(
     pipeline: &mut Pipeline,
+    pipe: &mut OutputPipe,
     max_line_bytes: usize,
     shutdown: &Shutdown,
 ) -> anyhow::Result<()> {
@@ -463,7 +454,7 @@ async fn read_stdin(
             }
             _ = sleep_until(deadline) => {
                 pipeline.tick(std::time::Instant::now())?;
-                write_out(pipeline)?;
+                hand_over(pipeline, pipe, true, shutdown).await?;
                 continue;
             }
             read = stdin.read(&mut buffer) => read.context("reading stdin")?,
@@ -477,11 +468,8 @@ async fn read_stdin(
             pipeline.push_line(line, truncated, now)
         })?;
         // Bytes read one at a time from a terminal would otherwise wait for
-        // 64 KiB: write whenever a read came back short (input is idle).
-        if pipeline.output().len() >= OUTPUT_FLUSH_BYTES || read < buffer.len() {
-            pipeline.flush_unparsed()?;
-            write_out(pipeline)?;
-        }
+        // a full chunk: write whenever a read came back short (input is idle).
+        hand_over(pipeline, pipe, read < buffer.len(), shutdown).await?;
     }
     Ok(())
 }
@@ -493,10 +481,10 @@ async fn sleep_until(deadline: Option<std::time::Instant>) {
     }
 }
 
-/// Feeds the follower's lines to the pipeline.
+/// Feeds the follower's lines to the pipeline, and its output to the pipe.
 struct FollowSink<'p> {
     pipeline: &'p mut Pipeline,
-    error: Option<anyhow::Error>,
+    pipe: &'p mut OutputPipe,
 }
 
 impl follow::Sink for FollowSink<'_> {
@@ -507,9 +495,7 @@ impl follow::Sink for FollowSink<'_> {
             } => {
                 self.pipeline
                     .push_line(line, truncated, std::time::Instant::now())?;
-                if self.pipeline.output().len() >= OUTPUT_FLUSH_BYTES {
-                    self.flush()?;
-                }
+                return self.pipe.offer(self.pipeline.output());
             }
             Event::Notice {
                 path,
@@ -525,25 +511,17 @@ impl follow::Sink for FollowSink<'_> {
     fn idle(&mut self) -> std::io::Result<()> {
         self.pipeline.tick(std::time::Instant::now())?;
         self.pipeline.flush_unparsed()?;
-        self.flush()
+        self.pipe.hand_over(self.pipeline.output())
     }
-}
 
-impl FollowSink<'_> {
-    fn flush(&mut self) -> std::io::Result<()> {
-        write_out(self.pipeline).map_err(|error| {
-            let io = std::io::Error::other(format!("{error:#}"));
-            if sidecar_common::cli::is_broken_pipe(&error) {
-                return std::io::Error::from(std::io::ErrorKind::BrokenPipe);
-            }
-            self.error = Some(error);
-            io
-        })
+    async fn ready(&mut self) -> std::io::Result<()> {
+        self.pipe.ready_for(self.pipeline.output()).await
     }
 }
 
 async fn read_file(
     pipeline: &mut Pipeline,
+    pipe: &mut OutputPipe,
     path: PathBuf,
     follow: bool,
     options: FollowOptions,
@@ -551,10 +529,7 @@ async fn read_file(
 ) -> anyhow::Result<()> {
     let mut follower = Follower::new(options);
     follower.add_path(path.clone(), StartAt::Beginning);
-    let mut sink = FollowSink {
-        pipeline,
-        error: None,
-    };
+    let mut sink = FollowSink { pipeline, pipe };
     let result = if follow {
         tokio::select! {
             following = follow::run(&mut follower, &mut sink, shutdown, DRAIN_TIMEOUT) => following,
@@ -568,9 +543,6 @@ async fn read_file(
     } else {
         read_to_end(&mut follower, &mut sink, shutdown).await
     };
-    if let Some(error) = sink.error.take() {
-        return Err(error);
-    }
     result.with_context(|| format!("reading {}", path.display()))
 }
 
@@ -609,7 +581,11 @@ async fn read_to_end(
     while !shutdown.is_requested() {
         match follower.poll_once(&mut |event| sink.event(event))? {
             PollOutcome::Idle => break,
-            PollOutcome::Busy | PollOutcome::Paused => tokio::task::yield_now().await,
+            PollOutcome::Busy => tokio::task::yield_now().await,
+            PollOutcome::Paused => tokio::select! {
+                ready = sink.ready() => ready?,
+                () = shutdown.requested() => break,
+            },
         }
     }
     follower.finish(&mut |event| sink.event(event))?;
@@ -650,5 +626,22 @@ mod tests {
         );
         assert_eq!(lab.parser.name(), FormatName::Writer);
         assert_eq!(config(&["-"]).unwrap().input, Input::Stdin);
+    }
+
+    #[test]
+    fn every_follow_flag_keeps_its_adapter_environment_variable() {
+        use clap::CommandFactory;
+        let command = Args::adjust(Args::command());
+        for (id, suffix) in sidecar_common::pipeline::follow_args::FLAGS {
+            let arg = command
+                .get_arguments()
+                .find(|arg| arg.get_id() == id)
+                .unwrap_or_else(|| panic!("no flag {id}"));
+            let expected = format!("ADAPTER_{suffix}");
+            assert_eq!(
+                arg.get_env().and_then(|name| name.to_str()),
+                Some(expected.as_str())
+            );
+        }
     }
 }

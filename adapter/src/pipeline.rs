@@ -1,8 +1,9 @@
 //! The synchronous heart of the adapter: raw lines in, output lines out.
 //!
-//! For each line: cut it at `--max-line-bytes` (counted), strip a trailing
-//! `\r`, join it into a record when `--multiline-start` is set, decode it
-//! (invalid UTF-8 becomes U+FFFD, on purpose and only here), parse it, apply
+//! For each line (already cut at `--max-line-bytes` where it was read: the
+//! follower or stdin's splitter; counted here): strip a trailing `\r`, join
+//! it into a record when `--multiline-start` is set, decode it (invalid
+//! UTF-8 becomes U+FFFD, on purpose and only there), parse it, apply
 //! `--rename`, `--drop` and `--add`, and append the output line to a buffer
 //! the driver writes to stdout. A line that does not parse is never lost:
 //! it is emitted as `{"message": <raw>, "parse_error": <why>}` (plus the
@@ -12,16 +13,16 @@
 //! Nothing here blocks, sleeps or reads a clock: the caller passes `now`,
 //! so tests drive it line by line.
 
-use std::borrow::Cow;
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
 use sidecar_common::metrics::{Counter, Registry};
 use sidecar_common::multiline::Multiline;
 
-use crate::formats::{FormatName, Parser};
-use crate::output::Output;
-use crate::record::{Record, Value};
+use sidecar_common::pipeline::convert::{Converted, Converter, Origin, decode};
+use sidecar_common::pipeline::encode::Output;
+pub use sidecar_common::pipeline::enrich::Edits;
+use sidecar_common::pipeline::formats::{ParseError, Parser};
 
 /// What happens to a line that does not parse (`--on-error`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -30,36 +31,6 @@ pub enum OnError {
     Emit,
     /// Drop it (counted, and the count printed at exit).
     Drop,
-}
-
-/// `--add`, `--rename` and `--drop`, applied in that order: rename, drop, add.
-#[derive(Clone, Debug, Default)]
-pub struct Edits {
-    pub add: Vec<(String, String)>,
-    pub rename: Vec<(String, String)>,
-    pub drop: Vec<String>,
-}
-
-impl Edits {
-    pub fn is_empty(&self) -> bool {
-        self.add.is_empty() && self.rename.is_empty() && self.drop.is_empty()
-    }
-
-    fn apply<'a>(&'a self, record: &mut Record<'a>) {
-        for (from, to) in &self.rename {
-            record.rename(from, to);
-        }
-        for key in &self.drop {
-            record.remove(key);
-        }
-        self.add_to(record);
-    }
-
-    fn add_to<'a>(&'a self, record: &mut Record<'a>) {
-        for (key, value) in &self.add {
-            record.set(Cow::Borrowed(key), Value::from(value.as_str()));
-        }
-    }
 }
 
 /// The counters the adapter exposes on `--listen` and prints at exit.
@@ -120,19 +91,13 @@ pub const UNPARSED_FLUSH_BYTES: usize = 64 * 1024;
 
 /// Lines to output; see the module documentation.
 pub struct Pipeline {
-    parser: Parser,
-    output: Output,
-    edits: Edits,
+    converter: Converter,
     on_error: OnError,
     unparsed: Option<Box<dyn Write + Send>>,
     /// Unparsed lines not yet written to `unparsed`, each with its `\n`:
     /// they are counted as set aside only once the file took them.
     unparsed_buffer: Vec<u8>,
     multiline: Option<(Multiline, Duration)>,
-    max_line_bytes: usize,
-    /// `--from json --to json` without edits: valid objects are copied as
-    /// they are, without building a record.
-    passthrough: bool,
     counters: Counters,
     out: Vec<u8>,
 }
@@ -146,24 +111,16 @@ pub struct Settings {
     /// Where unparsed lines are appended raw (`--unparsed`), overriding `on_error`.
     pub unparsed: Option<Box<dyn Write + Send>>,
     pub multiline: Option<(Multiline, Duration)>,
-    pub max_line_bytes: usize,
 }
 
 impl Pipeline {
     pub fn new(settings: Settings, counters: Counters) -> Self {
-        let passthrough = settings.parser.name() == FormatName::Json
-            && matches!(settings.output, Output::Json)
-            && settings.edits.is_empty();
         Self {
-            parser: settings.parser,
-            output: settings.output,
-            edits: settings.edits,
+            converter: Converter::new(settings.parser, settings.output, settings.edits),
             on_error: settings.on_error,
             unparsed: settings.unparsed,
             unparsed_buffer: Vec::new(),
             multiline: settings.multiline,
-            max_line_bytes: settings.max_line_bytes.max(1),
-            passthrough,
             counters,
             out: Vec::with_capacity(128 * 1024),
         }
@@ -174,10 +131,7 @@ impl Pipeline {
     pub fn push_line(&mut self, line: &[u8], truncated: bool, now: Instant) -> io::Result<()> {
         self.counters.lines.inc();
         let mut line = line;
-        if line.len() > self.max_line_bytes {
-            line = &line[..self.max_line_bytes];
-            self.counters.truncated.inc();
-        } else if truncated {
+        if truncated {
             self.counters.truncated.inc();
         }
         if let Some(stripped) = line.strip_suffix(b"\r") {
@@ -268,42 +222,25 @@ impl Pipeline {
 
     /// Keeps year-less timestamps on the current year as time goes by.
     pub fn refresh_year(&mut self) {
-        self.parser.options_mut().now = crate::formats::current_year_month();
+        self.converter.parser_mut().options_mut().now =
+            sidecar_common::pipeline::formats::current_year_month();
     }
 
     fn record(&mut self, raw: &[u8]) -> io::Result<()> {
-        // `from_utf8` has a fast ASCII path that `from_utf8_lossy` lacks.
-        let text = match std::str::from_utf8(raw) {
-            Ok(text) => Cow::Borrowed(text),
-            Err(_) => String::from_utf8_lossy(raw),
-        };
-        if self.passthrough {
-            let trimmed = text.trim();
-            if Parser::is_json_object(trimmed) {
-                self.out.extend_from_slice(trimmed.as_bytes());
-                self.out.push(b'\n');
-                self.counters.parsed.inc();
-                return Ok(());
-            }
-        }
-        let mut record = Record {
-            fields: Vec::with_capacity(12),
-        };
-        match self.parser.parse(&text, &mut record) {
-            Ok(()) => {
-                self.edits.apply(&mut record);
-                self.output.write(&record, &mut self.out);
+        let text = decode(raw);
+        match self
+            .converter
+            .convert(&text, Origin::default(), &mut self.out)
+        {
+            Converted::Parsed => {
                 self.counters.parsed.inc();
                 Ok(())
             }
-            Err(why) => {
-                record.clear();
-                self.unparsed(raw, &text, why)
-            }
+            Converted::Unparsed(why) => self.unparsed(raw, &text, why),
         }
     }
 
-    fn unparsed(&mut self, raw: &[u8], text: &str, why: Cow<'static, str>) -> io::Result<()> {
+    fn unparsed(&mut self, raw: &[u8], text: &str, why: ParseError) -> io::Result<()> {
         if self.unparsed.is_some() {
             self.unparsed_buffer.extend_from_slice(raw);
             self.unparsed_buffer.push(b'\n');
@@ -315,11 +252,8 @@ impl Pipeline {
         match self.on_error {
             OnError::Drop => self.counters.dropped.inc(),
             OnError::Emit => {
-                let mut record = Record::default();
-                record.push("message", text);
-                record.push("parse_error", Value::Str(why));
-                self.edits.add_to(&mut record);
-                self.output.write(&record, &mut self.out);
+                self.converter
+                    .emit_unparsed(text, why, Origin::default(), &mut self.out);
                 self.counters.emitted.inc();
             }
         }
@@ -330,8 +264,8 @@ impl Pipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::formats::Options;
     use proptest::prelude::*;
+    use sidecar_common::pipeline::formats::{FormatName, Options};
     use std::sync::{Arc, Mutex};
 
     /// A `Write` the test can read back.
@@ -361,7 +295,6 @@ mod tests {
             on_error: OnError::Emit,
             unparsed: None,
             multiline: None,
-            max_line_bytes: 1024,
         };
         change(&mut settings);
         Pipeline::new(settings, Counters::new(&Registry::new()))
@@ -498,9 +431,19 @@ mod tests {
     }
 
     #[test]
-    fn long_lines_are_cut_and_counted() {
-        let mut adapter = pipeline(FormatName::Logfmt, |settings| settings.max_line_bytes = 8);
-        let out = run(&mut adapter, &[b"key=0123456789"]);
+    fn lines_cut_by_the_reader_are_counted_once() {
+        // The line was cut where it was read (stdin's splitter, the
+        // follower): one cut, counted here.
+        let mut adapter = pipeline(FormatName::Logfmt, |_| {});
+        let mut splitter = crate::lines::LineSplitter::new(8);
+        let now = Instant::now();
+        splitter
+            .feed(b"key=0123456789\n", |line, truncated| {
+                adapter.push_line(line, truncated, now)
+            })
+            .unwrap();
+        adapter.finish().unwrap();
+        let out = String::from_utf8(std::mem::take(adapter.output())).unwrap();
         assert_eq!(out, "{\"key\":\"0123\"}\n");
         assert_eq!(adapter.counters().truncated.get(), 1);
     }

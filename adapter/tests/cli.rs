@@ -472,4 +472,97 @@ fn listen_takes_colon_port_and_max_line_bytes_0_is_refused() {
         assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
+    // The shared follow flags' validation, through the adapter's own
+    // environment variable names, and the flags it gained with them.
+    let output = adapter()
+        .env("ADAPTER_MAX_LINE_BYTES", "0")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("at least 1 byte"));
+    let output = adapter()
+        .env("ADAPTER_POLL_INTERVAL", "0s")
+        .arg("/tmp/x.log")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--poll-interval must be more than zero")
+    );
+    let (ok, stdout, stderr) = run_with_stdin(
+        &[
+            "--from",
+            "logfmt",
+            "--rotate-wait",
+            "1s",
+            "--event-coalesce",
+            "0s",
+            "--max-open-files",
+            "4",
+        ],
+        b"a=1\n",
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, "{\"a\":\"1\"}\n");
+}
+
+#[test]
+fn an_rfc5424_line_whose_version_is_not_1_is_kept_as_unparsed() {
+    // Regression: VERSION 2 came out as "version":2; RFC 5424 defines only 1.
+    let line = "<13>2 2024-06-01T12:00:00Z h a 1 - - x";
+    let (ok, stdout, stderr) =
+        run_with_stdin(&["--from", "rfc5424"], format!("{line}\n").as_bytes());
+    assert!(ok, "{stderr}");
+    let record: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON line");
+    assert_eq!(record["message"], line);
+    assert_eq!(record["parse_error"], "RFC 5424 VERSION must be 1, not 2");
+    let (ok, stdout, stderr) = run_with_stdin(&["--from", "auto"], format!("{line}\n").as_bytes());
+    assert!(ok, "{stderr}");
+    let record: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON line");
+    assert!(record.get("version").is_none(), "{stdout}");
+}
+
+#[test]
+fn sigterm_while_stdout_is_full_exits_within_the_drain_deadline_in_every_mode() {
+    // Regression: stdout was written from the runtime's only thread, so a
+    // full pipe blocked it and SIGTERM was never handled.
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.log");
+    let lines: String = (0..100_000)
+        .map(|n| format!("level=info n={n}\n"))
+        .collect();
+    std::fs::write(&big, &lines).unwrap();
+    let modes: [(&str, &[&str]); 3] = [
+        ("followed file", &[]),
+        ("--no-follow", &["--no-follow"]),
+        ("stdin", &["-"]),
+    ];
+    for (mode, args) in modes {
+        let mut command = adapter();
+        command.args(["--from", "logfmt"]).args(args);
+        if mode == "stdin" {
+            command.stdin(std::fs::File::open(&big).unwrap());
+        } else {
+            command.arg(&big).stdin(Stdio::null());
+        }
+        let (status, took) = testkit::sigterm_with_stdout_full(command, |_| {});
+        assert_eq!(status.code(), Some(0), "{mode}");
+        assert!(took < Duration::from_millis(1500), "{mode}: took {took:?}");
+    }
+}
+
+#[test]
+fn a_long_line_is_cut_once_where_it_is_read_and_counted_from_stdin_and_a_file() {
+    let args = ["--from", "logfmt", "--max-line-bytes", "8", "--no-follow"];
+    let (ok, stdout, stderr) = run_with_stdin(&args, b"key=0123456789\nb=1\n");
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, "{\"key\":\"0123\"}\n{\"b\":\"1\"}\n");
+    assert!(stderr.contains("1 truncated"), "{stderr}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.log");
+    append(&path, "key=0123456789\nb=1\n");
+    let output = adapter().args(args).arg(&path).output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(String::from_utf8_lossy(&output.stdout), stdout);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("1 truncated"));
 }

@@ -35,6 +35,26 @@ pub struct LogArgs {
 pub trait Tool: clap::Parser {
     /// The logging flags flattened into the binary's `Args`.
     fn logging(&self) -> &LogArgs;
+
+    /// Changes the built command before parsing: where a flattened flag
+    /// set takes the binary's environment variable names
+    /// ([`crate::pipeline::follow_args::FollowArgs::with_env`]).
+    fn adjust(command: clap::Command) -> clap::Command {
+        command
+    }
+
+    /// Parses `args` through [`Tool::adjust`]ed command (the binary's
+    /// `main` and tests of its flags).
+    fn try_parse_adjusted<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let mut command = Self::adjust(<Self as clap::CommandFactory>::command());
+        let matches = command.try_get_matches_from_mut(args)?;
+        <Self as clap::FromArgMatches>::from_arg_matches(&matches)
+            .map_err(|error| error.format(&mut command))
+    }
 }
 
 /// How long the runtime waits for blocking tasks (a stdin read, say) after
@@ -51,7 +71,7 @@ where
     if let Some(code) = crate::applets::dispatch_by_program_name() {
         return code;
     }
-    let args = A::parse();
+    let args = A::try_parse_adjusted(std::env::args_os()).unwrap_or_else(|error| error.exit());
     init_logging(args.logging().log_level);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -13,6 +13,9 @@
 //! - [`multiline`]: joining continuation lines (stack traces) into one record.
 //! - [`json`]: JSON string literals written straight into an output buffer.
 //! - [`gone`]: noticing that our stdout's reader or a followed writer (`--pid`) went away.
+//! - [`pipeline`]: the parsers, `--add/--rename/--drop` and the encoders (JSON, logfmt,
+//!   template) that turn a line into a structured record, for `adapter` and
+//!   `log-aggregator --follow --parse`.
 //! - [`metrics`]: Prometheus text exposition and the `/metrics`, `/healthz`, `/readyz` server.
 
 pub mod applets;
@@ -23,6 +26,7 @@ pub mod gone;
 pub mod json;
 pub mod metrics;
 pub mod multiline;
+pub mod pipeline;
 pub mod shutdown;
 pub mod tail;
 pub mod units;

@@ -24,8 +24,15 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Parser;
 use sidecar_common::cli::{LogArgs, Tool};
-use sidecar_common::follow::{FollowOptions, StartAt, default_max_open_files};
+use sidecar_common::follow::StartAt;
 use sidecar_common::metrics::parse_listen_address;
+use sidecar_common::pipeline::convert::Converter;
+use sidecar_common::pipeline::encode::{Output as Encoder, Template};
+use sidecar_common::pipeline::enrich::Edits;
+use sidecar_common::pipeline::follow_args::FollowArgs;
+use sidecar_common::pipeline::formats::{
+    FormatName, Options as ParseOptions, Parser as LineParser,
+};
 use sidecar_common::shutdown::Shutdown;
 use sidecar_common::units::{parse_duration, parse_nonzero_bytes};
 
@@ -112,15 +119,79 @@ pub struct Args {
     #[arg(long, env = "LOG_AGGREGATOR_FOLLOW")]
     pub follow: bool,
 
-    /// Stream mode: how lines are written.
+    /// Stream mode: how lines are written [default: plain; json with --parse].
     #[arg(
         long,
         env = "LOG_AGGREGATOR_OUTPUT",
         value_enum,
-        default_value = "plain",
+        value_name = "FORMAT",
         requires = "follow"
     )]
-    pub output: Format,
+    pub output: Option<Format>,
+
+    /// Stream mode: parse each line as FORMAT (the names of `adapter
+    /// --from`, `auto` included) and write records: the parsed fields,
+    /// `file`, then the --add fields, as --output json, logfmt or template.
+    /// A line that does not parse is kept, as the adapter keeps it:
+    /// {"message": LINE, "parse_error": WHY, "file": PATH} plus the --add
+    /// fields, counted in log_aggregator_parse_errors_total.
+    #[arg(
+        long,
+        env = "LOG_AGGREGATOR_PARSE",
+        value_enum,
+        value_name = "FORMAT",
+        requires = "follow"
+    )]
+    pub parse: Option<FormatName>,
+
+    /// With `--parse regex`: a regex whose named captures `(?<name>...)` become fields.
+    #[arg(
+        long,
+        env = "LOG_AGGREGATOR_PATTERN",
+        value_name = "REGEX",
+        requires = "parse"
+    )]
+    pub pattern: Option<String>,
+
+    /// With `--output template`: text with `{field}` placeholders (`{{` for a brace).
+    #[arg(
+        long,
+        env = "LOG_AGGREGATOR_TEMPLATE",
+        value_name = "TEMPLATE",
+        requires = "parse"
+    )]
+    pub template: Option<String>,
+
+    /// With --parse: adds (or overwrites) a field, e.g. `pod=$POD_NAME`
+    /// (Downward API); repeatable, comma-separated in the environment.
+    #[arg(
+        long = "add",
+        env = "LOG_AGGREGATOR_ADD",
+        value_delimiter = ',',
+        value_name = "KEY=VALUE",
+        requires = "parse"
+    )]
+    pub add: Vec<String>,
+
+    /// With --parse: renames a field (`file` included); repeatable.
+    #[arg(
+        long = "rename",
+        env = "LOG_AGGREGATOR_RENAME",
+        value_delimiter = ',',
+        value_name = "OLD=NEW",
+        requires = "parse"
+    )]
+    pub rename: Vec<String>,
+
+    /// With --parse: removes a field (`file` included); repeatable.
+    #[arg(
+        long = "drop",
+        env = "LOG_AGGREGATOR_DROP",
+        value_delimiter = ',',
+        value_name = "FIELD",
+        requires = "parse"
+    )]
+    pub drop: Vec<String>,
 
     /// Stream mode: where files present at start begin (files appearing later are read whole).
     /// With --checkpoint-dir it applies to the first start only: after a restart, files the
@@ -134,20 +205,11 @@ pub struct Args {
     )]
     pub from: From,
 
-    /// Stream mode: `--output plain` and `prefixed` never cut a line: a
-    /// longer one is written in pieces of this size as it is read (the most
-    /// of a line held in memory). `--output json` (and `--multiline-start`)
-    /// cuts longer lines here, flags them `"truncated":true`, counts them in
-    /// log_aggregator_lines_truncated_total and warns (once a minute per
-    /// file): a record must be held whole, and escaped it can grow sixfold.
-    /// 64 KiB keeps memory flat (a few MiB) and a long stack-trace line
-    /// whole; Vector's default (100 KiB) drops longer lines entirely,
-    /// OpenTelemetry's filelog (1 MiB) truncates them. Raise it (e.g. 1MiB)
-    /// to keep bigger JSON records, at up to ~7x that in memory. Snapshot
-    /// mode shows longer lines cut here, followed by ` [... N more bytes cut]`.
-    /// At least 1.
-    #[arg(long, env = "LOG_AGGREGATOR_MAX_LINE_BYTES", default_value = "64KiB", value_parser = parse_nonzero_bytes, value_name = "SIZE")]
-    pub max_line_bytes: u64,
+    // --max-line-bytes (both modes: snapshot mode shows longer lines cut
+    // there, followed by ` [... N more bytes cut]`) and the follow flags,
+    // which need --follow (see `adjust`).
+    #[command(flatten)]
+    pub follow_flags: FollowArgs,
 
     /// Stream mode: never follow glob matches that match this glob (repeatable;
     /// like Fluent Bit's Exclude_Path and Vector's exclude), e.g. '*.gz' to
@@ -162,31 +224,6 @@ pub struct Args {
         requires = "follow"
     )]
     pub excludes: Vec<String>,
-
-    /// Stream mode: how long a file rotated away by rename is kept open for late writes.
-    #[arg(long, env = "LOG_AGGREGATOR_ROTATE_WAIT", default_value = "5s", value_parser = parse_duration, value_name = "DURATION", requires = "follow")]
-    pub rotate_wait: Duration,
-
-    /// Stream mode: never use inotify, poll every --poll-interval.
-    #[arg(long, env = "LOG_AGGREGATOR_POLL", requires = "follow")]
-    pub poll: bool,
-
-    /// Stream mode: periodic re-check of every file (inotify is only a hint).
-    #[arg(long, env = "LOG_AGGREGATOR_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration, value_name = "DURATION", requires = "follow")]
-    pub poll_interval: Duration,
-
-    /// Stream mode: minimum time between two polls woken by inotify events:
-    /// a writer's line-by-line appends cost one poll per gap, not one per
-    /// write (0 = poll on every event).
-    #[arg(long, env = "LOG_AGGREGATOR_EVENT_COALESCE", default_value = "10ms", value_parser = parse_duration, value_name = "DURATION", requires = "follow")]
-    pub event_coalesce: Duration,
-
-    /// Stream mode: at most N files open at once (default: `ulimit -n`
-    /// minus 64, kept for /metrics, checkpoints and stdout). Beyond it,
-    /// files read to their end are closed and opened again when they
-    /// change, so every file is read in turn.
-    #[arg(long, env = "LOG_AGGREGATOR_MAX_OPEN_FILES", value_name = "N", value_parser = clap::value_parser!(u64).range(1..), requires = "follow")]
-    pub max_open_files: Option<u64>,
 
     /// Stream mode: at SIGTERM, how long reading files to their end and
     /// flushing stdout may take (Kubernetes kills after 30 s).
@@ -386,7 +423,24 @@ impl Tool for Args {
     fn logging(&self) -> &LogArgs {
         &self.log
     }
+
+    fn adjust(command: clap::Command) -> clap::Command {
+        let command = FollowArgs::with_env(command, "LOG_AGGREGATOR_");
+        FOLLOW_ONLY.iter().fold(command, |command, id| {
+            command.mut_arg(*id, |arg| arg.requires("follow"))
+        })
+    }
 }
+
+/// The follow flags that mean nothing in snapshot mode: an error without
+/// --follow, so a typo cannot silently run the wrong mode.
+const FOLLOW_ONLY: [&str; 5] = [
+    "poll",
+    "poll_interval",
+    "rotate_wait",
+    "event_coalesce",
+    "max_open_files",
+];
 
 /// Snapshot mode's `--interval` when none is given: the lab script's `sleep 10`.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
@@ -432,12 +486,46 @@ impl Args {
             interval,
             lines: self.lines,
             sources,
-            max_line_bytes: usize::try_from(self.max_line_bytes).unwrap_or(usize::MAX),
+            max_line_bytes: self.follow_flags.max_line_bytes(),
         }))
     }
 
+    /// `--parse` with its pattern, template and edits, as one converter.
+    fn converter(&self, output: Format) -> anyhow::Result<Option<Converter>> {
+        let Some(from) = self.parse else {
+            if output.needs_parse() {
+                bail!("--output {output:?} writes records: it needs --parse FORMAT");
+            }
+            return Ok(None);
+        };
+        let pattern = match (&self.pattern, from) {
+            (Some(pattern), FormatName::Regex) => Some(
+                regex::Regex::new(pattern)
+                    .with_context(|| format!("bad --pattern regex {pattern:?}"))?,
+            ),
+            (Some(_), from) => bail!("--pattern is only for --parse regex, not {from:?}"),
+            (None, FormatName::Regex) => bail!("--parse regex needs --pattern"),
+            (None, _) => None,
+        };
+        let parser =
+            LineParser::new(from, pattern, ParseOptions::default()).map_err(anyhow::Error::msg)?;
+        let encoder = match (output, &self.template) {
+            (Format::Template, Some(text)) => {
+                Encoder::Template(Template::parse(text).map_err(anyhow::Error::msg)?)
+            }
+            (Format::Template, None) => bail!("--output template needs --template"),
+            (_, Some(_)) => bail!("--template is only for --output template"),
+            (Format::Json, None) => Encoder::Json,
+            (Format::Logfmt, None) => Encoder::Logfmt,
+            (Format::Plain | Format::Prefixed, None) => bail!(
+                "--parse writes records: --output json (the default with --parse), logfmt or template, not {output:?}"
+            ),
+        };
+        let edits = Edits::parse(&self.add, &self.rename, &self.drop)?;
+        Ok(Some(Converter::new(parser, encoder, edits)))
+    }
+
     fn into_stream_config(self) -> anyhow::Result<StreamConfig> {
-        positive("--poll-interval", self.poll_interval)?;
         positive("--checkpoint-interval", self.checkpoint_interval)?;
         let multiline = match &self.multiline_start {
             Some(pattern) => Some(MultilineConfig {
@@ -456,6 +544,17 @@ impl Args {
             glob::Pattern::new(pattern).with_context(|| format!("bad glob pattern {pattern:?}"))?;
         }
         let ship = self.ship_config()?;
+        let output = self.output.unwrap_or(if self.parse.is_some() {
+            Format::Json
+        } else {
+            Format::Plain
+        });
+        let parse = self.converter(output)?;
+        if parse.is_some() && self.sink == Sink::Otlp {
+            bail!(
+                "--sink otlp sends each line as read: --parse is for stdout, syslog-tcp and relp"
+            );
+        }
         Ok(StreamConfig {
             patterns: self.sources,
             // OTLP takes each line's path from the prefixed rendering (the
@@ -463,32 +562,22 @@ impl Args {
             format: if self.sink == Sink::Otlp {
                 Format::Prefixed
             } else {
-                self.output
+                output
             },
+            parse,
             from: match self.from {
                 From::Beginning => StartAt::Beginning,
                 From::End => StartAt::End,
             },
-            follow: FollowOptions {
-                max_line_bytes: usize::try_from(self.max_line_bytes).unwrap_or(usize::MAX),
-                // Plain and prefixed lines are bytes passed through: written
-                // in pieces, never cut. A JSON record or a multiline record
-                // must be whole, so there long lines are cut.
-                // Shipped lines are messages: whole, like records.
-                split_long_lines: self.output != Format::Json
+            // Plain and prefixed lines are bytes passed through: written in
+            // pieces, never cut. A JSON record, a parsed record or a
+            // multiline record must be whole, so there long lines are cut.
+            // Shipped lines are messages: whole, like records.
+            follow: self.follow_flags.options(
+                matches!(output, Format::Plain | Format::Prefixed)
                     && multiline.is_none()
                     && ship.is_none(),
-                poll_interval: self.poll_interval,
-                force_poll: self.poll,
-                rotate_wait: self.rotate_wait,
-                event_coalesce: self.event_coalesce,
-                max_open_files: self
-                    .max_open_files
-                    .map_or_else(default_max_open_files, |n| {
-                        usize::try_from(n).unwrap_or(usize::MAX)
-                    }),
-                ..FollowOptions::default()
-            },
+            )?,
             drain_timeout: self.drain_timeout,
             checkpoint_dir: self.checkpoint_dir,
             checkpoint_interval: self.checkpoint_interval,
@@ -572,7 +661,11 @@ mod tests {
 
     fn stream(args: &[&str]) -> StreamConfig {
         let argv = ["log-aggregator", "--follow"].iter().chain(args);
-        match Args::try_parse_from(argv).unwrap().into_config().unwrap() {
+        match Args::try_parse_adjusted(argv)
+            .unwrap()
+            .into_config()
+            .unwrap()
+        {
             Config::Stream(config) => *config,
             Config::Snapshot(_) => unreachable!("--follow is stream mode"),
         }
@@ -581,7 +674,7 @@ mod tests {
     #[test]
     fn shipping_needs_an_address_cuts_long_lines_and_otlp_takes_paths_from_prefixes() {
         let argv = ["log-aggregator", "--follow", "--sink", "relp", "a.log"];
-        let error = Args::try_parse_from(argv)
+        let error = Args::try_parse_adjusted(argv)
             .unwrap()
             .into_config()
             .unwrap_err();
@@ -619,7 +712,7 @@ mod tests {
             "127.0.0.1:4318",
             "a.log",
         ];
-        let error = Args::try_parse_from(argv)
+        let error = Args::try_parse_adjusted(argv)
             .unwrap()
             .into_config()
             .unwrap_err();
@@ -637,5 +730,22 @@ mod tests {
         assert!(split(&["--output", "prefixed", "a.log"]));
         assert!(!split(&["--output", "json", "a.log"]));
         assert!(!split(&["--multiline-start", "^x", "a.log"]));
+    }
+
+    #[test]
+    fn every_follow_flag_keeps_its_log_aggregator_environment_variable() {
+        use clap::CommandFactory;
+        let command = Args::adjust(Args::command());
+        for (id, suffix) in sidecar_common::pipeline::follow_args::FLAGS {
+            let arg = command
+                .get_arguments()
+                .find(|arg| arg.get_id() == id)
+                .unwrap_or_else(|| panic!("no flag {id}"));
+            let expected = format!("LOG_AGGREGATOR_{suffix}");
+            assert_eq!(
+                arg.get_env().and_then(|name| name.to_str()),
+                Some(expected.as_str())
+            );
+        }
     }
 }

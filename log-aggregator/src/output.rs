@@ -1,42 +1,18 @@
-//! Stream mode's output: how a line is rendered ([`Format`], [`Formatter`])
-//! and how rendered bytes reach stdout without unbounded buffering
-//! ([`OutputPipe`]).
+//! Stream mode's rendering: how a line becomes output bytes ([`Format`],
+//! [`Formatter`]), raw or through `--parse`'s converter. The bytes reach
+//! stdout through the shared bounded pipe
+//! ([`sidecar_common::pipeline::output`]), re-exported here.
 //!
 //! Rendering appends to a caller-owned buffer, so plain mode costs one copy
-//! per line and no allocation. The pipe hands whole chunks of complete lines
-//! to a dedicated writer thread, which writes each with one `write_all`: no
-//! per-line syscalls, and a stdout that blocks (a slow `kubectl logs`, a
-//! full pipe) blocks only that thread.
-//!
-//! Invariants:
-//! - memory is bounded: the pipe refuses more than [`PENDING_LIMIT_BYTES`]
-//!   waiting for the writer ([`OutputPipe::has_room`] is false); the stream
-//!   driver then returns `Flow::Pause` and stops reading, so the file on
-//!   disk is the buffer;
-//! - bytes are written in the order they were handed over, and
-//!   [`OutputPipe::written`] counts those actually written, so a checkpoint
-//!   is only saved for lines that reached stdout;
-//! - a failed write (EPIPE when the reader went away) is reported to the
-//!   producer on its next hand-over, as an `io::Error`.
+//! per line and no allocation.
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::thread;
 
 use sidecar_common::json::write_string as write_json_string;
-use tokio::sync::Notify;
-
-/// How many rendered bytes may wait for the writer before reading pauses.
-/// Together with one chunk being written and one being filled, this bounds
-/// the output's memory to a few MiB whatever the input.
-pub const PENDING_LIMIT_BYTES: usize = 512 * 1024;
-
-/// The size at which the producer hands a chunk to the writer: large enough
-/// that a fast file costs one `write(2)` per 256 KiB.
-pub const CHUNK_BYTES: usize = 256 * 1024;
-
+use sidecar_common::metrics::Counter;
+use sidecar_common::pipeline::convert::{Converted, Converter, Origin, decode};
+pub use sidecar_common::pipeline::output::{CHUNK_BYTES, OutputPipe, PENDING_LIMIT_BYTES};
 /// How a line is written to stdout.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -48,14 +24,32 @@ pub enum Format {
     Prefixed,
     /// One JSON object per line: `file`, `line` (UTF-8, invalid bytes
     /// replaced by U+FFFD), `time` (ingestion, RFC 3339) and `truncated`
-    /// (only when the line was cut at `--max-line-bytes`).
+    /// (only when the line was cut at `--max-line-bytes`). With `--parse`:
+    /// the parsed fields, `file` and the `--add` fields.
     Json,
+    /// With `--parse`: the parsed fields, `file` and the `--add` fields as
+    /// logfmt (`key=value`, quoted where needed).
+    Logfmt,
+    /// With `--parse`: `--template`, `{field}` placeholders filled from the
+    /// parsed fields, `file` and the `--add` fields.
+    Template,
+}
+
+impl Format {
+    /// Whether this output needs records (`--parse`).
+    pub fn needs_parse(self) -> bool {
+        matches!(self, Format::Logfmt | Format::Template)
+    }
 }
 
 /// Renders lines in one [`Format`]; caches the ingestion timestamp per millisecond.
 #[derive(Debug)]
 pub struct Formatter {
     format: Format,
+    /// `--parse`: each line becomes a record (parse, `file`, edits, encode);
+    /// a line that does not parse is emitted as the adapter emits it, and
+    /// counted here.
+    parse: Option<(Converter, Counter)>,
     time_millis: i64,
     time_text: String,
     /// `{"file":"<path>","line":` for the last path seen: lines come in runs
@@ -71,12 +65,20 @@ impl Formatter {
     pub fn new(format: Format) -> Self {
         Self {
             format,
+            parse: None,
             time_millis: i64::MIN,
             time_text: String::new(),
             json_head: Vec::new(),
             json_head_path: std::path::PathBuf::new(),
             open_line: None,
         }
+    }
+
+    /// Renders through `converter` instead (`--parse`); lines that do not
+    /// parse are counted in `unparsed`.
+    pub fn parsing(mut self, converter: Converter, unparsed: Counter) -> Self {
+        self.parse = Some((converter, unparsed));
+        self
     }
 
     /// Appends `line` (without its newline) from `path`, rendered, with a
@@ -102,6 +104,20 @@ impl Formatter {
                 self.open_line = None;
             }
         }
+        if let Some((converter, unparsed)) = &self.parse {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let text = decode(line);
+            let file = path.to_string_lossy();
+            let origin = Origin {
+                file: Some(&file),
+                truncated,
+            };
+            if let Converted::Unparsed(why) = converter.convert(&text, origin, out) {
+                converter.emit_unparsed(&text, why, origin, out);
+                unparsed.inc();
+            }
+            return;
+        }
         let continued = self.open_line.is_some();
         match self.format {
             Format::Plain => {
@@ -114,7 +130,9 @@ impl Formatter {
                 }
                 out.extend_from_slice(line);
             }
-            Format::Json => {
+            // Refused without --parse when the flags are read; a record
+            // of the raw line is the nearest meaning.
+            Format::Json | Format::Logfmt | Format::Template => {
                 let now = jiff::Timestamp::now();
                 let millis = now.as_millisecond();
                 if millis != self.time_millis {
@@ -144,7 +162,7 @@ impl Formatter {
                 out.push(b'}');
             }
         }
-        if partial && self.format != Format::Json {
+        if partial && matches!(self.format, Format::Plain | Format::Prefixed) {
             if !continued {
                 self.open_line = Some(path.to_owned());
             }
@@ -173,185 +191,6 @@ fn write_escaped_name(name: &[u8], out: &mut Vec<u8>) {
                 let _ = write!(out, "\\x{byte:02x}");
             }
             byte => out.push(byte),
-        }
-    }
-}
-
-struct Shared {
-    state: Mutex<State>,
-    /// Wakes the writer thread when bytes are pending or the pipe closes.
-    work: Condvar,
-    /// Bytes written to the sink so far.
-    written: AtomicU64,
-    /// Wakes the producer when the writer made room (or failed).
-    room: Notify,
-}
-
-struct State {
-    pending: Vec<u8>,
-    closed: bool,
-    failed: Option<io::ErrorKind>,
-}
-
-/// A bounded hand-over to a writer thread; see the module documentation.
-pub struct OutputPipe {
-    shared: Arc<Shared>,
-    handed: u64,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl OutputPipe {
-    /// Starts the writer thread over `sink` (stdout in the binary).
-    pub fn spawn<W: Write + Send + 'static>(sink: W) -> io::Result<Self> {
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                pending: Vec::new(),
-                closed: false,
-                failed: None,
-            }),
-            work: Condvar::new(),
-            written: AtomicU64::new(0),
-            room: Notify::new(),
-        });
-        let thread_shared = shared.clone();
-        let thread = thread::Builder::new()
-            .name("stdout-writer".into())
-            .spawn(move || write_loop(&thread_shared, sink))?;
-        Ok(Self {
-            shared,
-            handed: 0,
-            thread: Some(thread),
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.shared
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Whether the writer can take more (fewer than [`PENDING_LIMIT_BYTES`] waiting).
-    pub fn has_room(&self) -> bool {
-        self.lock().pending.len() < PENDING_LIMIT_BYTES
-    }
-
-    /// Moves `chunk`'s bytes to the writer (leaving `chunk` empty, its
-    /// capacity kept). Never blocks; the caller bounds what it hands over
-    /// by checking [`OutputPipe::has_room`] first.
-    pub fn hand_over(&mut self, chunk: &mut Vec<u8>) -> io::Result<()> {
-        let length = chunk.len() as u64;
-        let mut state = self
-            .shared
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(kind) = state.failed {
-            return Err(io::Error::new(kind, "writing to stdout"));
-        }
-        if length == 0 {
-            return Ok(());
-        }
-        if state.pending.is_empty() {
-            std::mem::swap(&mut state.pending, chunk);
-        } else {
-            state.pending.extend_from_slice(chunk);
-            chunk.clear();
-        }
-        drop(state);
-        self.handed += length;
-        self.shared.work.notify_one();
-        Ok(())
-    }
-
-    /// Bytes handed over so far.
-    pub fn handed(&self) -> u64 {
-        self.handed
-    }
-
-    /// Bytes actually written so far.
-    pub fn written(&self) -> u64 {
-        self.shared.written.load(Ordering::Acquire)
-    }
-
-    /// Completes when the writer made room or failed (then with its error).
-    pub async fn room(&self) -> io::Result<()> {
-        loop {
-            let notified = self.shared.room.notified();
-            {
-                let state = self.lock();
-                if let Some(kind) = state.failed {
-                    return Err(io::Error::new(kind, "writing to stdout"));
-                }
-                if state.pending.len() < PENDING_LIMIT_BYTES {
-                    return Ok(());
-                }
-            }
-            notified.await;
-        }
-    }
-
-    /// Completes when everything handed over was written (or the write failed).
-    pub async fn flushed(&self) -> io::Result<()> {
-        loop {
-            let notified = self.shared.room.notified();
-            if let Some(kind) = self.lock().failed {
-                return Err(io::Error::new(kind, "writing to stdout"));
-            }
-            if self.written() >= self.handed {
-                return Ok(());
-            }
-            notified.await;
-        }
-    }
-}
-
-impl Drop for OutputPipe {
-    fn drop(&mut self) {
-        self.lock().closed = true;
-        self.shared.work.notify_one();
-        // Not joined: the thread may be stuck in a write to a stdout nobody
-        // reads, and the process must still be able to exit.
-        drop(self.thread.take());
-    }
-}
-
-fn write_loop(shared: &Shared, mut sink: impl Write) {
-    let mut writing = Vec::new();
-    loop {
-        {
-            let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
-            while state.pending.is_empty() && !state.closed {
-                state = shared
-                    .work
-                    .wait(state)
-                    .unwrap_or_else(PoisonError::into_inner);
-            }
-            if state.pending.is_empty() {
-                return;
-            }
-            writing.clear();
-            std::mem::swap(&mut writing, &mut state.pending);
-        }
-        shared.room.notify_one();
-        let outcome = sink.write_all(&writing).and_then(|()| sink.flush());
-        if let Err(error) = outcome {
-            shared
-                .state
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .failed = Some(error.kind());
-            shared.room.notify_one();
-            return;
-        }
-        shared
-            .written
-            .fetch_add(writing.len() as u64, Ordering::Release);
-        shared.room.notify_one();
-        // Keep at most one chunk's worth of capacity between writes: a burst
-        // must not pin its peak buffer for the rest of the process's life.
-        if writing.capacity() > 2 * PENDING_LIMIT_BYTES {
-            writing = Vec::new();
         }
     }
 }
@@ -482,81 +321,5 @@ mod tests {
         let text = render(Format::Json, b"bad \xff\xfe bytes \xc3", false);
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(value["line"], "bad \u{fffd}\u{fffd} bytes \u{fffd}");
-    }
-
-    /// A sink that stays blocked until released, to see the pipe refuse work.
-    struct Gate {
-        open: Arc<(Mutex<bool>, Condvar)>,
-        out: Arc<Mutex<Vec<u8>>>,
-    }
-
-    impl Write for Gate {
-        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-            let (lock, condvar) = &*self.open;
-            let mut open = lock.lock().unwrap();
-            while !*open {
-                open = condvar.wait(open).unwrap();
-            }
-            self.out.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[tokio::test]
-    async fn a_blocked_writer_makes_the_pipe_refuse_then_everything_arrives_in_order() {
-        let open = Arc::new((Mutex::new(false), Condvar::new()));
-        let out = Arc::new(Mutex::new(Vec::new()));
-        let mut pipe = OutputPipe::spawn(Gate {
-            open: open.clone(),
-            out: out.clone(),
-        })
-        .unwrap();
-        let mut expected = Vec::new();
-        let mut counter = 0u64;
-        // Hand over until the pipe says no: the writer holds one chunk, the
-        // rest waits, and the amount waiting is bounded.
-        while pipe.has_room() {
-            let mut chunk = Vec::new();
-            for _ in 0..1000 {
-                chunk.extend_from_slice(format!("line {counter}\n").as_bytes());
-                counter += 1;
-            }
-            expected.extend_from_slice(&chunk);
-            pipe.hand_over(&mut chunk).unwrap();
-            assert!(chunk.is_empty());
-            assert!(pipe.handed() < 4 * PENDING_LIMIT_BYTES as u64);
-        }
-        assert_eq!(pipe.written(), 0);
-        *open.0.lock().unwrap() = true;
-        open.1.notify_all();
-        pipe.room().await.unwrap();
-        pipe.flushed().await.unwrap();
-        assert_eq!(pipe.written(), pipe.handed());
-        assert_eq!(*out.lock().unwrap(), expected);
-    }
-
-    struct Broken;
-    impl Write for Broken {
-        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-            Err(io::ErrorKind::BrokenPipe.into())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[tokio::test]
-    async fn a_write_error_reaches_the_producer() {
-        let mut pipe = OutputPipe::spawn(Broken).unwrap();
-        pipe.hand_over(&mut b"x\n".to_vec()).unwrap();
-        let error = pipe.flushed().await.unwrap_err();
-        assert_eq!(error.kind(), io::ErrorKind::BrokenPipe);
-        assert_eq!(
-            pipe.hand_over(&mut b"y\n".to_vec()).unwrap_err().kind(),
-            io::ErrorKind::BrokenPipe
-        );
     }
 }

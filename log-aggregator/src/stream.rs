@@ -43,6 +43,7 @@ use sidecar_common::follow::{
 };
 use sidecar_common::metrics::{Counter, Gauge, Health, Registry};
 use sidecar_common::multiline::Multiline;
+use sidecar_common::pipeline::convert::Converter;
 use sidecar_common::shutdown::Shutdown;
 
 use crate::checkpoint::{CheckpointError, CheckpointStore, DirLock, Position};
@@ -72,6 +73,8 @@ pub struct StreamConfig {
     /// Globs whose matches are never followed (`--exclude`).
     pub excludes: Vec<String>,
     pub format: Format,
+    /// `--parse`: lines become records through this converter.
+    pub parse: Option<Converter>,
     /// Where files present at start begin (unless a checkpoint says otherwise).
     pub from: StartAt,
     pub follow: FollowOptions,
@@ -536,15 +539,7 @@ impl StreamSink {
     /// Hands the rendered chunk to the writer when it is full; pauses the
     /// follower when the writer has no room.
     fn after_accept(&mut self) -> io::Result<Flow> {
-        if self.chunk.len() < CHUNK_BYTES {
-            return Ok(Flow::Continue);
-        }
-        if self.pipe.has_room() {
-            self.pipe.hand_over(&mut self.chunk)?;
-            Ok(Flow::Continue)
-        } else {
-            Ok(Flow::Pause)
-        }
+        self.pipe.offer(&mut self.chunk)
     }
 }
 
@@ -595,8 +590,7 @@ impl follow::Sink for StreamSink {
     }
 
     async fn ready(&mut self) -> io::Result<()> {
-        self.pipe.room().await?;
-        self.pipe.hand_over(&mut self.chunk)
+        self.pipe.ready_for(&mut self.chunk).await
     }
 
     fn after_poll(&mut self, follower: &Follower) -> io::Result<()> {
@@ -1057,7 +1051,17 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
     }
     .context("starting the stdout writer")?;
     let mut sink = StreamSink {
-        formatter: Formatter::new(config.format),
+        formatter: match config.parse {
+            Some(converter) => Formatter::new(config.format).parsing(
+                converter,
+                registry.counter(
+                    "log_aggregator_parse_errors_total",
+                    "Lines (records) that did not parse with --parse, written as message and parse_error.",
+                    &[],
+                ),
+            ),
+            None => Formatter::new(config.format),
+        },
         chunk: Vec::with_capacity(CHUNK_BYTES + 64 * 1024),
         pipe,
         metrics,

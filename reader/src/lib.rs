@@ -17,24 +17,26 @@
 mod initial;
 mod output;
 
-use std::io::{self, Write};
+use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
 use sidecar_common::cli::{LogArgs, Tool};
 use sidecar_common::follow::{self, FollowOptions, Follower, PollOutcome, Sink, StartAt};
 use sidecar_common::gone;
+use sidecar_common::pipeline::follow_args::FollowArgs;
+use sidecar_common::pipeline::output::OutputPipe;
 use sidecar_common::shutdown::Shutdown;
-use sidecar_common::units::{parse_bytes, parse_duration};
 
 use crate::output::Output;
 
-/// On SIGTERM, how long we may spend reading what is left before the last
-/// flush: the process must be gone within a second.
+/// On SIGTERM, how long we may spend reading what is left, and then how
+/// long stdout may take what was read: the process must be gone within a
+/// second, even when nobody reads stdout.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_millis(500);
 
 const EXAMPLES: &str = "\
@@ -90,23 +92,10 @@ pub struct Args {
     #[arg(long, env = "READER_NO_FOLLOW")]
     pub no_follow: bool,
 
-    /// Never use inotify: look for changes every --poll-interval only.
-    #[arg(long, env = "READER_POLL")]
-    pub poll: bool,
-
-    /// How often files are re-checked (with inotify too, as a safety net).
-    #[arg(long, env = "READER_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
-    pub poll_interval: Duration,
-
-    /// Lines are never cut, like GNU tail: a line longer than this is
-    /// printed in pieces as it is read, so this is the most of one line held
-    /// in memory (per file).
-    #[arg(long, env = "READER_MAX_LINE_BYTES", default_value = "64KiB", value_parser = parse_bytes, value_name = "BYTES")]
-    pub max_line_bytes: u64,
-
-    /// How long a file rotated away by rename is still read for late writes.
-    #[arg(long, env = "READER_ROTATE_WAIT", default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
-    pub rotate_wait: Duration,
+    // Lines are never cut, like GNU tail: with --max-line-bytes, a longer
+    // line is printed in pieces as it is read.
+    #[command(flatten)]
+    pub follow: FollowArgs,
 
     /// Never print `==> FILE <==` headers.
     #[arg(short, long, env = "READER_QUIET", conflicts_with = "verbose")]
@@ -128,6 +117,10 @@ pub struct Args {
 impl Tool for Args {
     fn logging(&self) -> &LogArgs {
         &self.log
+    }
+
+    fn adjust(command: clap::Command) -> clap::Command {
+        FollowArgs::with_env(command, "READER_")
     }
 }
 
@@ -172,13 +165,9 @@ pub struct Config {
 
 impl Args {
     pub fn into_config(self) -> anyhow::Result<Config> {
-        if self.poll_interval.is_zero() {
-            bail!("--poll-interval must be more than zero");
-        }
-        let max_line_bytes = usize::try_from(self.max_line_bytes)
-            .ok()
-            .filter(|bytes| *bytes > 0)
-            .context("--max-line-bytes must be more than zero")?;
+        // tail passes bytes through: a long line is written in pieces,
+        // never cut.
+        let follow_options = self.follow.options(true)?;
         if self.pid.is_some() && self.no_follow {
             // GNU tail's words for the same flags.
             tracing::warn!("PID ignored; --pid=PID is useful only when following");
@@ -189,16 +178,7 @@ impl Args {
             lines: self.lines,
             follow: !self.no_follow,
             pid: self.pid,
-            follow_options: FollowOptions {
-                max_line_bytes,
-                // tail passes bytes through: a long line is written in
-                // pieces, never cut.
-                split_long_lines: true,
-                poll_interval: self.poll_interval,
-                force_poll: self.poll,
-                rotate_wait: self.rotate_wait,
-                ..FollowOptions::default()
-            },
+            follow_options,
         })
     }
 }
@@ -210,8 +190,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<ExitCode>
     // Watched from the start: `reader FILE | head -1` must end even if the
     // file stays quiet after the line `head` wanted.
     let stdout_closed = gone::stdout_closed();
-    let stdout = std::io::stdout();
-    let mut output = Output::new(stdout.lock(), config.headers);
+    let pipe = OutputPipe::spawn(std::io::stdout()).context("starting the stdout writer")?;
+    let mut output = Output::new(pipe, config.headers);
     let mut follower = Follower::new(config.follow_options.clone());
     for path in &config.files {
         match initial::print(path, &config, &mut output, &shutdown).await? {
@@ -223,8 +203,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<ExitCode>
             None => follower.add_path(path.clone(), StartAt::Beginning),
         }
     }
-    output.flush().context("writing to stdout")?;
     if !config.follow {
+        drain(&mut output, &shutdown).await?;
         return Ok(ExitCode::SUCCESS);
     }
     // Following stops at a signal or when the --pid process is gone.
@@ -255,9 +235,26 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<ExitCode>
         () = stdout_closed => {
             // Nobody reads what we would print: a clean end, like EPIPE.
             tracing::debug!("stdout was closed; exiting");
+            return Ok(ExitCode::SUCCESS);
         }
     }
+    // What the follower handed over is written, unless stdout stays full
+    // past the deadline (the process must still end promptly).
+    drain(&mut output, &shutdown).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes out what is buffered: without a limit while nothing asks us to
+/// stop (`--no-follow`, `--pid`), within [`DRAIN_TIMEOUT`] after a signal.
+async fn drain(output: &mut Output, shutdown: &Shutdown) -> anyhow::Result<()> {
+    let written = output
+        .finish(shutdown, DRAIN_TIMEOUT)
+        .await
+        .context("writing to stdout")?;
+    if !written {
+        tracing::warn!("stdout took nothing more before the drain deadline; exiting");
+    }
+    Ok(())
 }
 
 /// Completes when the `--pid` process is gone; never without one.
@@ -270,19 +267,23 @@ async fn writer_exited(pid: Option<u32>, interval: Duration) {
 
 /// Reads every file to its end and prints incomplete last lines, unless a
 /// signal comes first.
-async fn read_to_end<W: Write>(
+async fn read_to_end(
     follower: &mut Follower,
-    output: &mut Output<W>,
+    output: &mut Output,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
     while !shutdown.is_requested() {
         match follower.poll_once(&mut |event| output.event(event))? {
             PollOutcome::Idle => break,
-            PollOutcome::Busy | PollOutcome::Paused => tokio::task::yield_now().await,
+            PollOutcome::Busy => tokio::task::yield_now().await,
+            PollOutcome::Paused => tokio::select! {
+                ready = output.wait_for_room() => ready?,
+                () = shutdown.requested() => break,
+            },
         }
     }
     follower.finish(&mut |event| output.event(event))?;
-    output.flush()
+    output.idle()
 }
 
 #[cfg(test)]
@@ -300,7 +301,7 @@ mod tests {
     #[test]
     fn headers_only_for_several_files_unless_asked() {
         let config = |args: &[&str]| {
-            Args::try_parse_from(["reader"].iter().chain(args))
+            Args::try_parse_adjusted(["reader"].iter().chain(args))
                 .unwrap()
                 .into_config()
                 .unwrap()
@@ -309,5 +310,22 @@ mod tests {
         assert!(config(&["a", "b"]).headers);
         assert!(config(&["-v", "a"]).headers);
         assert!(!config(&["-q", "a", "b"]).headers);
+    }
+
+    #[test]
+    fn every_follow_flag_keeps_its_reader_environment_variable() {
+        use clap::CommandFactory;
+        let command = Args::adjust(Args::command());
+        for (id, suffix) in sidecar_common::pipeline::follow_args::FLAGS {
+            let arg = command
+                .get_arguments()
+                .find(|arg| arg.get_id() == id)
+                .unwrap_or_else(|| panic!("no flag {id}"));
+            let expected = format!("READER_{suffix}");
+            assert_eq!(
+                arg.get_env().and_then(|name| name.to_str()),
+                Some(expected.as_str())
+            );
+        }
     }
 }

@@ -510,3 +510,45 @@ fn help_has_examples() {
     assert!(stdout.contains("reader /data/log.txt"), "{stdout}");
     assert!(stdout.contains("READER_POLL"), "{stdout}");
 }
+
+// --- a stdout nobody reads ---
+
+/// 1.7 MB of numbered lines: more than the pipe, the output's bound and
+/// its chunks together.
+fn big_file(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, numbered(1, 150_000)).unwrap();
+    path
+}
+
+#[test]
+fn sigterm_while_stdout_is_full_exits_within_the_drain_deadline_in_every_mode() {
+    // Regression: stdout was written from the runtime's only thread, so a
+    // full pipe blocked it and SIGTERM was never handled.
+    let dir = tempfile::tempdir().unwrap();
+    let big = big_file(dir.path(), "big.log");
+    for args in [&["--no-follow", "-n", "+1"][..], &["-n", "+1"][..]] {
+        let mut command = reader();
+        command.args(args).arg(&big);
+        let (status, took) = testkit::sigterm_with_stdout_full(command, |_| {});
+        assert_eq!(status.code(), Some(0), "{args:?}");
+        assert!(
+            took < Duration::from_millis(1500),
+            "{args:?}: took {took:?}"
+        );
+    }
+    // Lines the follower reads: appended once it follows.
+    let later = dir.path().join("later.log");
+    fs::write(&later, "").unwrap();
+    let mut command = reader();
+    command.args(["-n", "+1"]).arg(&later);
+    let (status, took) = testkit::sigterm_with_stdout_full(command, |pid| {
+        testkit::eventually("following", || testkit::is_watching(pid));
+        append(&later, &numbered(1, 150_000));
+    });
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        took < Duration::from_millis(1500),
+        "following: took {took:?}"
+    );
+}

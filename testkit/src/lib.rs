@@ -211,6 +211,68 @@ pub fn first_line_then_close_stdout(mut command: Command) -> (String, ExitStatus
     }
 }
 
+/// Starts `command` with stdout a pipe nobody reads, waits until the
+/// process has filled it (it wrote at least a pipe's 64 KiB, so its next
+/// write blocks), sends SIGTERM and returns the exit status and how long
+/// the exit took after the signal. `started(pid)` runs once the process is
+/// (e.g. to write what it follows). Panics if the pipe never fills or the
+/// process is still running `DEADLINE` after the signal.
+pub fn sigterm_with_stdout_full(
+    mut command: Command,
+    started: impl FnOnce(u32),
+) -> (ExitStatus, Duration) {
+    command.stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|error| panic!("starting {command:?}: {error}"));
+    // Held open and never read: the pipe fills and stays full.
+    let stdout = child.stdout.take().expect("piped");
+    let pid = child.id();
+    started(pid);
+    eventually("stdout to fill", || pipe_is_full(&stdout));
+    let signalled = Instant::now();
+    send_signal(pid, libc::SIGTERM);
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for the child") {
+            return (status, signalled.elapsed());
+        }
+        if signalled.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running {DEADLINE:?} after SIGTERM with its stdout full");
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Whether the pipe whose read end is `pipe` holds as much as it can.
+#[allow(unsafe_code)]
+fn pipe_is_full(pipe: &impl std::os::fd::AsRawFd) -> bool {
+    let fd = pipe.as_raw_fd();
+    // SAFETY: fcntl(F_GETPIPE_SZ) and ioctl(FIONREAD) on a descriptor we
+    // own; FIONREAD writes one c_int, which `queued` is.
+    let (capacity, queued) = unsafe {
+        let capacity = libc::fcntl(fd, libc::F_GETPIPE_SZ);
+        let mut queued: libc::c_int = 0;
+        libc::ioctl(fd, libc::FIONREAD, &mut queued);
+        (capacity, queued)
+    };
+    capacity > 0 && queued >= capacity
+}
+
+/// Whether process `pid` has an inotify instance open: a follower built on
+/// `sidecar_common::follow` is past its start and watching.
+pub fn is_watching(pid: u32) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|fd| {
+            std::fs::read_link(fd.path())
+                .is_ok_and(|target| target == Path::new("anon_inode:inotify"))
+        })
+}
+
 /// Sends `signal` to `pid`.
 pub fn send_signal(pid: u32, signal: i32) {
     if let Err(error) = try_send_signal(pid, signal) {

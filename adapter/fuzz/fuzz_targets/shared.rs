@@ -28,7 +28,6 @@ pub fn check(format: FormatName, data: &[u8]) {
         on_error: OnError::Emit,
         unparsed: None,
         multiline: None,
-        max_line_bytes: 1 << 20,
     };
     let mut pipeline = Pipeline::new(settings, Counters::new(&Registry::new()));
     pipeline

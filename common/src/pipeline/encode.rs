@@ -10,9 +10,9 @@
 //! through serde_json's writer. Keys are written in record order: the
 //! order documented per format, then `--add` fields.
 
-use sidecar_common::json::write_string as json_string;
+use crate::json::write_string as json_string;
 
-use crate::record::{Record, Value};
+use crate::pipeline::record::{Record, Value};
 
 /// The output formats `--to` names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -9,8 +9,8 @@
 use std::borrow::Cow;
 
 use super::{Options, ParseError, integer, skip_blanks, token};
-use crate::record::{Record, Value};
-use crate::time::{self, Civil};
+use crate::pipeline::record::{Record, Value};
+use crate::pipeline::time::{self, Civil};
 
 fn error(why: &'static str) -> ParseError {
     Cow::Borrowed(why)
@@ -98,8 +98,8 @@ pub fn parse<'a>(
 
 #[cfg(test)]
 mod tests {
-    use crate::formats::FormatName::Klog;
-    use crate::formats::tests::parse_json;
+    use crate::pipeline::formats::FormatName::Klog;
+    use crate::pipeline::formats::tests::parse_json;
 
     #[test]
     fn klog_lines() {

@@ -18,8 +18,8 @@
 use std::borrow::Cow;
 
 use super::{Options, ParseError, integer, skip_blanks, token};
-use crate::record::{Record, Value};
-use crate::time::{self, Civil};
+use crate::pipeline::record::{Record, Value};
+use crate::pipeline::time::{self, Civil};
 
 const FACILITIES: [&str; 24] = [
     "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv",
@@ -101,6 +101,13 @@ pub fn parse_5424<'a>(
         .ok_or(error("RFC 5424 needs a VERSION after <PRI>"))?;
     if skip_blanks(bytes, &mut at) == 0 {
         return Err(error("RFC 5424 needs a VERSION after <PRI>"));
+    }
+    // RFC 5424 section 6.2.2 defines VERSION 1 only; another number is
+    // another protocol whose fields we would only guess at.
+    if version != 1 {
+        return Err(Cow::Owned(format!(
+            "RFC 5424 VERSION must be 1, not {version}"
+        )));
     }
     push_pri(record, Some(pri));
     record.push("version", Value::Int(version));
@@ -336,9 +343,9 @@ pub fn parse_3164<'a>(
 
 #[cfg(test)]
 mod tests {
-    use crate::formats::FormatName::{Rfc3164, Rfc5424};
-    use crate::formats::Options;
-    use crate::formats::tests::{parse_json, parse_json_with};
+    use crate::pipeline::formats::FormatName::{Rfc3164, Rfc5424};
+    use crate::pipeline::formats::Options;
+    use crate::pipeline::formats::tests::{parse_json, parse_json_with};
 
     #[test]
     fn rfc5424_lines() {
@@ -391,6 +398,11 @@ mod tests {
             ),
             ("<13>1 - h a 1 m [unterminated", "bad STRUCTURED-DATA"),
             ("<13>1 - h a", "RFC 5424 header ends early"),
+            (
+                "<13>2 2024-06-01T12:00:00Z h a 1 - - x",
+                "RFC 5424 VERSION must be 1, not 2",
+            ),
+            ("<13>10 - - - - - - x", "RFC 5424 VERSION must be 1, not 10"),
         ] {
             assert_eq!(parse_json(Rfc5424, line), Err(why.to_owned()), "{line}");
         }

@@ -6,13 +6,13 @@
 //! `parse_logfmt`, `parse_klog`) so a pipeline moves between the two without
 //! renaming; fields are emitted in the order they appear in the line. A `-`
 //! field is absent. Timestamps are rewritten as RFC 3339 UTC with the line's
-//! offset applied ([`crate::time`]); `--keep-time` also keeps the original
+//! offset applied ([`crate::pipeline::time`]); `--keep-time` also keeps the original
 //! text as `timestamp_raw`.
 //!
 //! The fixed formats are hand-written parsers over the line's bytes (they
 //! must convert 500k-1M lines a second on one core); only `--from regex`
 //! uses the regex engine. A parser never panics on any input: the property
-//! tests in `pipeline.rs` and the fuzz targets in `adapter/fuzz` hold it to
+//! tests in `adapter/src/pipeline.rs` and the fuzz targets in `adapter/fuzz` hold it to
 //! that.
 
 mod common_log;
@@ -24,8 +24,8 @@ mod writer;
 
 use std::borrow::Cow;
 
-use crate::record::{Record, Value};
-use crate::time::Civil;
+use crate::pipeline::record::{Record, Value};
+use crate::pipeline::time::Civil;
 
 /// Why a line did not parse; becomes the `parse_error` field.
 pub type ParseError = Cow<'static, str>;
@@ -312,7 +312,7 @@ pub(crate) mod tests {
             .parse(line, &mut record)
             .map_err(|error| error.into_owned())?;
         let mut out = Vec::new();
-        crate::output::write_json(&record, &mut out);
+        crate::pipeline::encode::write_json(&record, &mut out);
         Ok(String::from_utf8(out).unwrap())
     }
 
@@ -383,7 +383,7 @@ pub(crate) mod tests {
         let mut record = Record::default();
         parser.parse("WARN bob: disk full", &mut record).unwrap();
         let mut out = Vec::new();
-        crate::output::write_json(&record, &mut out);
+        crate::pipeline::encode::write_json(&record, &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             r#"{"level":"WARN","user":"bob","msg":"disk full"}"#

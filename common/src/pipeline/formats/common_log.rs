@@ -13,8 +13,8 @@
 use std::borrow::Cow;
 
 use super::{Options, ParseError, integer, skip_blanks, token};
-use crate::record::{Record, Value};
-use crate::time::{self, Civil};
+use crate::pipeline::record::{Record, Value};
+use crate::pipeline::time::{self, Civil};
 
 fn error(why: &'static str) -> ParseError {
     Cow::Borrowed(why)
@@ -205,8 +205,8 @@ fn request_parts<'a>(request: &'a str, record: &mut Record<'a>) {
 
 #[cfg(test)]
 mod tests {
-    use crate::formats::FormatName::{Combined, Common};
-    use crate::formats::tests::parse_json;
+    use crate::pipeline::formats::FormatName::{Combined, Common};
+    use crate::pipeline::formats::tests::parse_json;
 
     #[test]
     fn common_log_lines() {

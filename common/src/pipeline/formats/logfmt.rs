@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 
 use super::{ParseError, skip_blanks};
-use crate::record::{Record, Value};
+use crate::pipeline::record::{Record, Value};
 
 fn error(why: &'static str) -> ParseError {
     Cow::Borrowed(why)
@@ -111,8 +111,8 @@ fn quoted<'a>(line: &'a str, at: &mut usize) -> Option<Cow<'a, str>> {
 
 #[cfg(test)]
 mod tests {
-    use crate::formats::FormatName::Logfmt;
-    use crate::formats::tests::parse_json;
+    use crate::pipeline::formats::FormatName::Logfmt;
+    use crate::pipeline::formats::tests::parse_json;
 
     #[test]
     fn logfmt_lines() {

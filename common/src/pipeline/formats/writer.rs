@@ -10,8 +10,8 @@
 use std::borrow::Cow;
 
 use super::{Options, ParseError, skip_blanks};
-use crate::record::Record;
-use crate::time::{self, Civil};
+use crate::pipeline::record::Record;
+use crate::pipeline::time::{self, Civil};
 
 const WEEKDAYS: [&[u8; 3]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];
 
@@ -96,8 +96,8 @@ pub fn parse<'a>(
 
 #[cfg(test)]
 mod tests {
-    use crate::formats::FormatName::Writer;
-    use crate::formats::tests::parse_json;
+    use crate::pipeline::formats::FormatName::Writer;
+    use crate::pipeline::formats::tests::parse_json;
 
     #[test]
     fn writer_lines() {

@@ -14,7 +14,7 @@ use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::ParseError;
-use crate::record::{Record, Value};
+use crate::pipeline::record::{Record, Value};
 
 /// A key or string value borrowed from the line when it has no escapes.
 struct Text<'a>(Cow<'a, str>);
@@ -268,8 +268,8 @@ pub fn is_object(line: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::is_object;
-    use crate::formats::FormatName::Json;
-    use crate::formats::tests::parse_json;
+    use crate::pipeline::formats::FormatName::Json;
+    use crate::pipeline::formats::tests::parse_json;
 
     #[test]
     fn json_objects_keep_member_order_and_nested_values() {
@@ -328,7 +328,7 @@ mod tests {
             let error = parse_json(Json, line).unwrap_err();
             assert!(error.contains(why), "{line}: {error}");
             assert!(
-                parse_json(crate::formats::FormatName::Auto, line).is_err(),
+                parse_json(crate::pipeline::formats::FormatName::Auto, line).is_err(),
                 "{line}"
             );
         }
