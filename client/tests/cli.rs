@@ -247,6 +247,8 @@ fn expect_body_over_a_huge_max_body_holds_a_bounded_window() {
     );
     // The same body against a pattern it lacks: a mismatch naming what was read.
     let (code, output) = once(&[
+        "--timeout",
+        "60s",
         "--max-body",
         "1GiB",
         "--expect-body",

@@ -972,8 +972,10 @@ fn verdict(result: &RunResult, restart: Restart) -> Result<(), String> {
     let repeats_allowed = restart == Restart::Kill;
     // A deleted file is readable only through a descriptor: its unread
     // lines die with a SIGKILLed follower, and a file created and deleted
-    // while it was down was never seen. Reported, not failed.
-    let losses_allowed = restart == Restart::Kill && result.mode == Mode::Delete;
+    // while a follower was down (between SIGTERM's drain and the restart,
+    // a few hundred milliseconds on a loaded machine) was never seen by
+    // anyone. Reported, not failed.
+    let losses_allowed = restart != Restart::None && result.mode == Mode::Delete;
     if let Some(glob) = find(result, Who::Ours(Following::Glob, restart)) {
         let lost = if losses_allowed {
             0
@@ -1228,6 +1230,7 @@ mod tests {
         assert!(ok(Mode::Create, Restart::Kill, 0, 9));
         assert!(!ok(Mode::Create, Restart::None, 0, 9));
         assert!(ok(Mode::Delete, Restart::Kill, 7, 0));
+        assert!(ok(Mode::Delete, Restart::Term, 7, 0));
         assert!(!ok(Mode::Delete, Restart::None, 7, 0));
         assert!(!ok(Mode::Create, Restart::Kill, 7, 0));
     }
