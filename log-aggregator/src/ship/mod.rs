@@ -539,6 +539,11 @@ impl Worker {
     fn render(&self, messages: &mut Messages, bytes: usize) {
         messages.clear();
         let timestamp = timestamp_now();
+        let waited = self.first_line_at.map_or(Duration::ZERO, |at| at.elapsed());
+        messages.observed_unix_nano = std::time::SystemTime::now()
+            .checked_sub(waited)
+            .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |since| since.as_nanos() as u64);
         // `bytes` ends with a newline: without it, the lines split exactly.
         for line in self.pending[..bytes - 1].split(|byte| *byte == b'\n') {
             let line = if self.target.strip_prefix {

@@ -12,9 +12,11 @@
 //! build time. The test receiver decodes with the official Python package.
 //!
 //! One record per line: `body` the line (a string when it is UTF-8, else
-//! bytes), `observed_time_unix_nano` when the batch was sent, attributes
+//! bytes), attributes
 //! `log.file.path` and `log.file.name`; the resource's attributes come from
-//! the configuration (`k8s.pod.name`... from the environment). A record's
+//! the configuration (`k8s.pod.name`... from the environment);
+//! `observed_time_unix_nano` is when the batch's first line reached the
+//! shipper (read moments before), kept on retries. A record's
 //! severity and time, when a parser gave them, fill `severity_number` and
 //! `time_unix_nano`.
 //!
@@ -356,6 +358,45 @@ pub fn to_json(request: &ExportLogsServiceRequest, out: &mut Vec<u8>) {
     out.push(b'}');
 }
 
+/// Appends `data` as one gzip member (RFC 1952): the header, raw DEFLATE
+/// at level 1 (miniz_oxide), CRC-32 and length. Not flate2's encoder: its
+/// stream wrapper and crc32fast's 16 KiB of slicing tables cost ~20 kB of
+/// image for batches this small.
+fn gzip(out: &mut Vec<u8>, data: &[u8]) {
+    // Magic, DEFLATE, no flags, no mtime, no extra flags, OS unknown.
+    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
+    out.extend_from_slice(&miniz_oxide::deflate::compress_to_vec(data, 1));
+    out.extend_from_slice(&crc32(data).to_le_bytes());
+    // ISIZE: the length modulo 2^32.
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+}
+
+/// CRC-32 (IEEE 802.3, reflected, as gzip uses), a byte at a time.
+fn crc32(data: &[u8]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut table = [0u32; 256];
+        let mut index = 0;
+        while index < 256 {
+            let mut crc = index as u32;
+            let mut bit = 0;
+            while bit < 8 {
+                crc = if crc & 1 == 1 {
+                    0xedb8_8320 ^ (crc >> 1)
+                } else {
+                    crc >> 1
+                };
+                bit += 1;
+            }
+            table[index] = crc;
+            index += 1;
+        }
+        table
+    };
+    !data.iter().fold(!0u32, |crc, byte| {
+        TABLE[((crc ^ u32::from(*byte)) & 0xff) as usize] ^ (crc >> 8)
+    })
+}
+
 /// Standard base64 with padding (RFC 4648 §4), as proto3 JSON writes bytes.
 fn base64(out: &mut Vec<u8>, bytes: &[u8]) {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -382,15 +423,25 @@ fn rejected_records(encoding: Encoding, body: &[u8]) -> Option<(i64, String)> {
                 .partial_success?;
             (partial.rejected_log_records, partial.error_message)
         }
+        // A scan, not a JSON parser: two fields of a small answer.
         Encoding::Json => {
-            let response: serde_json::Value = serde_json::from_slice(body).ok()?;
-            let partial = response.get("partialSuccess")?;
-            // An int64: a string in the JSON mapping, a number from some servers.
-            let rejected = match &partial["rejectedLogRecords"] {
-                serde_json::Value::String(text) => text.parse().unwrap_or(0),
-                other => other.as_i64().unwrap_or(0),
+            let text = String::from_utf8_lossy(body);
+            let after = |key: &str| {
+                let at = text.find(key)? + key.len();
+                let rest = text[at..]
+                    .trim_start_matches(|c: char| c == '"' || c == ':' || c.is_whitespace());
+                Some(rest.to_owned())
             };
-            let message = partial["errorMessage"].as_str().unwrap_or("").to_owned();
+            let rejected = after("\"rejectedLogRecords\"").map_or(0, |rest| {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                digits.parse().unwrap_or(0)
+            });
+            let message = after("\"errorMessage\"")
+                .map(|rest| rest.split('"').next().unwrap_or("").to_owned())
+                .unwrap_or_default();
+            if text.find("\"partialSuccess\"").is_none() {
+                return None;
+            }
             (rejected, message)
         }
     };
@@ -422,10 +473,44 @@ pub fn retry_after(value: &str, now: jiff::Timestamp) -> Option<Duration> {
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
     }
-    let at = jiff::fmt::rfc2822::DateTimeParser::new()
-        .parse_timestamp(value)
-        .ok()?;
+    let at = http_date(value)?;
     Some(now.duration_until(at).try_into().unwrap_or(Duration::ZERO))
+}
+
+/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form RFC 9110
+/// §5.6.7 says senders use.
+fn http_date(value: &str) -> Option<jiff::Timestamp> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let mut fields = value.split_ascii_whitespace().skip(1);
+    let day: u8 = fields.next()?.parse().ok()?;
+    let month_name = fields.next()?;
+    let month = MONTHS.iter().position(|name| *name == month_name)?;
+    let year: i16 = fields.next()?.parse().ok()?;
+    let mut clock = fields
+        .next()?
+        .split(':')
+        .map(|part| part.parse::<i8>().ok());
+    let (hour, minute, second) = (clock.next()??, clock.next()??, clock.next()??);
+    if fields.next() != Some("GMT") {
+        return None;
+    }
+    if !(1..=31).contains(&day) || !(0..24).contains(&hour) || !(0..60).contains(&minute) {
+        return None;
+    }
+    // Days since 1970-01-01 of a proleptic Gregorian date (the "days from
+    // civil" algorithm, <https://howardhinnant.github.io/date_algorithms.html>).
+    let (year, month) = (i64::from(year), month as i64 + 1);
+    let shifted = if month <= 2 { year - 1 } else { year };
+    let era = shifted.div_euclid(400);
+    let year_of_era = shifted - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    let seconds =
+        days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second);
+    jiff::Timestamp::from_second(seconds).ok()
 }
 
 /// An `http://host:port/path` URL, split.
@@ -520,15 +605,7 @@ impl Otlp {
         self.body.clear();
         match self.options.compression {
             Compression::None => self.body.extend_from_slice(&self.encoded),
-            Compression::Gzip => {
-                let mut gzip = flate2::write::GzEncoder::new(
-                    std::mem::take(&mut self.body),
-                    flate2::Compression::fast(),
-                );
-                // Writing into a Vec cannot fail.
-                let _ = gzip.write_all(&self.encoded);
-                self.body = gzip.finish().unwrap_or_default();
-            }
+            Compression::Gzip => gzip(&mut self.body, &self.encoded),
         }
     }
 
@@ -608,11 +685,7 @@ impl Otlp {
 
 impl Transport for Otlp {
     fn send(&mut self, messages: &Messages, from: usize) -> Result<(), SendError> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|since| since.as_nanos() as u64)
-            .unwrap_or(0);
-        let request = request(messages, from, &self.resource, now);
+        let request = request(messages, from, &self.resource, messages.observed_unix_nano);
         self.encode(&request);
         let failed = |error: io::Error, retry_after, permanent| SendError {
             acknowledged: from,
@@ -830,6 +903,22 @@ mod tests {
             "a date in the past: now"
         );
         assert_eq!(retry_after("soon", now), None);
+        assert_eq!(
+            retry_after(
+                "Thu, 29 Feb 2024 00:00:00 GMT",
+                "2024-02-28T23:59:00Z".parse().unwrap()
+            ),
+            Some(Duration::from_secs(60)),
+            "a leap day"
+        );
+        assert_eq!(
+            retry_after(
+                "Sun, 06 Nov 1994 08:49:37 GMT",
+                "1994-11-06T08:49:30Z".parse().unwrap()
+            ),
+            Some(Duration::from_secs(7)),
+            "RFC 9110's example"
+        );
     }
 
     #[test]
@@ -857,5 +946,19 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn gzip_bodies_are_gzip_members_any_decoder_reads() {
+        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+        let data: Vec<u8> = (0..100_000u32).flat_map(|n| n.to_le_bytes()).collect();
+        let mut body = Vec::new();
+        gzip(&mut body, &data);
+        assert!(body.len() < data.len() / 2, "{}", body.len());
+        let mut decoded = Vec::new();
+        flate2::read::GzDecoder::new(body.as_slice())
+            .read_to_end(&mut decoded)
+            .unwrap();
+        assert_eq!(decoded, data);
     }
 }

@@ -41,6 +41,9 @@ const RELP_MAX_ANSWER: usize = 64 * 1024;
 pub struct Messages {
     pub bytes: Vec<u8>,
     pub ends: Vec<usize>,
+    /// When the batch's first line reached the shipper (ns since the Unix
+    /// epoch): OTLP's `observed_time_unix_nano`, the same on every retry.
+    pub observed_unix_nano: u64,
 }
 
 impl Messages {
