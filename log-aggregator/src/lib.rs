@@ -36,9 +36,10 @@ use sidecar_common::pipeline::formats::{
 use sidecar_common::shutdown::Shutdown;
 use sidecar_common::units::{parse_duration, parse_nonzero_bytes};
 
-use crate::ship::syslog::SyslogFields;
+use crate::ship::otlp::{Compression, Encoding, OtlpOptions};
+use crate::ship::syslog::{SdElement, SyslogFields};
 use crate::ship::transport::Timeouts;
-use crate::ship::{Backoff, BatchLimits, Protocol, ShipConfig};
+use crate::ship::{Backoff, BatchLimits, Protocol, ShipConfig, SinkTarget};
 
 pub use output::Format;
 pub use snapshot::{SnapshotConfig, Source};
@@ -81,6 +82,24 @@ pub enum Sink {
     /// OTLP/HTTP logs (protobuf) to --ship-address `http://host:4318`:
     /// checkpoints follow the 2xx answers.
     Otlp,
+}
+
+/// One `--sink`: `KIND` or `KIND=ADDRESS`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SinkSpec {
+    pub kind: Sink,
+    pub address: Option<String>,
+}
+
+fn parse_sink(text: &str) -> Result<SinkSpec, String> {
+    let (kind, address) = match text.split_once('=') {
+        Some((kind, address)) => (kind, Some(address.trim().to_owned())),
+        None => (text, None),
+    };
+    let kind = <Sink as clap::ValueEnum>::from_str(kind.trim(), true).map_err(|_| {
+        format!("{text:?}: expected stdout, syslog-tcp, relp or otlp, optionally =ADDRESS")
+    })?;
+    Ok(SinkSpec { kind, address })
 }
 
 /// Shows the last lines of log files every interval (the lab's sidecar), or
@@ -285,18 +304,22 @@ pub struct Args {
     )]
     pub listen: Option<SocketAddr>,
 
-    /// Stream mode: where lines go. `relp` and `syslog-tcp` ship RFC 5424
-    /// messages (MSG = the line as --output renders it) to --ship-address;
-    /// read positions are then saved only for what the backend
-    /// acknowledged (see docs/shipping.md).
+    /// Stream mode: where lines go, one or more (repeat the flag or
+    /// separate with commas): stdout, relp, syslog-tcp, otlp, each with its
+    /// backend as `KIND=ADDRESS` (or one sink's from --ship-address).
+    /// `relp` and `syslog-tcp` ship RFC 5424 messages (MSG = the line as
+    /// --output renders it), `otlp` OTLP/HTTP logs; read positions are then
+    /// saved only for what every sink acknowledged (see docs/shipping.md).
     #[arg(
-        long,
+        long = "sink",
         env = "LOG_AGGREGATOR_SINK",
-        value_enum,
+        value_delimiter = ',',
+        value_parser = parse_sink,
         default_value = "stdout",
+        value_name = "KIND[=ADDRESS]",
         requires = "follow"
     )]
-    pub sink: Sink,
+    pub sinks: Vec<SinkSpec>,
 
     /// Shipping: the backend's `host:port` (syslog, RELP), or its URL
     /// `http://host:port[/path]` (OTLP; the path defaults to /v1/logs).
@@ -359,6 +382,41 @@ pub struct Args {
     /// Syslog severity of every line, 0..=7 (6 = informational).
     #[arg(long, env = "LOG_AGGREGATOR_SYSLOG_SEVERITY", default_value_t = 6, value_parser = clap::value_parser!(u8).range(0..=7), value_name = "N")]
     pub syslog_severity: u8,
+
+    /// Syslog STRUCTURED-DATA: the SD-ID of the one element written with
+    /// every message, `NAME@ENTERPRISE-NUMBER` (e.g. `k8s@32473`); none
+    /// (`-`) when unset.
+    #[arg(long, env = "LOG_AGGREGATOR_SYSLOG_SD_ID", value_name = "ID")]
+    pub syslog_sd_id: Option<String>,
+
+    /// Syslog STRUCTURED-DATA parameters `NAME=VALUE`, comma-separated
+    /// (repeatable), e.g. from the Downward API; values are escaped.
+    #[arg(
+        long = "syslog-sd",
+        env = "LOG_AGGREGATOR_SYSLOG_SD",
+        value_delimiter = ',',
+        value_name = "NAME=VALUE",
+        requires = "syslog_sd_id"
+    )]
+    pub syslog_sd: Vec<String>,
+
+    /// OTLP request encoding: protobuf, or json (the OTLP/HTTP JSON mapping).
+    #[arg(
+        long,
+        env = "LOG_AGGREGATOR_OTLP_ENCODING",
+        value_enum,
+        default_value = "protobuf"
+    )]
+    pub otlp_encoding: Encoding,
+
+    /// OTLP request compression: none, or gzip (Content-Encoding: gzip).
+    #[arg(
+        long,
+        env = "LOG_AGGREGATOR_OTLP_COMPRESSION",
+        value_enum,
+        default_value = "none"
+    )]
+    pub otlp_compression: Compression,
 
     /// OTLP resource attributes `KEY=VALUE`, comma-separated (repeatable),
     /// like OTEL_RESOURCE_ATTRIBUTES (also read). K8S_POD_NAME,
@@ -550,7 +608,8 @@ impl Args {
             Format::Plain
         });
         let parse = self.converter(output)?;
-        if parse.is_some() && self.sink == Sink::Otlp {
+        let otlp = self.has_sink(Sink::Otlp);
+        if parse.is_some() && otlp {
             bail!(
                 "--sink otlp sends each line as read: --parse is for stdout, syslog-tcp and relp"
             );
@@ -558,12 +617,9 @@ impl Args {
         Ok(StreamConfig {
             patterns: self.sources,
             // OTLP takes each line's path from the prefixed rendering (the
-            // body is the line as read, --output does not apply).
-            format: if self.sink == Sink::Otlp {
-                Format::Prefixed
-            } else {
-                output
-            },
+            // body is the line as read, --output does not apply; other
+            // sinks cut the prefix off again for --output plain).
+            format: if otlp { Format::Prefixed } else { output },
             parse,
             from: match self.from {
                 From::Beginning => StartAt::Beginning,
@@ -589,25 +645,94 @@ impl Args {
         })
     }
 
+    fn has_sink(&self, kind: Sink) -> bool {
+        self.sinks.iter().any(|sink| sink.kind == kind)
+    }
+
     fn ship_config(&self) -> anyhow::Result<Option<ShipConfig>> {
-        let protocol = match self.sink {
-            Sink::Stdout => return Ok(None),
-            Sink::SyslogTcp => Protocol::SyslogTcp,
-            Sink::Relp => Protocol::Relp,
-            Sink::Otlp => Protocol::Otlp,
-        };
-        let Some(address) = self.ship_address.clone() else {
+        if self.sinks.len() == 1 && self.sinks[0].kind == Sink::Stdout {
+            if self.sinks[0].address.is_some() {
+                bail!("--sink stdout takes no address");
+            }
+            return Ok(None);
+        }
+        let otlp = self.has_sink(Sink::Otlp);
+        if otlp && self.output == Some(Format::Json) {
             bail!(
-                "--sink {:?} needs --ship-address (HOST:PORT, or http://HOST:PORT for OTLP)",
-                self.sink
+                "--output json cannot go with an otlp sink and another sink (OTLP needs each \
+                 line's path; use --output plain or prefixed)"
             );
-        };
-        let resource = if protocol == Protocol::Otlp {
-            ship::otlp::HttpUrl::parse(&address)
-                .map_err(|error| anyhow::anyhow!("--ship-address {error}"))?;
+        }
+        let unnamed = self
+            .sinks
+            .iter()
+            .filter(|sink| sink.kind != Sink::Stdout && sink.address.is_none())
+            .count();
+        if unnamed > 1 && self.ship_address.is_some() {
+            bail!(
+                "--ship-address names one backend; give each sink its own: \
+                 --sink relp=HOST:PORT,otlp=http://HOST:PORT"
+            );
+        }
+        let mut sinks: Vec<SinkTarget> = Vec::new();
+        for sink in &self.sinks {
+            let protocol = match sink.kind {
+                Sink::Stdout => Protocol::Stdout,
+                Sink::SyslogTcp => Protocol::SyslogTcp,
+                Sink::Relp => Protocol::Relp,
+                Sink::Otlp => Protocol::Otlp,
+            };
+            let name = protocol.name();
+            if sinks.iter().any(|other| other.protocol == protocol) {
+                bail!("--sink {name} given twice (one sink of each kind)");
+            }
+            let address = match (protocol, &sink.address) {
+                (Protocol::Stdout, Some(_)) => bail!("--sink stdout takes no address"),
+                (Protocol::Stdout, None) => String::new(),
+                (_, Some(address)) => address.clone(),
+                (_, None) => self.ship_address.clone().ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--sink {name} needs --ship-address or --sink {name}=ADDRESS \
+                         (HOST:PORT, or http://HOST:PORT for OTLP)"
+                    )
+                })?,
+            };
+            if protocol == Protocol::Otlp {
+                ship::otlp::HttpUrl::parse(&address)
+                    .map_err(|error| anyhow::anyhow!("--ship-address {error}"))?;
+            }
+            sinks.push(SinkTarget {
+                protocol,
+                address,
+                strip_prefix: otlp
+                    && protocol != Protocol::Otlp
+                    && self.output.unwrap_or(Format::Plain) == Format::Plain,
+            });
+        }
+        let resource = if otlp {
             resource_attributes(&self.resource_attributes)?
         } else {
             Vec::new()
+        };
+        let structured_data = match &self.syslog_sd_id {
+            Some(id) => {
+                ship::syslog::sd_id(id)
+                    .map_err(|error| anyhow::anyhow!("--syslog-sd-id {error}"))?;
+                let mut params = Vec::new();
+                for pair in &self.syslog_sd {
+                    let Some((name, value)) = pair.split_once('=') else {
+                        bail!("--syslog-sd {pair:?}: expected NAME=VALUE");
+                    };
+                    ship::syslog::sd_name(name)
+                        .map_err(|error| anyhow::anyhow!("--syslog-sd {error}"))?;
+                    params.push((name.to_owned(), value.to_owned()));
+                }
+                Some(SdElement {
+                    id: id.clone(),
+                    params,
+                })
+            }
+            None => None,
         };
         if self.batch_max_lines == 0 {
             bail!("--batch-max-lines must be at least 1");
@@ -620,9 +745,12 @@ impl Args {
             .or_else(|| std::env::var("HOSTNAME").ok())
             .unwrap_or_default();
         Ok(Some(ShipConfig {
-            protocol,
-            address,
+            sinks,
             resource,
+            otlp: OtlpOptions {
+                encoding: self.otlp_encoding,
+                compression: self.otlp_compression,
+            },
             batch: BatchLimits {
                 max_lines: self.batch_max_lines,
                 max_bytes: usize::try_from(self.batch_max_bytes).unwrap_or(usize::MAX),
@@ -634,6 +762,7 @@ impl Args {
                 procid: self.syslog_procid.clone(),
                 facility: self.syslog_facility,
                 severity: self.syslog_severity,
+                structured_data,
             },
             backoff: Backoff {
                 initial: Duration::from_millis(100),
@@ -688,7 +817,7 @@ mod tests {
         ]);
         assert!(!relp.follow.split_long_lines, "a message is a whole line");
         let ship = relp.ship.unwrap();
-        assert_eq!(ship.protocol, Protocol::Relp);
+        assert_eq!(ship.sinks[0].protocol, Protocol::Relp);
         assert_eq!(ship.batch.max_lines, 1000);
         let otlp = stream(&[
             "--sink",
@@ -747,5 +876,107 @@ mod tests {
                 Some(expected.as_str())
             );
         }
+    }
+
+    fn stream_error(args: &[&str]) -> String {
+        let argv = ["log-aggregator", "--follow"].iter().chain(args);
+        Args::try_parse_from(argv)
+            .unwrap()
+            .into_config()
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn several_sinks_each_with_its_address_and_plain_lines_for_all_but_otlp() {
+        let config = stream(&[
+            "--sink",
+            "stdout,relp=127.0.0.1:2514",
+            "--sink",
+            "otlp=http://127.0.0.1:4318",
+            "a.log",
+        ]);
+        assert_eq!(config.format, Format::Prefixed, "OTLP needs the paths");
+        let ship = config.ship.unwrap();
+        assert!(ship.writes_stdout());
+        let sinks: Vec<_> = ship
+            .sinks
+            .iter()
+            .map(|sink| (sink.protocol, sink.address.as_str(), sink.strip_prefix))
+            .collect();
+        assert_eq!(
+            sinks,
+            [
+                (Protocol::Stdout, "", true),
+                (Protocol::Relp, "127.0.0.1:2514", true),
+                (Protocol::Otlp, "http://127.0.0.1:4318", false),
+            ]
+        );
+        let prefixed = stream(&[
+            "--sink",
+            "stdout,otlp",
+            "--ship-address",
+            "http://h:1",
+            "--output",
+            "prefixed",
+            "a.log",
+        ]);
+        assert!(!prefixed.ship.unwrap().sinks[0].strip_prefix);
+        assert!(
+            stream_error(&["--sink", "relp,otlp", "--ship-address", "h:1", "a.log"])
+                .contains("give each sink its own")
+        );
+        assert!(stream_error(&["--sink", "relp=h:1,relp=h:2", "a.log"]).contains("twice"));
+        assert!(stream_error(&["--sink", "stdout=x", "a.log"]).contains("no address"));
+        assert!(
+            stream_error(&[
+                "--sink",
+                "stdout,otlp=http://h:1",
+                "--output",
+                "json",
+                "a.log"
+            ])
+            .contains("--output json")
+        );
+        let argv = ["log-aggregator", "--follow", "--sink", "kafka", "a.log"];
+        assert!(Args::try_parse_from(argv).is_err());
+    }
+
+    #[test]
+    fn structured_data_comes_from_flags_and_is_checked() {
+        let config = stream(&[
+            "--sink",
+            "relp=h:1",
+            "--syslog-sd-id",
+            "k8s@32473",
+            "--syslog-sd",
+            "pod=web-1,ns=prod",
+            "a.log",
+        ]);
+        let sd = config.ship.unwrap().syslog.structured_data.unwrap();
+        assert_eq!(sd.id, "k8s@32473");
+        assert_eq!(
+            sd.params,
+            [
+                ("pod".to_owned(), "web-1".to_owned()),
+                ("ns".to_owned(), "prod".to_owned())
+            ]
+        );
+        assert!(
+            stream_error(&["--sink", "relp=h:1", "--syslog-sd-id", "k8s", "a.log"])
+                .contains("ENTERPRISE-NUMBER")
+        );
+        assert!(
+            stream_error(&[
+                "--sink",
+                "relp=h:1",
+                "--syslog-sd-id",
+                "k8s@1",
+                "--syslog-sd",
+                "a b=c",
+                "a.log"
+            ])
+            .contains("--syslog-sd")
+        );
     }
 }

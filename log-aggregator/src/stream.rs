@@ -957,8 +957,12 @@ fn load_checkpoints(
 /// Follows until SIGTERM, drains, flushes, saves positions; see the module documentation.
 pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<ExitCode> {
     // A closed stdout ends the process even while every file is quiet;
-    // when shipping, stdout carries no data and is not watched.
-    let shipping = config.ship.is_some();
+    // when shipping, stdout carries no data (unless one sink is stdout) and
+    // is not watched.
+    let shipping = config
+        .ship
+        .as_ref()
+        .is_some_and(|ship| !ship.writes_stdout());
     let stdout_closed = async move {
         if shipping {
             std::future::pending::<()>().await;

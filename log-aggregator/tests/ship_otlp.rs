@@ -2,7 +2,8 @@
 //! the official definitions (PyPI `opentelemetry-proto`, in .lab/otlp-venv:
 //! `cargo xtask test --install` creates it) and answers 503 and 429 with
 //! Retry-After on a schedule: every line arrives, with the attributes
-//! docs/shipping.md lists.
+//! docs/shipping.md lists, in protobuf or JSON, gzipped or not; and OTLP
+//! next to stdout, where a position is saved only once both took a line.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -70,9 +71,16 @@ impl Receiver {
     /// Every `every_503`th request answered 503 (Retry-After: 1), every
     /// `every_429`th 429 (Retry-After: 0), every `every_413`th 413 (0: never).
     fn start(out: &Path, every_503: u32, every_429: u32, every_413: u32) -> Self {
+        Self::start_with(out, [every_503, every_429, every_413], &[])
+    }
+
+    /// `env`: PORT (listen there), PARTIAL (records rejected per 2xx).
+    fn start_with(out: &Path, schedule: [u32; 3], env: &[(&str, String)]) -> Self {
+        let [every_503, every_429, every_413] = schedule;
         std::fs::create_dir_all(out).unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/otlp_receiver.py");
         let child = Command::new(python())
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .arg(script)
             .arg(out)
             .arg(every_503.to_string())
@@ -111,6 +119,17 @@ impl Drop for Receiver {
 }
 
 fn metric(running: &Running, name: &str) -> f64 {
+    metric_line(running, &format!("{name}{{"))
+}
+
+/// The value of `name{sink="sink"}`.
+fn sink_metric(running: &Running, name: &str, sink: &str) -> f64 {
+    metric_line(running, &format!("{name}{{sink=\"{sink}\"}}"))
+}
+
+/// The value of the first series whose line starts with `prefix`.
+fn metric_line(running: &Running, prefix: &str) -> f64 {
+    let name = prefix;
     let stderr = running.wait_for_stderr_containing("/metrics");
     let start = stderr.find("http://").unwrap() + "http://".len();
     let end = start + stderr[start..].find("/metrics").unwrap();
@@ -122,10 +141,9 @@ fn metric(running: &Running, name: &str) -> f64 {
     .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
-    let prefix = format!("{name}{{");
     response
         .lines()
-        .find(|line| line.starts_with(&prefix))
+        .find(|line| line.starts_with(prefix))
         .and_then(|line| line.rsplit(' ').next())
         .and_then(|value| value.parse().ok())
         .unwrap_or_else(|| panic!("no {name} in:\n{response}"))
@@ -326,4 +344,232 @@ fn otlp_loses_nothing_when_the_aggregator_is_killed_mid_stream() {
         "OTLP: {COUNT} lines, aggregator SIGKILLed {KILLS} times: {lost} lost, {duplicated} repeated"
     );
     assert_eq!(lost, 0, "{report}");
+}
+
+/// 2,000 `writer`-style lines in `path`.
+fn write_lines(path: &Path, count: u64) {
+    let lines: String = (1..=count)
+        .map(|seq| format!("load seq={seq} target=load\n"))
+        .collect();
+    std::fs::write(path, lines).unwrap();
+}
+
+#[test]
+fn otlp_json_and_gzip_bodies_decode_with_the_official_definitions() {
+    const COUNT: u64 = 3_000;
+    for (encoding, compression) in [("json", "none"), ("json", "gzip"), ("protobuf", "gzip")] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        write_lines(&log, COUNT);
+        // Every 5th request answered 503: retries re-encode the same way.
+        let receiver = Receiver::start(&dir.path().join("receiver"), 5, 0, 0);
+        let mut command = otlp_aggregator(&receiver, &log, &dir.path().join("state"), 200);
+        command
+            .env("K8S_POD_NAME", "pod-1")
+            .args(["--otlp-encoding", encoding])
+            .args(["--otlp-compression", compression]);
+        let running = spawn(command);
+        eventually(&format!("{COUNT} {encoding}/{compression} records"), || {
+            receiver.stats()["records"].as_u64().unwrap_or(0) >= COUNT
+        });
+        let (status, _, output) = running.terminate();
+        assert!(status.success(), "{}", output.stderr);
+        let stats = receiver.stats();
+        eprintln!("OTLP {encoding}/{compression}: receiver {stats}");
+        let (lost, duplicated, report) = verify(&receiver.out.join("bodies.txt"), COUNT);
+        assert_eq!((lost, duplicated), (0, 0), "{report}");
+        assert_eq!(stats["400"], 0, "every body decoded: {stats}");
+        assert!(stats["503"].as_u64().unwrap() >= 1, "{stats}");
+        let requests = stats["requests"].as_u64().unwrap();
+        assert_eq!(stats[encoding].as_u64().unwrap(), requests, "{stats}");
+        let gzipped = if compression == "gzip" { requests } else { 0 };
+        assert_eq!(stats["gzip"].as_u64().unwrap(), gzipped, "{stats}");
+        let first: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(receiver.out.join("records.jsonl")).unwrap(),
+        )
+        .unwrap();
+        let resource_logs = &first["resourceLogs"][0];
+        assert_eq!(
+            attribute(&resource_logs["resource"]["attributes"], "k8s.pod.name"),
+            Some("pod-1"),
+            "{first}"
+        );
+        let record = &resource_logs["scopeLogs"][0]["logRecords"][0];
+        assert_eq!(record["body"]["stringValue"], "load seq=1 target=load");
+        assert_eq!(
+            attribute(&record["attributes"], "log.file.path"),
+            log.to_str()
+        );
+        assert!(
+            record["observedTimeUnixNano"]
+                .as_str()
+                .and_then(|nanos| nanos.parse::<u64>().ok())
+                .is_some_and(|nanos| nanos > 1_600_000_000_000_000_000),
+            "{record}"
+        );
+    }
+}
+
+#[test]
+fn otlp_partial_success_is_logged_counted_and_not_sent_again() {
+    const COUNT: u64 = 1_000;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    write_lines(&log, COUNT);
+    let receiver = Receiver::start_with(
+        &dir.path().join("receiver"),
+        [0, 0, 0],
+        &[("PARTIAL", "3".to_owned())],
+    );
+    let running = spawn(otlp_aggregator(
+        &receiver,
+        &log,
+        &dir.path().join("state"),
+        100,
+    ));
+    eventually("every line at the receiver", || {
+        receiver.stats()["records"].as_u64().unwrap_or(0) >= COUNT
+    });
+    let requests = receiver.stats()["requests"].as_f64().unwrap();
+    eventually("the rejected records counted", || {
+        sink_metric(
+            &running,
+            "log_aggregator_ship_records_rejected_total",
+            "otlp",
+        ) == 3.0 * requests
+    });
+    let retried = metric(&running, "log_aggregator_ship_batches_retried_total");
+    let (status, _, output) = running.terminate();
+    assert!(status.success(), "{}", output.stderr);
+    assert_eq!(retried, 0.0, "a partial success is an acknowledgement");
+    assert_eq!(receiver.stats()["requests"].as_f64().unwrap(), requests);
+    assert!(
+        output.stderr.contains("3 record(s) rejected"),
+        "{}",
+        output.stderr
+    );
+}
+
+/// The saved offset of the one file followed.
+fn checkpoint_offset(dir: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(dir.join("checkpoints.json")).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    value["files"][0]["offset"].as_u64()
+}
+
+#[test]
+fn stdout_and_otlp_each_get_every_line_and_positions_wait_for_both() {
+    const COUNT: u64 = 2_000;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let state = dir.path().join("state");
+    write_lines(&log, COUNT);
+    let size = std::fs::metadata(&log).unwrap().len();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_log-aggregator"));
+    command
+        .env_remove("LOG_AGGREGATOR_SOURCES")
+        .env(
+            "LOG_AGGREGATOR_SINK",
+            format!("stdout,otlp=http://127.0.0.1:{port}"),
+        )
+        .args(["--follow", "--listen", "127.0.0.1:0"])
+        // One batch holds every line: stdout is then not held back by
+        // the OTLP sink's full channel (the slowest sink paces the others).
+        .args(["--batch-max-lines", "5000", "--ship-backoff-max", "300ms"])
+        .arg("--checkpoint-dir")
+        .arg(&state)
+        .arg(&log);
+    let running = spawn(command);
+
+    // The OTLP backend is down: stdout has every line, nothing is saved.
+    running.wait_for_stdout("every line on stdout", |out| {
+        out.lines().count() as u64 >= COUNT
+    });
+    running.wait_for_stderr_containing("retrying with backoff");
+    eventually("stdout's lines acknowledged", || {
+        sink_metric(&running, "log_aggregator_ship_lines_acked_total", "stdout") == COUNT as f64
+    });
+    assert_eq!(
+        sink_metric(&running, "log_aggregator_ship_backend_up", "stdout"),
+        1.0
+    );
+    assert_eq!(
+        sink_metric(&running, "log_aggregator_ship_backend_up", "otlp"),
+        0.0
+    );
+    assert_eq!(
+        sink_metric(&running, "log_aggregator_ship_lines_acked_total", "otlp"),
+        0.0
+    );
+    assert!(sink_metric(&running, "log_aggregator_ship_batches_failed_total", "otlp") >= 1.0);
+    assert!(sink_metric(&running, "log_aggregator_ship_lag_bytes", "otlp") > 0.0);
+    eventually("the OTLP lag in seconds growing", || {
+        sink_metric(&running, "log_aggregator_ship_lag_seconds", "otlp") > 0.2
+    });
+    assert_eq!(
+        sink_metric(&running, "log_aggregator_ship_lag_bytes", "stdout"),
+        0.0
+    );
+    assert_eq!(
+        checkpoint_offset(&state).unwrap_or(0),
+        0,
+        "a position is saved only once every sink acknowledged"
+    );
+
+    // It comes back: it gets every line, and the position moves to the end.
+    let receiver = Receiver::start_with(
+        &dir.path().join("receiver"),
+        [0, 0, 0],
+        &[("PORT", port.to_string())],
+    );
+    eventually("every line at the receiver", || {
+        receiver.stats()["records"].as_u64().unwrap_or(0) >= COUNT
+    });
+    eventually("the position saved at the end", || {
+        checkpoint_offset(&state) == Some(size)
+    });
+    assert_eq!(
+        sink_metric(&running, "log_aggregator_ship_backend_up", "otlp"),
+        1.0
+    );
+    assert_eq!(
+        sink_metric(&running, "log_aggregator_ship_lag_bytes", "otlp"),
+        0.0
+    );
+    assert_eq!(
+        sink_metric(&running, "log_aggregator_ship_lag_seconds", "otlp"),
+        0.0
+    );
+    assert!(
+        sink_metric(
+            &running,
+            "log_aggregator_ship_batches_retried_total",
+            "otlp"
+        ) >= 1.0
+    );
+    assert_eq!(
+        sink_metric(&running, "log_aggregator_ship_bytes_acked_total", "otlp"),
+        sink_metric(&running, "log_aggregator_ship_bytes_acked_total", "stdout"),
+    );
+    let (status, _, output) = running.terminate();
+    assert!(status.success(), "{}", output.stderr);
+
+    let captured = dir.path().join("stdout.txt");
+    std::fs::write(&captured, &output.stdout).unwrap();
+    assert!(
+        output.stdout.starts_with("load seq=1 target=load\n"),
+        "stdout gets plain lines (the prefix OTLP needs is cut off)"
+    );
+    for (what, path) in [
+        ("stdout", captured),
+        ("OTLP", receiver.out.join("bodies.txt")),
+    ] {
+        let (lost, duplicated, report) = verify(&path, COUNT);
+        assert_eq!((lost, duplicated), (0, 0), "{what}: {report}");
+    }
 }

@@ -110,6 +110,11 @@ impl Rsyslog {
     }
 
     fn start_on(dir: &Path, input: &str, port: u16) -> Self {
+        Self::start_with(dir, input, port, "")
+    }
+
+    /// `extra`: more rsyslog configuration (another template and action).
+    fn start_with(dir: &Path, input: &str, port: u16, extra: &str) -> Self {
         let dir = dir.join("rsyslog");
         std::fs::create_dir_all(dir.join("work")).unwrap();
         let mut server = Self {
@@ -128,6 +133,7 @@ module(load="{input}")
 input(type="{input}" port="{port}" address="127.0.0.1")
 template(name="t" type="string" string="%msg%\n")
 action(type="omfile" file="{output}" template="t" flushOnTXEnd="on" asyncWriting="off")
+{extra}
 "#,
             work = server.dir.join("work").display(),
             port = server.port,
@@ -467,4 +473,62 @@ fn syslog_tcp_loses_nothing_when_the_aggregator_is_killed_mid_stream() {
         "syslog over TCP: {COUNT} lines, aggregator SIGKILLed {KILLS} times: {lost} lost, {duplicated} repeated"
     );
     assert_eq!(lost, 0, "{report}");
+}
+
+#[test]
+fn relp_messages_carry_header_fields_and_escaped_structured_data_next_to_a_stdout_sink() {
+    need_rsyslog("imrelp");
+    const COUNT: u64 = 1_000;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let lines: String = (1..=COUNT)
+        .map(|seq| format!("load seq={seq} target=load\n"))
+        .collect();
+    std::fs::write(&log, lines).unwrap();
+    let headers = dir.path().join("headers.log");
+    // rsyslog's own RFC 5424 parser takes the fields apart.
+    let server = Rsyslog::start_with(
+        dir.path(),
+        "imrelp",
+        free_port(),
+        &format!(
+            r#"template(name="h" type="string" string="%hostname%|%app-name%|%procid%|%structured-data%|%msg%\n")
+action(type="omfile" file="{}" template="h" flushOnTXEnd="on" asyncWriting="off")"#,
+            headers.display()
+        ),
+    );
+    let mut command = aggregator();
+    command
+        .env(
+            "LOG_AGGREGATOR_SINK",
+            format!("relp={},stdout", server.address()),
+        )
+        .env("LOG_AGGREGATOR_SYSLOG_PROCID", "uid-123")
+        .env("LOG_AGGREGATOR_SYSLOG_SD_ID", "k8s@32473")
+        .env("LOG_AGGREGATOR_SYSLOG_SD", r#"pod=web-1,note=a "q" \ b] c"#)
+        .args(["--syslog-hostname", "pod-1", "--syslog-app-name", "app"])
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--checkpoint-dir")
+        .arg(dir.path().join("state"))
+        .arg(&log);
+    let running = spawn(command);
+    wait_for_all(&server, COUNT, &running);
+    eventually("stdout's lines acknowledged", || {
+        running.stdout().lines().count() as u64 >= COUNT
+    });
+    let (status, _, output) = running.terminate();
+    assert!(status.success(), "{}", output.stderr);
+
+    let first = std::fs::read_to_string(&headers).unwrap();
+    let first = first.lines().next().unwrap();
+    assert_eq!(
+        first,
+        r#"pod-1|app|uid-123|[k8s@32473 pod="web-1" note="a \"q\" \\ b\] c"]|load seq=1 target=load"#
+    );
+    let captured = dir.path().join("stdout.txt");
+    std::fs::write(&captured, &output.stdout).unwrap();
+    for (what, path) in [("rsyslog", server.output.clone()), ("stdout", captured)] {
+        let (lost, duplicated, report) = verify(&path, COUNT);
+        assert_eq!((lost, duplicated), (0, 0), "{what}: {report}");
+    }
 }

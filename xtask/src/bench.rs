@@ -4,7 +4,7 @@
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Which benchmark: aggregator, adapter, client, follow, or all.
+    /// Which benchmark: aggregator, adapter, client, follow, ship, or all.
     #[arg(default_value = "all")]
     pub what: String,
     /// follow: a short run (3 s per rate, 20 s idle, 50 MB, one round).
@@ -31,9 +31,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         matched = true;
         crate::bench_follow::run(args.quick)?;
     }
+    if all || args.what == "ship" {
+        matched = true;
+        crate::bench_ship::run()?;
+    }
     anyhow::ensure!(
         matched,
-        "unknown benchmark {:?}: use aggregator, adapter, client, follow or all",
+        "unknown benchmark {:?}: use aggregator, adapter, client, follow, ship or all",
         args.what
     );
     Ok(())

@@ -13,6 +13,7 @@ mod bench_adapter;
 mod bench_aggregator;
 mod bench_client;
 mod bench_follow;
+mod bench_ship;
 mod e2e;
 mod images;
 mod kube;

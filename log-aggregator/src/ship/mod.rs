@@ -1,27 +1,30 @@
-//! Shipping lines to a backend instead of stdout (`--sink syslog-tcp|relp`),
-//! with read positions saved only for what the backend acknowledged.
+//! Shipping lines to one or more backends instead of stdout (`--sink
+//! relp,otlp,...`), with read positions saved only for what every backend
+//! acknowledged.
 //!
 //! Where it sits: stream mode renders lines into chunks and hands them to
 //! its [`crate::output::OutputPipe`] exactly as for stdout; the pipe's
-//! writer thread writes them into a [`ShipWriter`], which passes them over
-//! a bounded channel to the shipper thread ([`Shipper`]). That thread cuts
-//! them into lines, batches them (`--batch-max-lines`, `--batch-max-bytes`,
-//! `--batch-timeout`), renders RFC 5424 messages ([`syslog`]) and sends
-//! them ([`transport`]). After each acknowledged batch it reports the total
-//! of rendered bytes acknowledged so far to stream mode's checkpoint saver,
-//! which saves a capture once every byte handed over before it was
-//! acknowledged: the same rule as for stdout, with "acknowledged" in place
-//! of "written".
+//! writer thread writes them into a [`ShipWriter`], which passes each chunk
+//! over a bounded channel to every sink's thread (one [`Worker`] per sink).
+//! A worker cuts chunks into lines, batches them (`--batch-max-lines`,
+//! `--batch-max-bytes`, `--batch-timeout`), renders them for its protocol
+//! (RFC 5424 in [`syslog`], OTLP in [`otlp`], lines for stdout) and sends
+//! them ([`transport`]). After each acknowledged batch the shipper reports
+//! the total of rendered bytes acknowledged by *every* sink (the least of
+//! the sinks' totals) to stream mode's checkpoint saver, which saves a
+//! capture once every byte handed over before it was acknowledged: the same
+//! rule as for stdout, with "acknowledged by all" in place of "written".
 //!
 //! Invariants:
-//! - memory is flat whatever the backend does: the channel holds
-//!   [`CHANNEL_CHUNKS`] chunks, the shipper at most one batch and what it
-//!   received beyond it up to `--batch-max-bytes`; when the backend is down
-//!   the shipper stops taking chunks, the channel fills, the pipe refuses,
-//!   the follower pauses, and the files on disk are the buffer;
+//! - memory is flat whatever the backends do: each sink's channel holds
+//!   [`CHANNEL_CHUNKS`] chunks, its worker at most one batch and what it
+//!   received beyond it up to `--batch-max-bytes`; when a backend is down
+//!   its worker stops taking chunks, its channel fills, the writer blocks,
+//!   the pipe refuses, the follower pauses, and the files on disk are the
+//!   buffer. The slowest sink paces all of them;
 //! - bytes are acknowledged in order, and only after the backend's answer
-//!   (RELP `rsp 200`) or the kernel's `write(2)` (plain TCP, which has no
-//!   answer: see [`transport`]);
+//!   (RELP `rsp 200`, an OTLP 2xx), the kernel's `write(2)` (plain TCP,
+//!   which has no answer: see [`transport`]) or stdout's flush;
 //! - a failed batch is sent again from its first unacknowledged message
 //!   after reconnecting with exponential backoff and full jitter
 //!   (<https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/>),
@@ -50,6 +53,8 @@ pub const CHANNEL_CHUNKS: usize = 1;
 /// Which backend protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
+    /// Lines to stdout, next to other sinks: acknowledged by the flush.
+    Stdout,
     /// RFC 5424 over TCP, RFC 6587 octet counting, no acknowledgement.
     SyslogTcp,
     /// RFC 5424 over RELP, one acknowledgement per message.
@@ -59,8 +64,9 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
+            Protocol::Stdout => "stdout",
             Protocol::SyslogTcp => "syslog-tcp",
             Protocol::Relp => "relp",
             Protocol::Otlp => "otlp",
@@ -85,21 +91,66 @@ pub struct Backoff {
     pub max: Duration,
 }
 
+/// One sink: its protocol and backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SinkTarget {
+    pub protocol: Protocol,
+    /// `host:port` (syslog), `http://host:port[/path]` (OTLP), empty for stdout.
+    pub address: String,
+    /// Lines arrive rendered `--output prefixed` (an OTLP sink needs each
+    /// line's path) and this sink wants them plain: the prefix is cut off.
+    pub strip_prefix: bool,
+}
+
+/// One line as a sink sees it. Severity and timestamp are none until a
+/// parser gives them; the encoders already carry them when present.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// The file the line came from (empty when unknown).
+    pub path: &'a str,
+    /// The line, without its newline.
+    pub body: &'a [u8],
+    /// OpenTelemetry SeverityNumber, 1..=24 (syslog maps it to 0..=7).
+    pub severity: Option<u8>,
+    /// When the event happened, nanoseconds since the Unix epoch.
+    pub time_unix_nano: Option<u64>,
+}
+
+impl<'a> Record<'a> {
+    pub fn line(path: &'a str, body: &'a [u8]) -> Self {
+        Self {
+            path,
+            body,
+            severity: None,
+            time_unix_nano: None,
+        }
+    }
+}
+
 /// Everything the shipper needs, as plain values.
 #[derive(Clone, Debug)]
 pub struct ShipConfig {
-    pub protocol: Protocol,
-    /// `host:port` (syslog), `http://host:port[/path]` (OTLP).
-    pub address: String,
+    /// Every line goes to each of them; at least one.
+    pub sinks: Vec<SinkTarget>,
     /// OTLP resource attributes (`k8s.pod.name`...).
     pub resource: Vec<(String, String)>,
+    pub otlp: otlp::OtlpOptions,
     pub batch: BatchLimits,
     pub syslog: SyslogFields,
     pub backoff: Backoff,
     pub timeouts: Timeouts,
 }
 
-/// The shipper's metrics.
+impl ShipConfig {
+    /// Whether one of the sinks is stdout (which then carries data).
+    pub fn writes_stdout(&self) -> bool {
+        self.sinks
+            .iter()
+            .any(|sink| sink.protocol == Protocol::Stdout)
+    }
+}
+
+/// One sink's metrics.
 #[derive(Clone)]
 struct ShipMetrics {
     batches_sent: Counter,
@@ -109,6 +160,7 @@ struct ShipMetrics {
     bytes_acked: Counter,
     lines_resent: Counter,
     lines_dropped: Counter,
+    records_rejected: Counter,
     reconnects: Counter,
     up: Gauge,
 }
@@ -124,7 +176,7 @@ impl ShipMetrics {
             ),
             batches_failed: registry.counter(
                 "log_aggregator_ship_batches_failed_total",
-                "Batch sends that failed (connection lost, refused, timed out); each is retried.",
+                "Batch sends that failed (backend unreachable, connection lost, timed out, 429/502/503/504); each is retried.",
                 &labels,
             ),
             batches_retried: registry.counter(
@@ -152,6 +204,11 @@ impl ShipMetrics {
                 "Lines of batches the backend refused for good (OTLP 400, 413...): never retried, lost.",
                 &labels,
             ),
+            records_rejected: registry.counter(
+                "log_aggregator_ship_records_rejected_total",
+                "Records a backend refused inside an acknowledged request (OTLP partial success): lost, never retried.",
+                &labels,
+            ),
             reconnects: registry.counter(
                 "log_aggregator_ship_reconnects_total",
                 "Connections opened to the backend after the first.",
@@ -166,78 +223,122 @@ impl ShipMetrics {
     }
 }
 
-/// The running shipper: its writer end, and what it acknowledged.
+/// The running shipper: its writer end, and what every sink acknowledged.
 pub struct Shipper {
-    sender: Option<SyncSender<Vec<u8>>>,
-    acknowledged: Arc<AtomicU64>,
-    /// Bytes the writer handed to the shipper (for the lag gauge).
+    sender: Option<Vec<SyncSender<Arc<[u8]>>>>,
+    acks: Arc<Acks>,
+    /// Bytes the writer handed to the sinks (for the lag gauges).
     received: Arc<AtomicU64>,
 }
 
-/// Receives the total of bytes acknowledged so far, after each batch.
-pub type OnAck = Box<dyn Fn(u64) + Send>;
+/// Receives the total of bytes acknowledged so far by every sink.
+pub type OnAck = Box<dyn Fn(u64) + Send + Sync>;
+
+/// The sinks' acknowledged totals, and the least of them as last reported.
+struct Acks {
+    per_sink: Vec<Arc<AtomicU64>>,
+    reported: Mutex<u64>,
+    on_ack: OnAck,
+}
+
+impl Acks {
+    fn least(&self) -> u64 {
+        self.per_sink
+            .iter()
+            .map(|acknowledged| acknowledged.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Called by a worker after its batch: reports the new least total,
+    /// under the lock so reports never go backwards.
+    fn report(&self) {
+        let mut reported = self.reported.lock().unwrap_or_else(PoisonError::into_inner);
+        let least = self.least();
+        if least > *reported {
+            *reported = least;
+            (self.on_ack)(least);
+        }
+    }
+}
 
 impl Shipper {
-    /// Starts the shipper thread. `on_ack` is called from it with the
-    /// total of bytes acknowledged after every acknowledged batch.
+    /// Starts one thread per sink. `on_ack` is called with the total of
+    /// bytes acknowledged by every sink whenever it grows.
     pub fn spawn(config: ShipConfig, registry: &Registry, on_ack: OnAck) -> io::Result<Self> {
-        let (sender, receiver) = sync_channel(CHANNEL_CHUNKS);
-        let acknowledged = Arc::new(AtomicU64::new(0));
         let received = Arc::new(AtomicU64::new(0));
-        let oldest = Arc::new(Mutex::new(None::<Instant>));
-        let metrics = ShipMetrics::new(registry, config.protocol);
-        let labels = [("sink", config.protocol.name())];
-        {
-            let (received, acknowledged) = (received.clone(), acknowledged.clone());
-            registry.gauge_fn(
-                "log_aggregator_ship_lag_bytes",
-                "Bytes of rendered lines taken for shipping and not yet acknowledged (the output pipe holds at most 512 KiB more; the files the rest).",
-                &labels,
-                move || {
-                    received
-                        .load(Ordering::Acquire)
-                        .saturating_sub(acknowledged.load(Ordering::Acquire)) as f64
-                },
-            );
-        }
-        {
-            let oldest = oldest.clone();
-            registry.gauge_fn(
-                "log_aggregator_ship_lag_seconds",
-                "How long the oldest line taken for shipping has waited for its acknowledgement (0 when none waits).",
-                &labels,
-                move || {
-                    oldest
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .map_or(0.0, |at| at.elapsed().as_secs_f64())
-                },
-            );
-        }
-        let worker = Worker {
-            rfc5424: Rfc5424::new(&config.syslog),
-            config,
-            receiver,
-            metrics,
-            acknowledged: acknowledged.clone(),
+        let per_sink: Vec<Arc<AtomicU64>> = config
+            .sinks
+            .iter()
+            .map(|_| Arc::new(AtomicU64::new(0)))
+            .collect();
+        let acks = Arc::new(Acks {
+            per_sink: per_sink.clone(),
+            reported: Mutex::new(0),
             on_ack,
-            received_total: 0,
-            arrivals: VecDeque::new(),
-            oldest,
-            pending: Vec::new(),
-            closed: false,
-            first_line_at: None,
-            connection: None,
-            connected_once: false,
-            failures: 0,
-            rng: seed(),
-        };
-        thread::Builder::new()
-            .name("shipper".into())
-            .spawn(move || worker.run())?;
+        });
+        let mut senders = Vec::with_capacity(config.sinks.len());
+        for (target, acknowledged) in config.sinks.iter().zip(per_sink) {
+            let (sender, receiver) = sync_channel(CHANNEL_CHUNKS);
+            senders.push(sender);
+            let oldest = Arc::new(Mutex::new(None::<Instant>));
+            let metrics = ShipMetrics::new(registry, target.protocol);
+            let labels = [("sink", target.protocol.name())];
+            {
+                let (received, acknowledged) = (received.clone(), acknowledged.clone());
+                registry.gauge_fn(
+                    "log_aggregator_ship_lag_bytes",
+                    "Bytes of rendered lines taken for shipping and not yet acknowledged (the output pipe holds at most 512 KiB more; the files the rest).",
+                    &labels,
+                    move || {
+                        received
+                            .load(Ordering::Acquire)
+                            .saturating_sub(acknowledged.load(Ordering::Acquire))
+                            as f64
+                    },
+                );
+            }
+            {
+                let oldest = oldest.clone();
+                registry.gauge_fn(
+                    "log_aggregator_ship_lag_seconds",
+                    "How long the oldest line taken for shipping has waited for its acknowledgement (0 when none waits).",
+                    &labels,
+                    move || {
+                        oldest
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .map_or(0.0, |at| at.elapsed().as_secs_f64())
+                    },
+                );
+            }
+            let worker = Worker {
+                rfc5424: Rfc5424::new(&config.syslog),
+                target: target.clone(),
+                config: config.clone(),
+                receiver,
+                metrics,
+                acknowledged,
+                acks: acks.clone(),
+                received_total: 0,
+                arrivals: VecDeque::new(),
+                oldest,
+                pending: Vec::new(),
+                closed: false,
+                first_line_at: None,
+                connection: None,
+                connected_once: false,
+                failures: 0,
+                // Odd, and different per sink.
+                rng: seed().wrapping_add(2 * senders.len() as u64),
+            };
+            thread::Builder::new()
+                .name(format!("ship-{}", target.protocol.name()))
+                .spawn(move || worker.run())?;
+        }
         Ok(Self {
-            sender: Some(sender),
-            acknowledged,
+            sender: Some(senders),
+            acks,
             received,
         })
     }
@@ -247,27 +348,30 @@ impl Shipper {
         let received = self.received.clone();
         self.sender
             .take()
-            .map(|sender| ShipWriter { sender, received })
+            .map(|senders| ShipWriter { senders, received })
     }
 
-    /// Bytes acknowledged so far.
+    /// Bytes acknowledged so far by every sink.
     pub fn acknowledged(&self) -> u64 {
-        self.acknowledged.load(Ordering::Acquire)
+        self.acks.least()
     }
 }
 
-/// The output pipe's sink when shipping: hands each chunk to the shipper,
-/// blocking while it has no room (that is the back-pressure).
+/// The output pipe's sink when shipping: hands each chunk to every sink,
+/// blocking while one has no room (that is the back-pressure).
 pub struct ShipWriter {
-    sender: SyncSender<Vec<u8>>,
+    senders: Vec<SyncSender<Arc<[u8]>>>,
     received: Arc<AtomicU64>,
 }
 
 impl Write for ShipWriter {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.sender
-            .send(bytes.to_vec())
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the shipper stopped"))?;
+        let chunk: Arc<[u8]> = Arc::from(bytes);
+        for sender in &self.senders {
+            sender
+                .send(chunk.clone())
+                .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "a shipper stopped"))?;
+        }
         self.received
             .fetch_add(bytes.len() as u64, Ordering::AcqRel);
         Ok(bytes.len())
@@ -306,13 +410,16 @@ pub fn backoff_delay(backoff: Backoff, failures: u32, random: u64) -> Duration {
     Duration::from_millis(random % (ceiling + 1))
 }
 
+/// One sink's thread.
 struct Worker {
+    target: SinkTarget,
     config: ShipConfig,
     rfc5424: Rfc5424,
-    receiver: Receiver<Vec<u8>>,
+    receiver: Receiver<Arc<[u8]>>,
     metrics: ShipMetrics,
+    /// This sink's total of bytes acknowledged.
     acknowledged: Arc<AtomicU64>,
-    on_ack: OnAck,
+    acks: Arc<Acks>,
     /// Bytes received so far, and when each chunk not yet acknowledged
     /// arrived (its end in that count): the lag in seconds.
     received_total: u64,
@@ -365,7 +472,7 @@ impl Worker {
             }
             *self.oldest.lock().unwrap_or_else(PoisonError::into_inner) =
                 self.arrivals.front().map(|(_, at)| *at);
-            (self.on_ack)(total);
+            self.acks.report();
         }
     }
 
@@ -432,15 +539,27 @@ impl Worker {
     fn render(&self, messages: &mut Messages, bytes: usize) {
         messages.clear();
         let timestamp = timestamp_now();
+        let waited = self.first_line_at.map_or(Duration::ZERO, |at| at.elapsed());
+        messages.observed_unix_nano = std::time::SystemTime::now()
+            .checked_sub(waited)
+            .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |since| since.as_nanos() as u64);
         // `bytes` ends with a newline: without it, the lines split exactly.
         for line in self.pending[..bytes - 1].split(|byte| *byte == b'\n') {
-            if self.config.protocol == Protocol::Otlp {
-                // The transport builds the request from the lines.
-                messages.bytes.extend_from_slice(line);
-                messages.end();
-                continue;
+            let line = if self.target.strip_prefix {
+                otlp::split_prefixed(line).1
+            } else {
+                line
+            };
+            match self.target.protocol {
+                // The transports take the lines as they are (OTLP builds
+                // its request from the prefixed lines).
+                Protocol::Otlp | Protocol::Stdout => messages.bytes.extend_from_slice(line),
+                Protocol::SyslogTcp | Protocol::Relp => {
+                    self.rfc5424
+                        .render(&mut messages.bytes, &timestamp, &Record::line("", line));
+                }
             }
-            self.rfc5424.render(&mut messages.bytes, &timestamp, line);
             messages.end();
         }
     }
@@ -454,8 +573,12 @@ impl Worker {
                 match self.connect() {
                     Ok(connection) => self.connection = Some(connection),
                     Err(error) => {
+                        // A batch that cannot be sent because the backend
+                        // cannot be reached failed like one cut mid-send.
+                        retry = true;
+                        self.metrics.batches_failed.inc();
                         self.failed(
-                            &format!("connecting to {}: {error}", self.config.address),
+                            &format!("connecting to {}: {error}", self.target.address),
                             None,
                         );
                         continue;
@@ -473,16 +596,22 @@ impl Worker {
                     if self.failures > 0 {
                         tracing::info!(
                             "{} backend {} takes lines again",
-                            self.config.protocol.name(),
-                            self.config.address
+                            self.target.protocol.name(),
+                            self.target.address
                         );
                     }
                     self.failures = 0;
                     self.metrics.up.set(1.0);
+                    if let Some(rejected) = connection.rejected() {
+                        self.metrics.records_rejected.add(rejected);
+                    }
                     return;
                 }
                 Err(error) if error.acknowledged >= messages.len() => {
                     // All taken, and the server closes: reconnect next time.
+                    if let Some(rejected) = connection.rejected() {
+                        self.metrics.records_rejected.add(rejected);
+                    }
                     self.connection = None;
                     self.metrics.up.set(1.0);
                     return;
@@ -493,7 +622,7 @@ impl Worker {
                     self.metrics.lines_dropped.add(dropped as u64);
                     tracing::error!(
                         "{} refused {dropped} line(s) for good, dropped (never retried): {}",
-                        self.config.address,
+                        self.target.address,
                         error.error
                     );
                     return;
@@ -508,7 +637,7 @@ impl Worker {
                     self.failed(
                         &format!(
                             "sending to {}: {} ({} of {} lines of the batch acknowledged)",
-                            self.config.address,
+                            self.target.address,
                             error.error,
                             from,
                             messages.len()
@@ -521,15 +650,21 @@ impl Worker {
     }
 
     fn connect(&mut self) -> io::Result<Box<dyn Transport>> {
-        let address = &self.config.address;
+        let address = &self.target.address;
         let timeouts = self.config.timeouts;
-        let connection: Box<dyn Transport> = match self.config.protocol {
+        let connection: Box<dyn Transport> = match self.target.protocol {
+            Protocol::Stdout => Box::new(transport::StdoutLines::default()),
             Protocol::SyslogTcp => Box::new(TcpSyslog::connect(address, timeouts)?),
             Protocol::Relp => Box::new(Relp::connect(address, timeouts)?),
             Protocol::Otlp => {
                 let url = otlp::HttpUrl::parse(address)
                     .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
-                Box::new(otlp::Otlp::connect(&url, &self.config.resource, timeouts)?)
+                Box::new(otlp::Otlp::connect(
+                    &url,
+                    &self.config.resource,
+                    self.config.otlp,
+                    timeouts,
+                )?)
             }
         };
         if self.connected_once {

@@ -41,6 +41,9 @@ const RELP_MAX_ANSWER: usize = 64 * 1024;
 pub struct Messages {
     pub bytes: Vec<u8>,
     pub ends: Vec<usize>,
+    /// When the batch's first line reached the shipper (ns since the Unix
+    /// epoch): OTLP's `observed_time_unix_nano`, the same on every retry.
+    pub observed_unix_nano: u64,
 }
 
 impl Messages {
@@ -88,6 +91,40 @@ pub trait Transport: Send {
     /// Sends `messages[from..]`; `Ok` once every one is acknowledged (RELP)
     /// or taken by the kernel (TCP).
     fn send(&mut self, messages: &Messages, from: usize) -> Result<(), SendError>;
+
+    /// Records the backend refused inside requests it acknowledged since
+    /// the last call (an OTLP partial success), if any.
+    fn rejected(&mut self) -> Option<u64> {
+        None
+    }
+}
+
+/// stdout as one sink among others: each message a line; acknowledged
+/// once flushed (the same promise as the stdout-only path).
+#[derive(Default)]
+pub struct StdoutLines {
+    lines: Vec<u8>,
+}
+
+impl Transport for StdoutLines {
+    fn send(&mut self, messages: &Messages, from: usize) -> Result<(), SendError> {
+        self.lines.clear();
+        for index in from..messages.len() {
+            self.lines.extend_from_slice(messages.get(index));
+            self.lines.push(b'\n');
+        }
+        let mut stdout = io::stdout().lock();
+        stdout
+            .write_all(&self.lines)
+            .and_then(|()| stdout.flush())
+            .map_err(|error| SendError {
+                acknowledged: from,
+                unanswered: messages.len() - from,
+                error,
+                retry_after: None,
+                permanent: false,
+            })
+    }
 }
 
 /// Timeouts of connecting, writing and waiting for answers.

@@ -1,25 +1,32 @@
 """An OTLP/HTTP logs receiver for log-aggregator's tests (tests/ship_otlp.rs).
 
 Decodes every POST /v1/logs with the official definitions (PyPI
-`opentelemetry-proto`), answers 200, or on a schedule 503 and 429 with
-Retry-After, and records what it accepted:
+`opentelemetry-proto`): protobuf bodies with ParseFromString, JSON bodies
+(OTLP/HTTP JSON mapping) with google.protobuf.json_format.Parse into the
+same message, gzip first when Content-Encoding says so. Answers 200, or on
+a schedule 503 and 429 with Retry-After, and records what it accepted:
   OUT/port          the port it listens on (written once listening)
   OUT/bodies.txt    one line per accepted record: its body
   OUT/records.jsonl the first accepted request's records and resource, as JSON
-  OUT/stats.json    requests per status, rewritten after each request
+  OUT/stats.json    requests per status and per encoding, rewritten after
+                    each request
 
 usage: otlp_receiver.py OUT [EVERY_503 [EVERY_429 [EVERY_413]]]
+environment: PORT (default: any free one); PARTIAL=N answers every 2xx with a
+partial success rejecting N records
 """
 
+import gzip
 import json
 import os
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from google.protobuf.json_format import MessageToDict
+from google.protobuf.json_format import MessageToDict, MessageToJson, Parse
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
+    ExportLogsPartialSuccess,
     ExportLogsServiceResponse,
 )
 
@@ -28,7 +35,12 @@ EVERY_503 = int(sys.argv[2]) if len(sys.argv) > 2 else 0
 EVERY_429 = int(sys.argv[3]) if len(sys.argv) > 3 else 0
 EVERY_413 = int(sys.argv[4]) if len(sys.argv) > 4 else 0
 LOCK = threading.Lock()
-STATS = {"requests": 0, "200": 0, "503": 0, "429": 0, "413": 0, "400": 0, "records": 0, "refused": 0}
+PARTIAL = int(os.environ.get("PARTIAL", "0"))
+STATS = {
+    "requests": 0, "200": 0, "503": 0, "429": 0, "413": 0, "400": 0, "records": 0, "refused": 0,
+    "protobuf": 0, "json": 0, "gzip": 0,
+}
+CONTENT_TYPES = {"application/x-protobuf": "protobuf", "application/json": "json"}
 FIRST = [True]
 
 
@@ -38,9 +50,9 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def answer(self, status, body=b"", headers=()):
+    def answer(self, status, body=b"", headers=(), content_type="application/x-protobuf"):
         self.send_response(status)
-        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         for name, value in headers:
             self.send_header(name, value)
@@ -53,7 +65,8 @@ class Handler(BaseHTTPRequestHandler):
         with LOCK:
             STATS["requests"] += 1
             n = STATS["requests"]
-            if self.path != "/v1/logs" or self.headers.get("Content-Type") != "application/x-protobuf":
+            encoding = CONTENT_TYPES.get(self.headers.get("Content-Type"))
+            if self.path != "/v1/logs" or encoding is None:
                 status = 400
             elif EVERY_503 and n % EVERY_503 == 0:
                 status = 503
@@ -65,7 +78,14 @@ class Handler(BaseHTTPRequestHandler):
                 status = 200
             request = ExportLogsServiceRequest()
             try:
-                request.ParseFromString(data)
+                if self.headers.get("Content-Encoding") == "gzip":
+                    data = gzip.decompress(data)
+                    STATS["gzip"] += 1
+                if encoding == "json":
+                    Parse(data.decode("utf-8"), request)
+                else:
+                    request.ParseFromString(data)
+                STATS[encoding] += 1
             except Exception:  # noqa: BLE001 - any decoding error is a 400
                 status = 400
             if status == 413:
@@ -90,7 +110,16 @@ class Handler(BaseHTTPRequestHandler):
                 json.dump(STATS, stats)
             os.replace(os.path.join(OUT, "stats.json.tmp"), os.path.join(OUT, "stats.json"))
         if status == 200:
-            self.answer(200, ExportLogsServiceResponse().SerializeToString())
+            response = ExportLogsServiceResponse()
+            if PARTIAL:
+                response.partial_success.CopyFrom(
+                    ExportLogsPartialSuccess(rejected_log_records=PARTIAL, error_message="test partial")
+                )
+            if encoding == "json":
+                body = MessageToJson(response).encode("utf-8")
+                self.answer(200, body, content_type="application/json")
+            else:
+                self.answer(200, response.SerializeToString())
         elif status in (503, 429):
             self.answer(status, b"", [("Retry-After", "1" if status == 503 else "0")])
         elif status == 413:
@@ -99,7 +128,7 @@ class Handler(BaseHTTPRequestHandler):
             self.answer(400, b"bad request")
 
 
-server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+server = ThreadingHTTPServer(("127.0.0.1", int(os.environ.get("PORT", "0"))), Handler)
 with open(os.path.join(OUT, "port.tmp"), "w", encoding="utf-8") as port:
     port.write(str(server.server_address[1]))
 os.replace(os.path.join(OUT, "port.tmp"), os.path.join(OUT, "port"))
