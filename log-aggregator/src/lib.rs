@@ -609,17 +609,17 @@ impl Args {
         });
         let parse = self.converter(output)?;
         let otlp = self.has_sink(Sink::Otlp);
-        if parse.is_some() && otlp {
-            bail!(
-                "--sink otlp sends each line as read: --parse is for stdout, syslog-tcp and relp"
-            );
-        }
         Ok(StreamConfig {
             patterns: self.sources,
             // OTLP takes each line's path from the prefixed rendering (the
             // body is the line as read, --output does not apply; other
-            // sinks cut the prefix off again for --output plain).
-            format: if otlp { Format::Prefixed } else { output },
+            // sinks cut the prefix off again for --output plain); a
+            // record carries its path in its `file` field.
+            format: if otlp && parse.is_none() {
+                Format::Prefixed
+            } else {
+                output
+            },
             parse,
             from: match self.from {
                 From::Beginning => StartAt::Beginning,
@@ -657,7 +657,15 @@ impl Args {
             return Ok(None);
         }
         let otlp = self.has_sink(Sink::Otlp);
-        if otlp && self.output == Some(Format::Json) {
+        let records = self.parse.is_some();
+        if records && !matches!(self.output, None | Some(Format::Json)) {
+            bail!(
+                "--parse with a --sink other than stdout ships JSON records: --output json \
+                 (the default with --parse), not {:?}",
+                self.output.unwrap_or(Format::Json)
+            );
+        }
+        if otlp && !records && self.output == Some(Format::Json) {
             bail!(
                 "--output json cannot go with an otlp sink and another sink (OTLP needs each \
                  line's path; use --output plain or prefixed)"
@@ -705,6 +713,7 @@ impl Args {
                 protocol,
                 address,
                 strip_prefix: otlp
+                    && !records
                     && protocol != Protocol::Otlp
                     && self.output.unwrap_or(Format::Plain) == Format::Plain,
             });
@@ -751,6 +760,7 @@ impl Args {
                 encoding: self.otlp_encoding,
                 compression: self.otlp_compression,
             },
+            records,
             batch: BatchLimits {
                 max_lines: self.batch_max_lines,
                 max_bytes: usize::try_from(self.batch_max_bytes).unwrap_or(usize::MAX),

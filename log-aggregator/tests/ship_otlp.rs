@@ -573,3 +573,57 @@ fn stdout_and_otlp_each_get_every_line_and_positions_wait_for_both() {
         assert_eq!((lost, duplicated), (0, 0), "{what}: {report}");
     }
 }
+
+/// `--parse` with an OTLP sink: the body is the record, and its severity,
+/// time and file are the application's (from the parsed fields), as the
+/// collector's filelog receiver gives them with a parser and
+/// `severity`/`timestamp` settings.
+#[test]
+fn parsed_records_carry_their_severity_time_and_file_to_otlp() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    std::fs::write(
+        &log,
+        "<11>1 2026-11-25T14:01:13.5Z host app 7 - - disk failed\nnot syslog at all\n",
+    )
+    .unwrap();
+    let receiver = Receiver::start(&dir.path().join("receiver"), 0, 0, 0);
+    let mut command = otlp_aggregator(&receiver, &log, &dir.path().join("state"), 10);
+    command.args(["--parse", "rfc5424", "--add", "pod=web-0"]);
+    let running = spawn(command);
+    eventually("2 records", || {
+        receiver.stats()["records"].as_u64().unwrap_or(0) >= 2
+    });
+    let (status, _, output) = running.terminate();
+    assert!(status.success(), "{}", output.stderr);
+    let first: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(receiver.out.join("records.jsonl")).unwrap())
+            .unwrap();
+    let records = &first["resourceLogs"][0]["scopeLogs"][0]["logRecords"];
+    let parsed = &records[0];
+    assert_eq!(
+        parsed["severityNumber"], "SEVERITY_NUMBER_ERROR",
+        "{parsed}"
+    );
+    assert_eq!(parsed["timeUnixNano"], "1795615273500000000", "{parsed}");
+    assert_eq!(
+        attribute(&parsed["attributes"], "log.file.path"),
+        log.to_str()
+    );
+    let body: serde_json::Value =
+        serde_json::from_str(parsed["body"]["stringValue"].as_str().unwrap()).unwrap();
+    assert_eq!(body["message"], "disk failed");
+    assert_eq!(body["pod"], "web-0");
+    // A line that did not parse is shipped as the adapter keeps it, with no
+    // time or severity of its own.
+    let unparsed = &records[1];
+    assert!(unparsed.get("timeUnixNano").is_none(), "{unparsed}");
+    assert!(unparsed.get("severityNumber").is_none(), "{unparsed}");
+    assert!(
+        unparsed["body"]["stringValue"]
+            .as_str()
+            .unwrap()
+            .contains("\"parse_error\""),
+        "{unparsed}"
+    );
+}

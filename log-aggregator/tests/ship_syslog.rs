@@ -532,3 +532,45 @@ action(type="omfile" file="{}" template="h" flushOnTXEnd="on" asyncWriting="off"
         assert_eq!((lost, duplicated), (0, 0), "{what}: {report}");
     }
 }
+
+/// `--parse` with a syslog sink: PRI's severity and TIMESTAMP are the
+/// application's (from the parsed fields), as rsyslog's own parser reads
+/// them back; the MSG is the JSON record.
+#[test]
+fn parsed_records_carry_their_severity_and_time_to_rsyslog() {
+    need_rsyslog("imrelp");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    std::fs::write(
+        &log,
+        "E1125 14:01:13.250000       1 node.go:123] failed\nplain words\n",
+    )
+    .unwrap();
+    let headers = dir.path().join("headers.log");
+    let server = Rsyslog::start_with(
+        dir.path(),
+        "imrelp",
+        free_port(),
+        &format!(
+            r#"template(name="h" type="string" string="%syslogseverity-text%|%timereported:::date-rfc3339%|%msg%\n")
+action(type="omfile" file="{}" template="h" flushOnTXEnd="on" asyncWriting="off")"#,
+            headers.display()
+        ),
+    );
+    let mut command = shipping("relp", &server.address(), &log, &dir.path().join("state"));
+    command.args(["--parse", "klog"]);
+    let running = spawn(command);
+    eventually("both records at rsyslog", || lines_in(&headers) >= 2);
+    let (status, _, output) = running.terminate();
+    assert!(status.success(), "{}", output.stderr);
+    let received = std::fs::read_to_string(&headers).unwrap();
+    let lines: Vec<&str> = received.lines().collect();
+    let fields: Vec<&str> = lines[0].splitn(3, '|').collect();
+    assert_eq!(fields[0], "err", "{received}");
+    assert!(fields[1].contains("-11-25T14:01:13.25"), "{received}");
+    assert!(fields[2].contains(r#""message":"failed""#), "{received}");
+    // Unparsed: the configured severity (info) and the shipper's time.
+    let unparsed: Vec<&str> = lines[1].splitn(3, '|').collect();
+    assert_eq!(unparsed[0], "info", "{received}");
+    assert!(unparsed[2].contains("parse_error"), "{received}");
+}

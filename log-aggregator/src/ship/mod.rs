@@ -31,6 +31,7 @@
 //!   forever: the backend being down is not an error that ends following.
 
 pub mod otlp;
+pub mod parsed;
 pub mod syslog;
 pub mod transport;
 
@@ -135,6 +136,9 @@ pub struct ShipConfig {
     /// OTLP resource attributes (`k8s.pod.name`...).
     pub resource: Vec<(String, String)>,
     pub otlp: otlp::OtlpOptions,
+    /// Lines are `--parse` records (JSON objects): syslog and OTLP take
+    /// each one's severity, time and file from its fields ([`parsed`]).
+    pub records: bool,
     pub batch: BatchLimits,
     pub syslog: SyslogFields,
     pub backoff: Backoff,
@@ -556,8 +560,14 @@ impl Worker {
                 // its request from the prefixed lines).
                 Protocol::Otlp | Protocol::Stdout => messages.bytes.extend_from_slice(line),
                 Protocol::SyslogTcp | Protocol::Relp => {
+                    let mut record = Record::line("", line);
+                    if self.config.records {
+                        let parsed = parsed::fields(line);
+                        record.severity = parsed.severity;
+                        record.time_unix_nano = parsed.time_unix_nano;
+                    }
                     self.rfc5424
-                        .render(&mut messages.bytes, &timestamp, &Record::line("", line));
+                        .render(&mut messages.bytes, &timestamp, &record);
                 }
             }
             messages.end();
@@ -663,6 +673,7 @@ impl Worker {
                     &url,
                     &self.config.resource,
                     self.config.otlp,
+                    self.config.records,
                     timeouts,
                 )?)
             }

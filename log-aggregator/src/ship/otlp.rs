@@ -217,16 +217,27 @@ fn unescape(name: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The request for `messages[from..]` (each a `--output prefixed` line).
+/// The request for `messages[from..]`: each a `--output prefixed` line, or
+/// with `records` a `--parse` record (the body is the record; its file,
+/// severity and time come from its fields).
 pub fn request(
     messages: &Messages,
     from: usize,
     resource: &[(String, String)],
     observed_unix_nano: u64,
+    records: bool,
 ) -> ExportLogsServiceRequest {
     let log_records = (from..messages.len())
         .map(|index| {
-            let (path, line) = split_prefixed(messages.get(index));
+            let message = messages.get(index);
+            if records {
+                let parsed = super::parsed::fields(message);
+                let mut record = Record::line(parsed.file.as_deref().unwrap_or(""), message);
+                record.severity = parsed.severity;
+                record.time_unix_nano = parsed.time_unix_nano;
+                return log_record(&record, observed_unix_nano);
+            }
+            let (path, line) = split_prefixed(message);
             log_record(&Record::line(&path, line), observed_unix_nano)
         })
         .collect();
@@ -439,9 +450,7 @@ fn rejected_records(encoding: Encoding, body: &[u8]) -> Option<(i64, String)> {
             let message = after("\"errorMessage\"")
                 .map(|rest| rest.split('"').next().unwrap_or("").to_owned())
                 .unwrap_or_default();
-            if text.find("\"partialSuccess\"").is_none() {
-                return None;
-            }
+            text.find("\"partialSuccess\"")?;
             (rejected, message)
         }
     };
@@ -556,6 +565,8 @@ pub struct Otlp {
     url: HttpUrl,
     resource: Vec<(String, String)>,
     options: OtlpOptions,
+    /// Messages are `--parse` records, not `--output prefixed` lines.
+    records: bool,
     reader: BufReader<TcpStream>,
     writer: TcpStream,
     body: Vec<u8>,
@@ -579,6 +590,7 @@ impl Otlp {
         url: &HttpUrl,
         resource: &[(String, String)],
         options: OtlpOptions,
+        records: bool,
         timeouts: Timeouts,
     ) -> io::Result<Self> {
         let stream = connect(&url.authority, timeouts)?;
@@ -586,6 +598,7 @@ impl Otlp {
             url: url.clone(),
             resource: resource.to_vec(),
             options,
+            records,
             reader: BufReader::new(stream.try_clone()?),
             writer: stream,
             body: Vec::new(),
@@ -685,7 +698,13 @@ impl Otlp {
 
 impl Transport for Otlp {
     fn send(&mut self, messages: &Messages, from: usize) -> Result<(), SendError> {
-        let request = request(messages, from, &self.resource, messages.observed_unix_nano);
+        let request = request(
+            messages,
+            from,
+            &self.resource,
+            messages.observed_unix_nano,
+            self.records,
+        );
         self.encode(&request);
         let failed = |error: io::Error, retry_after, permanent| SendError {
             acknowledged: from,
@@ -780,7 +799,7 @@ mod tests {
             messages.end();
         }
         let resource = [("k8s.pod.name".to_owned(), "pod-1".to_owned())];
-        let request = request(&messages, 1, &resource, 42);
+        let request = request(&messages, 1, &resource, 42, false);
         let encoded = request.encode_to_vec();
         let decoded = ExportLogsServiceRequest::decode(encoded.as_slice()).unwrap();
         let logs = &decoded.resource_logs[0];
@@ -812,7 +831,7 @@ mod tests {
         messages.bytes.extend_from_slice(b"/l/a.log: say \"hi\"");
         messages.end();
         let resource = [("k8s.pod.name".to_owned(), "pod-1".to_owned())];
-        let mut request = request(&messages, 0, &resource, 1_700_000_000_000_000_001);
+        let mut request = request(&messages, 0, &resource, 1_700_000_000_000_000_001, false);
         let record = &mut request.resource_logs[0].scope_logs[0].log_records[0];
         record.severity_number = 17;
         record.time_unix_nano = 1_600_000_000_000_000_000;
