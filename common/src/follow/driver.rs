@@ -1,23 +1,46 @@
-//! The async driver: when to call [`Follower::poll_once`].
+//! The async driver: when to call [`Follower::poll_once`] (or
+//! [`Follower::poll_changed`]).
 //!
-//! A poll runs when inotify (through `notify`, watching the followed paths'
-//! parent directories non-recursively, so late creation and renames are
-//! seen) reports any change, and on every `poll_interval` tick regardless:
-//! events are hints, and the tick is what guarantees progress. Polls woken
-//! by events are at least `event_coalesce` apart (start to start): a busy
-//! writer's thousands of events per second become one poll per gap, each
-//! reading everything written meanwhile; a lone event after a quiet spell is
-//! polled at once. When the
-//! watcher cannot be created or a directory cannot be watched (inotify
-//! instances or watches exhausted, `fs.inotify.max_user_*`), we warn once,
-//! tell the sink, and carry on with the tick alone.
+//! A poll runs when inotify (watching the followed paths' parent
+//! directories non-recursively, so late creation and renames are seen)
+//! reports a change, and on a `poll_interval` tick regardless: events are
+//! hints, and the tick is what guarantees progress. On Linux, [`run`] reads
+//! inotify itself (see [`direct`]): content changes on the runtime, with no
+//! thread, so a burst of events between two polls costs one `read`; name
+//! changes on a small thread of their own, which opens a file the moment it
+//! is created, so a file created and deleted (or renamed away) before the
+//! next poll is still read ([`Follower::adopt_created`]).
+//! [`run_with_watcher`] takes a `notify` watcher instead (tests, other
+//! systems).
+//!
+//! Cost at production rates (see docs/follow-cost.md):
+//! - Polls woken by events are at least `event_coalesce` apart (start to
+//!   start), and further apart while every poll finds lines or when a poll
+//!   is costly (many files), up to [`MAX_EVENT_COALESCE`]; a lone event
+//!   after a quiet spell is polled at once. A name change (a rotation
+//!   starting) ends the pause at once; after it ([`EAGER_AFTER_NAME_CHANGE`]),
+//!   while a copytruncate is expected ([`Follower::truncation_expected`]) and
+//!   for files rotated by truncation ([`Follower::read_every_change`]),
+//!   reads are not spaced at all, so logrotate's copytruncate loses nothing.
+//! - While inotify names every change (every directory watched, no queue
+//!   overflow), a poll looks only at the files events named
+//!   ([`Follower::poll_changed`]): a file nobody wrote is neither stat'ed nor
+//!   read. A full poll comes after a name change and, as a safety net for
+//!   writes inotify cannot see (a hard link written in another directory, a
+//!   network file system written from another host), at most
+//!   [`FULL_POLL_EVERY`] apart; one that finds lines no event announced
+//!   brings full polls back to every tick until they find nothing unannounced.
+//!
+//! When the watcher cannot be created or a directory cannot be watched
+//! (inotify instances or watches exhausted, `fs.inotify.max_user_*`), we
+//! warn once, tell the sink, and carry on with full polls on the tick alone.
 //!
 //! On shutdown the files are read to their end, bounded by the drain
 //! deadline, then [`Follower::finish`] hands over incomplete last lines.
 //! `poll_once` is bounded by its read budget, and the loop yields between
 //! busy polls, so a signal is seen promptly even while catching up a big file.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::future::Future;
 use std::io;
 use std::path::PathBuf;
@@ -73,6 +96,27 @@ pub trait Sink {
 /// lose them; the rest of the time, coalescing keeps the cost low.
 pub const EAGER_AFTER_NAME_CHANGE: Duration = Duration::from_secs(1);
 
+/// While inotify names every change, the longest time between two full
+/// polls (every file re-stat'ed, globs expanded), on a tick. A full poll
+/// costs about 9 µs per file followed; GNU `tail -F` makes none while
+/// inotify works. This one catches writes inotify cannot see from the
+/// directories we watch.
+pub const FULL_POLL_EVERY: Duration = Duration::from_secs(60);
+
+/// Event-driven polls are spaced by at least this many times the last
+/// poll's duration (and `event_coalesce`), so a follower of many files
+/// spends a bounded share of a core on polling.
+const COALESCE_COST_FACTOR: u32 = 20;
+
+/// The spacing of event-driven polls grows by `event_coalesce` for every
+/// poll in a row that found lines, up to this (and with the poll's cost,
+/// see [`COALESCE_COST_FACTOR`], up to this too): a writer that never
+/// pauses costs about 33 polls a second instead of 100, each reading more,
+/// while a line still waits at most this long plus a poll. A poll that finds
+/// nothing starts again at `event_coalesce`, so a lone line after a quiet
+/// spell is read at once.
+pub const MAX_EVENT_COALESCE: Duration = Duration::from_millis(30);
+
 /// While a copytruncate is expected, how many quick reads of the copied
 /// files come between two full polls.
 const ORIGINAL_READS_PER_POLL: usize = 20;
@@ -82,6 +126,7 @@ const ORIGINAL_READS_PER_POLL: usize = 20;
 pub type WatcherFactory =
     fn(Box<dyn FnMut(notify::Result<notify::Event>) + Send>) -> notify::Result<Box<dyn Watcher>>;
 
+#[cfg(not(target_os = "linux"))]
 fn inotify_watcher(
     handler: Box<dyn FnMut(notify::Result<notify::Event>) + Send>,
 ) -> notify::Result<Box<dyn Watcher>> {
@@ -99,10 +144,17 @@ pub async fn run<S: Sink>(
     shutdown: &Shutdown,
     drain_timeout: Duration,
 ) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        let watching = Watching::direct(follower.options().force_poll, sink);
+        drive(follower, sink, shutdown, drain_timeout, watching).await
+    }
+    #[cfg(not(target_os = "linux"))]
     run_with_watcher(follower, sink, shutdown, drain_timeout, inotify_watcher).await
 }
 
 /// [`run`] with another watcher, e.g. one that fails to test the fallback.
+/// Its events name no file: every poll is a full one.
 pub async fn run_with_watcher<S: Sink>(
     follower: &mut Follower,
     sink: &mut S,
@@ -110,31 +162,121 @@ pub async fn run_with_watcher<S: Sink>(
     drain_timeout: Duration,
     make_watcher: WatcherFactory,
 ) -> io::Result<()> {
-    let wake = Arc::new(Notify::new());
-    let names_changed = Arc::new(AtomicBool::new(false));
-    let created: Created = Arc::default();
-    let mut watching = Watching::new(
-        follower.options().force_poll,
-        &wake,
-        &names_changed,
-        &created,
-        make_watcher,
-        sink,
-    );
+    let watching = Watching::new(follower.options().force_poll, make_watcher, sink);
+    drive(follower, sink, shutdown, drain_timeout, watching).await
+}
+
+async fn drive<S: Sink>(
+    follower: &mut Follower,
+    sink: &mut S,
+    shutdown: &Shutdown,
+    drain_timeout: Duration,
+    mut watching: Watching,
+) -> io::Result<()> {
     let interval = follower.options().poll_interval;
-    let gap = follower.options().event_coalesce;
+    let base_gap = follower.options().event_coalesce;
+    let busy_gap = if base_gap.is_zero() {
+        base_gap
+    } else {
+        base_gap.max(MAX_EVENT_COALESCE)
+    };
+    // Event-driven polls in a row that found lines.
+    let mut streak: u32 = 0;
+    // Whether the polls since the last wait were started by the tick, and
+    // whether they handed over anything.
+    let mut by_tick = false;
+    let mut found = false;
     let mut eager_until = Instant::now();
+    // The watched directories change only when names do (a glob match in a
+    // new directory, a directory created late): synced after full polls,
+    // not on every wake-up of a busy file.
+    let mut sync_dirs = true;
+    // Whether the next poll must look at every file, and the spacing of
+    // full polls on ticks while events name every change.
+    let mut full = true;
+    let mut full_every = FULL_POLL_EVERY.max(interval);
+    let mut last_full = Instant::now();
+    let mut settled_before = false;
+    // Lines found by a tick's full poll in files no event named.
+    let mut unannounced: Vec<PathBuf> = Vec::new();
     while !shutdown.is_requested() {
         let polled = Instant::now();
-        adopt(follower, &created);
-        let outcome = follower.poll_once(&mut |event| sink.event(event))?;
+        watching.adopt(follower);
+        let names_changed = watching.take_names_changed();
+        if names_changed {
+            eager_until = polled + EAGER_AFTER_NAME_CHANGE;
+        }
+        watching.collect();
+        let due = by_tick && polled.duration_since(last_full) >= full_every;
+        full |=
+            watching.take_overflowed() || names_changed || due || !watching.names_every_change();
+        // Whether this poll tells if events cover every file: a tick's full
+        // poll after a quiet poll, so no read left over from before, and no
+        // new name (a file renamed into place was written under another).
+        let judged = due && settled_before && !names_changed;
+        let outcome = {
+            let changed = watching.changed();
+            let mut handle = |event: Event<'_>| {
+                found = true;
+                if let Event::Line { path, .. } = &event {
+                    if judged
+                        && !changed.contains(*path)
+                        && !unannounced.iter().any(|known| known.as_path() == *path)
+                    {
+                        unannounced.push(path.to_path_buf());
+                    }
+                }
+                sink.event(event)
+            };
+            if full {
+                follower.poll_once(&mut handle)?
+            } else {
+                follower.poll_changed(changed, &mut handle)?
+            }
+        };
+        watching.clear_changed();
+        if full {
+            // Before any event is read again: a file discovered by this
+            // poll is named by the events its next writes bring.
+            watching.follow_paths(follower);
+            last_full = polled;
+            sync_dirs = true;
+            full = false;
+        }
+        if judged {
+            // A write during the poll was queued before the read that found
+            // it: what is queued now names it.
+            watching.collect();
+            let missed = unannounced
+                .iter()
+                .any(|path| !watching.changed().contains(path));
+            full_every = if missed {
+                interval
+            } else {
+                (full_every * 2).min(FULL_POLL_EVERY.max(interval))
+            };
+            unannounced.clear();
+        }
         sink.after_poll(follower)?;
+        let cost = polled.elapsed();
+        streak = if found && !by_tick {
+            streak.saturating_add(1)
+        } else {
+            0
+        };
+        let gap = (base_gap * streak.saturating_add(1))
+            .max(cost * COALESCE_COST_FACTOR)
+            .min(busy_gap)
+            .max(base_gap);
+        settled_before = outcome == PollOutcome::Idle;
         match outcome {
             PollOutcome::Busy => {
+                full = true;
                 tokio::task::yield_now().await;
                 continue;
             }
             PollOutcome::Paused => {
+                full = true;
                 tokio::select! {
                     ready = sink.ready() => ready?,
                     _ = shutdown.requested() => {}
@@ -144,6 +286,7 @@ pub async fn run_with_watcher<S: Sink>(
             PollOutcome::Idle if follower.truncation_expected() => {
                 // logrotate is copying: read the original as it grows, until
                 // it is truncated; a full poll now and then notices that.
+                full = true;
                 for _ in 0..ORIGINAL_READS_PER_POLL {
                     if follower.read_originals(&mut |event| sink.event(event))? != PollOutcome::Idle
                     {
@@ -155,74 +298,62 @@ pub async fn run_with_watcher<S: Sink>(
             }
             PollOutcome::Idle => {}
         }
-        watching.sync(follower.watched_dirs(), sink);
+        if std::mem::take(&mut sync_dirs) && watching.sync(follower, sink) {
+            // A file of a directory watched only now may have changed since
+            // the poll: no event says so, the next poll looks at every file.
+            full = true;
+        }
         sink.idle()?;
         let woken = tokio::select! {
             _ = shutdown.requested() => false,
-            _ = wake.notified() => true,
+            _ = watching.hint() => true,
             _ = tokio::time::sleep(interval) => false,
         };
-        if names_changed.swap(false, Ordering::Relaxed) {
-            eager_until = Instant::now() + EAGER_AFTER_NAME_CHANGE;
-        }
-        if woken && polled.elapsed() < gap && Instant::now() >= eager_until {
+        (by_tick, found) = (!woken, false);
+        if woken
+            && polled.elapsed() < gap
+            && Instant::now() >= eager_until
+            && !watching.names_pending()
+        {
             // A writer appending line by line makes one inotify event per
             // write: polling for each costs a stat, two reads and a stdout
             // hand-over per line. Events arriving meanwhile are coalesced
-            // into the poll after this pause (the `Notify` keeps one permit).
-            // Files rotated by copytruncate are still read at every change
-            // (only them, no glob or stat of the others): their lines
-            // written after logrotate's copy are gone at its truncation.
-            let read_each = follower.read_every_change();
-            let mut changed = read_each;
-            while changed {
-                if follower.read_truncated_before(&mut |event| sink.event(event))?
-                    == PollOutcome::Paused
-                {
-                    break;
+            // into the poll after this pause (the kernel queues them, or the
+            // `Notify` keeps one permit). The gap grows with the poll's cost
+            // (many files), within `MAX_EVENT_COALESCE`. A name change (a
+            // rotation starting) ends the pause at once.
+            if follower.read_every_change() {
+                // Files rotated by copytruncate are still read at every
+                // change (only them, no glob or stat of the others): their
+                // lines written after logrotate's copy are gone at its
+                // truncation.
+                loop {
+                    if follower.read_truncated_before(&mut |event| sink.event(event))?
+                        == PollOutcome::Paused
+                    {
+                        break;
+                    }
+                    sink.idle()?;
+                    let changed = tokio::select! {
+                        _ = shutdown.requested() => false,
+                        _ = tokio::time::sleep_until(polled + gap) => false,
+                        _ = watching.hint() => true,
+                    };
+                    if !changed || watching.names_pending() {
+                        break;
+                    }
                 }
-                sink.idle()?;
-                changed = tokio::select! {
-                    _ = shutdown.requested() => false,
-                    _ = tokio::time::sleep_until(polled + gap) => false,
-                    _ = wake.notified() => true,
-                };
-            }
-            if !read_each {
+            } else {
                 tokio::select! {
                     _ = shutdown.requested() => {}
                     _ = tokio::time::sleep_until(polled + gap) => {}
+                    _ = watching.name_hint() => {}
                 }
             }
         }
     }
-    adopt(follower, &created);
+    watching.adopt(follower);
     drain(follower, sink, Instant::now() + drain_timeout).await
-}
-
-/// Files opened when inotify reported their creation, for the follower.
-type Created = Arc<std::sync::Mutex<Vec<(PathBuf, std::fs::File)>>>;
-
-fn adopt(follower: &mut Follower, created: &Created) {
-    let files = match created.lock() {
-        Ok(mut files) => std::mem::take(&mut *files),
-        Err(_) => return,
-    };
-    for (path, file) in files {
-        follower.adopt_created(path, file);
-    }
-}
-
-/// Opens a file inotify says was just created, without blocking (a FIFO),
-/// so a file deleted before the next poll is still read.
-fn open_created(path: &std::path::Path) -> Option<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .ok()?;
-    file.metadata().ok()?.is_file().then_some(file)
 }
 
 /// Reads every file to its end, then hands over incomplete last lines, all
@@ -258,63 +389,124 @@ async fn drain<S: Sink>(
     sink.idle()
 }
 
+/// Files opened when inotify reported their creation, for the follower.
+type Created = Arc<std::sync::Mutex<Vec<(PathBuf, std::fs::File)>>>;
+
+/// Opens a file inotify says was just created, without blocking (a FIFO),
+/// so a file deleted before the next poll is still read.
+fn open_created(path: &std::path::Path) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    file.metadata().ok()?.is_file().then_some(file)
+}
+
+/// Where wake-up hints come from.
+enum Backend {
+    /// Polling only (`force_poll`, or watching failed).
+    None,
+    /// `notify`'s watcher: its own thread calls back for every event.
+    Notify {
+        watcher: Box<dyn Watcher>,
+        wake: Arc<Notify>,
+        names_changed: Arc<AtomicBool>,
+        created: Created,
+    },
+    /// inotify read by the driver itself and a thread for names: see
+    /// [`direct`].
+    #[cfg(target_os = "linux")]
+    Direct(direct::Inotify),
+}
+
 /// The inotify side: which directories are watched, and whether we fell back.
 struct Watching {
-    watcher: Option<Box<dyn Watcher>>,
+    backend: Backend,
     dirs: BTreeSet<PathBuf>,
     warned: bool,
+    /// Every wanted directory is watched (at the last sync).
+    complete: bool,
+    /// What [`Watching::changed`] is without a backend that names files.
+    no_change: HashSet<PathBuf>,
 }
 
 impl Watching {
-    fn new<S: Sink>(
-        force_poll: bool,
-        wake: &Arc<Notify>,
-        names_changed: &Arc<AtomicBool>,
-        created: &Created,
-        make_watcher: WatcherFactory,
-        sink: &mut S,
-    ) -> Self {
-        let mut watching = Self {
-            watcher: None,
+    fn none() -> Self {
+        Self {
+            backend: Backend::None,
             dirs: BTreeSet::new(),
             warned: false,
-        };
+            complete: false,
+            no_change: HashSet::new(),
+        }
+    }
+
+    fn new<S: Sink>(force_poll: bool, make_watcher: WatcherFactory, sink: &mut S) -> Self {
+        let mut watching = Self::none();
         if force_poll {
             return watching;
         }
-        let wake = wake.clone();
-        let names_changed = names_changed.clone();
-        let created = created.clone();
-        let handler = Box::new(move |event: notify::Result<notify::Event>| {
-            // Our own opens show up as access events: waking on them would
-            // make us poll in a loop.
-            if let Ok(event) = &event {
-                match event.kind {
-                    EventKind::Access(_) => return,
-                    EventKind::Create(_) => {
-                        names_changed.store(true, Ordering::Relaxed);
-                        if let Ok(mut files) = created.lock() {
-                            for path in &event.paths {
-                                if files.len() >= super::CREATED_MEMORY {
-                                    break;
-                                }
-                                if let Some(file) = open_created(path) {
-                                    files.push((path.clone(), file));
+        let wake = Arc::new(Notify::new());
+        let names_changed = Arc::new(AtomicBool::new(false));
+        let created: Created = Arc::default();
+        let handler = {
+            let wake = wake.clone();
+            let names_changed = names_changed.clone();
+            let created = created.clone();
+            Box::new(move |event: notify::Result<notify::Event>| {
+                // Our own opens show up as access events: waking on them would
+                // make us poll in a loop.
+                if let Ok(event) = &event {
+                    match event.kind {
+                        EventKind::Access(_) => return,
+                        EventKind::Create(_) => {
+                            names_changed.store(true, Ordering::Relaxed);
+                            if let Ok(mut files) = created.lock() {
+                                for path in &event.paths {
+                                    if files.len() >= super::CREATED_MEMORY {
+                                        break;
+                                    }
+                                    if let Some(file) = open_created(path) {
+                                        files.push((path.clone(), file));
+                                    }
                                 }
                             }
                         }
+                        EventKind::Remove(_)
+                        | EventKind::Modify(notify::event::ModifyKind::Name(_)) => {
+                            names_changed.store(true, Ordering::Relaxed);
+                        }
+                        _ => {}
                     }
-                    EventKind::Remove(_)
-                    | EventKind::Modify(notify::event::ModifyKind::Name(_)) => {
-                        names_changed.store(true, Ordering::Relaxed);
-                    }
-                    _ => {}
+                }
+                wake.notify_one();
+            })
+        };
+        match make_watcher(handler) {
+            Ok(watcher) => {
+                watching.backend = Backend::Notify {
+                    watcher,
+                    wake,
+                    names_changed,
+                    created,
                 }
             }
-            wake.notify_one();
-        });
-        match make_watcher(handler) {
-            Ok(watcher) => watching.watcher = Some(watcher),
+            Err(error) => watching.fall_back(&format!("cannot start inotify: {error}"), sink),
+        }
+        watching
+    }
+
+    /// Watching with inotify read by the driver and its names thread (Linux).
+    #[cfg(target_os = "linux")]
+    fn direct<S: Sink>(force_poll: bool, sink: &mut S) -> Self {
+        let mut watching = Self::none();
+        if force_poll {
+            return watching;
+        }
+        match direct::Inotify::new() {
+            Ok(inotify) => watching.backend = Backend::Direct(inotify),
             Err(error) => watching.fall_back(&format!("cannot start inotify: {error}"), sink),
         }
         watching
@@ -328,34 +520,191 @@ impl Watching {
         }
     }
 
-    /// Watches exactly `wanted` (those that exist).
-    fn sync<S: Sink>(&mut self, wanted: Vec<PathBuf>, sink: &mut S) {
-        let Some(watcher) = self.watcher.as_mut() else {
-            return;
+    /// Whether events can be relied on for every followed file: a watcher
+    /// runs and every wanted directory was watched at the last sync.
+    fn complete(&self) -> bool {
+        self.complete && !self.warned && !matches!(self.backend, Backend::None)
+    }
+
+    /// Whether [`Watching::changed`] names every file that changed since
+    /// the last poll (as far as inotify sees): [`Watching::complete`], with
+    /// events that carry names.
+    fn names_every_change(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        if let Backend::Direct(_) = &self.backend {
+            return self.complete();
+        }
+        false
+    }
+
+    /// Hands the files opened at their creation to the follower.
+    fn adopt(&mut self, follower: &mut Follower) {
+        let files = match &mut self.backend {
+            Backend::None => return,
+            Backend::Notify { created, .. } => match created.lock() {
+                Ok(mut files) => std::mem::take(&mut *files),
+                Err(_) => return,
+            },
+            #[cfg(target_os = "linux")]
+            Backend::Direct(inotify) => inotify.take_created(),
         };
-        let wanted: BTreeSet<PathBuf> = wanted.into_iter().collect();
+        for (path, file) in files {
+            follower.adopt_created(path, file);
+        }
+    }
+
+    /// Reads the content events queued so far (without waiting).
+    fn collect(&mut self) {
+        #[cfg(target_os = "linux")]
+        if let Backend::Direct(inotify) = &mut self.backend {
+            inotify.collect();
+        }
+    }
+
+    /// The followed paths events named since the last poll, and those
+    /// always read (names events cannot tell about: symbolic links).
+    fn changed(&self) -> &HashSet<PathBuf> {
+        #[cfg(target_os = "linux")]
+        if let Backend::Direct(inotify) = &self.backend {
+            return inotify.changed();
+        }
+        &self.no_change
+    }
+
+    fn clear_changed(&mut self) {
+        #[cfg(target_os = "linux")]
+        if let Backend::Direct(inotify) = &mut self.backend {
+            inotify.clear_changed();
+        }
+    }
+
+    /// Whether events were lost (the kernel's queue overflowed) or named
+    /// what no path stands for (the directory itself): a full poll is due.
+    fn take_overflowed(&mut self) -> bool {
+        #[cfg(target_os = "linux")]
+        if let Backend::Direct(inotify) = &mut self.backend {
+            return inotify.take_overflowed();
+        }
+        false
+    }
+
+    /// Completes when a watched directory changed (never without a watcher).
+    async fn hint(&mut self) {
+        match &mut self.backend {
+            Backend::None => std::future::pending().await,
+            Backend::Notify { wake, .. } => wake.notified().await,
+            #[cfg(target_os = "linux")]
+            Backend::Direct(inotify) => {
+                if inotify.changed_hint().await.is_err() {
+                    // The descriptor broke (it cannot, short of a kernel
+                    // bug): the tick carries on alone.
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    }
+
+    /// Completes when a name was created, removed or renamed (never with
+    /// `notify`, whose thread only says "something changed").
+    async fn name_hint(&mut self) {
+        match &mut self.backend {
+            #[cfg(target_os = "linux")]
+            Backend::Direct(inotify) => inotify.name_hint().await,
+            _ => std::future::pending().await,
+        }
+    }
+
+    /// Whether a name changed since the last [`Watching::take_names_changed`].
+    fn names_pending(&self) -> bool {
+        match &self.backend {
+            Backend::None => false,
+            Backend::Notify { names_changed, .. } => names_changed.load(Ordering::Relaxed),
+            #[cfg(target_os = "linux")]
+            Backend::Direct(inotify) => inotify.names_pending(),
+        }
+    }
+
+    /// Whether a name was created, removed or renamed since the last call.
+    fn take_names_changed(&mut self) -> bool {
+        match &mut self.backend {
+            Backend::None => false,
+            Backend::Notify { names_changed, .. } => names_changed.swap(false, Ordering::Relaxed),
+            #[cfg(target_os = "linux")]
+            Backend::Direct(inotify) => inotify.take_names_changed(),
+        }
+    }
+
+    /// Tells the backend which paths the follower follows now.
+    fn follow_paths(&mut self, follower: &Follower) {
+        #[cfg(target_os = "linux")]
+        if let Backend::Direct(inotify) = &mut self.backend {
+            inotify.follow_paths(follower.paths());
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = follower;
+    }
+
+    /// Watches exactly the directories the follower wants (those that
+    /// exist). Returns whether a directory was watched anew.
+    fn sync<S: Sink>(&mut self, follower: &Follower, sink: &mut S) -> bool {
+        #[cfg(target_os = "linux")]
+        if let Backend::Direct(inotify) = &mut self.backend {
+            // A directory removed (and its watch with it) is watched again
+            // when it comes back.
+            for dir in inotify.take_lost() {
+                self.dirs.remove(&dir);
+            }
+        }
+        let wanted: BTreeSet<PathBuf> = follower.watched_dirs().into_iter().collect();
         let stale: Vec<PathBuf> = self.dirs.difference(&wanted).cloned().collect();
         for dir in stale {
-            let _ = watcher.unwatch(&dir);
+            match &mut self.backend {
+                Backend::None => return false,
+                Backend::Notify { watcher, .. } => {
+                    let _ = watcher.unwatch(&dir);
+                }
+                #[cfg(target_os = "linux")]
+                Backend::Direct(inotify) => inotify.unwatch(&dir),
+            }
             self.dirs.remove(&dir);
         }
         let mut failure = None;
+        let mut missing = false;
+        let mut added = false;
         for dir in wanted {
             if self.dirs.contains(&dir) {
                 continue;
             }
-            match watcher.watch(&dir, RecursiveMode::NonRecursive) {
+            let outcome = match &mut self.backend {
+                Backend::None => return false,
+                Backend::Notify { watcher, .. } => watcher
+                    .watch(&dir, RecursiveMode::NonRecursive)
+                    .map_err(|error| (is_not_found(&error), error.to_string())),
+                #[cfg(target_os = "linux")]
+                Backend::Direct(inotify) => inotify.watch(&dir).map_err(|error| {
+                    (
+                        error.kind() == io::ErrorKind::NotFound,
+                        direct::describe(&error),
+                    )
+                }),
+            };
+            match outcome {
                 Ok(()) => {
                     self.dirs.insert(dir);
+                    added = true;
                 }
                 // Not there yet: the tick covers it, and we retry next time.
-                Err(error) if is_not_found(&error) => {}
-                Err(error) => failure = Some(format!("cannot watch {}: {error}", dir.display())),
+                Err((true, _)) => missing = true,
+                Err((false, error)) => {
+                    failure = Some(format!("cannot watch {}: {error}", dir.display()))
+                }
             }
         }
+        self.complete = !missing && failure.is_none();
         if let Some(reason) = failure {
             self.fall_back(&reason, sink);
         }
+        added
     }
 }
 
@@ -366,3 +715,6 @@ fn is_not_found(error: &notify::Error) -> bool {
         _ => false,
     }
 }
+
+#[cfg(target_os = "linux")]
+mod direct;

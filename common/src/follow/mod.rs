@@ -7,10 +7,12 @@
 //! re-stats every followed path, notices new, replaced, truncated and deleted
 //! files, reads what is available and hands each complete line to a sink.
 //! Nothing happens between two calls, so tests drive it step by step. The
-//! async driver [`run`] calls it when inotify (through `notify`) says a
-//! watched directory changed and on a periodic tick; file-change events are
-//! hints to look again, never the truth, and when watching is impossible
-//! (inotify instances or watches exhausted) the tick alone drives it.
+//! async driver [`run`] calls it when inotify says a watched directory
+//! changed and on a periodic tick; file-change events are hints to look
+//! again, never the truth, and when watching is impossible (inotify
+//! instances or watches exhausted) the tick alone drives it. When events
+//! name every change, [`Follower::poll_changed`] looks only at the files
+//! they named.
 //!
 //! # Guarantees
 //! - Identity is by content (see `source.rs`): a file's first bytes (up to
@@ -678,8 +680,75 @@ impl Follower {
     /// Errors of one file become [`NoticeKind::Unreadable`]; an `Err` is a
     /// sink error (or an I/O error reading an open file).
     pub fn poll_once(&mut self, sink: &mut SinkFn<'_>) -> io::Result<PollOutcome> {
+        self.poll(None, sink)
+    }
+
+    /// A [`Follower::poll_once`] of the followed paths `changed` holds
+    /// alone (no glob expansion, no stat or read of the others), when every
+    /// file is in a plain state: read as the newest of its name, no rotated
+    /// file being drained, no copy being resolved, no file closed or
+    /// waiting, no error, no file created unplaced. Otherwise a full poll.
+    /// For a driver that learns from inotify which files changed: a file
+    /// nobody wrote costs nothing here. Name changes (creation, rename,
+    /// deletion) need a full poll: they are not for this.
+    pub fn poll_changed(
+        &mut self,
+        changed: &std::collections::HashSet<PathBuf>,
+        sink: &mut SinkFn<'_>,
+    ) -> io::Result<PollOutcome> {
+        if self.settled() {
+            self.poll(Some(changed), sink)
+        } else {
+            self.poll(None, sink)
+        }
+    }
+
+    /// Whether every file is in the plain state [`Follower::poll_changed`]
+    /// needs, and every glob matches in a directory of its own (one whose
+    /// changes name the files that appear).
+    fn settled(&self) -> bool {
+        self.created.is_empty()
+            && self.resume.is_empty()
+            && self.cursor == 0
+            && self.waiting == 0
+            && self.globs.iter().all(|spec| {
+                spec.initial.is_none()
+                    && !has_glob_syntax(
+                        &Path::new(&spec.pattern)
+                            .parent()
+                            .unwrap_or(Path::new(""))
+                            .to_string_lossy(),
+                    )
+            })
+            && self.watches.iter().all(|watch| {
+                watch.initial.is_none()
+                    && watch.seen != Seen::Never
+                    && watch.retired.is_empty()
+                    && watch.notice.is_none()
+                    && watch.failing.is_none()
+                    && watch.orphan.is_none()
+                    && watch.parked.is_none()
+                    && !watch.waiting
+                    && !watch.reidentify
+                    && watch.current.as_ref().is_none_or(|source| {
+                        source.shadow_of.is_none()
+                            && !source.unidentified
+                            && !source.truncated
+                            && !source.older
+                    })
+            })
+    }
+
+    /// A poll of every watch, or of those whose path `only` holds.
+    fn poll(
+        &mut self,
+        only: Option<&std::collections::HashSet<PathBuf>>,
+        sink: &mut SinkFn<'_>,
+    ) -> io::Result<PollOutcome> {
         self.forgotten.clear();
-        self.discover();
+        if only.is_none() {
+            self.discover();
+        }
         self.step_done();
         let count = self.watches.len();
         let mut outcome = PollOutcome::Idle;
@@ -687,9 +756,28 @@ impl Follower {
         self.open_now = self.open_files();
         self.waiting = 0;
         self.closed_idle = 0;
+        let mut chosen: Vec<bool> = self
+            .watches
+            .iter()
+            .map(|watch| only.is_none_or(|only| only.contains(&watch.path)))
+            .collect();
         for index in 0..count {
-            self.refresh_watch(index, now)?;
+            if chosen.get(index).copied().unwrap_or(true) {
+                self.refresh_watch(index, now)?;
+            }
             self.step_done();
+        }
+        if only.is_some() && !self.settled() {
+            // A change named turned out to be a rotation (truncated or
+            // replaced): the rest of a full poll, so its copy or its new
+            // file is found as a full poll would find it.
+            self.discover();
+            for index in 0..self.watches.len() {
+                if !chosen.get(index).copied().unwrap_or(false) {
+                    self.refresh_watch(index, now)?;
+                }
+            }
+            chosen.clear();
         }
         self.resolve_shadows()?;
         self.place_created(now)?;
@@ -704,6 +792,12 @@ impl Follower {
         for step in 0..steps {
             let at = (self.cursor + step) % steps.max(1);
             let (index, older) = (at % count, at < count);
+            if !chosen.get(index).copied().unwrap_or(true) {
+                if !older {
+                    self.step_done();
+                }
+                continue;
+            }
             let read = self.read_watch(index, older, now, sink)?;
             if !older {
                 self.step_done();

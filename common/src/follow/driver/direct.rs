@@ -1,0 +1,441 @@
+//! inotify without `notify` (Linux), in two instances watching the same
+//! directories.
+//!
+//! Content changes (`IN_MODIFY`, `IN_ATTRIB`): the descriptor is registered
+//! with the runtime's reactor and read only when the driver waits or is
+//! about to poll. A writer's thousands of events per second then cost
+//! nothing between two polls: the kernel queues them (merging identical
+//! consecutive ones), and one `read` takes them all. `notify`'s watcher
+//! instead wakes its own thread for every event, which at 10k lines/s cost
+//! more CPU than the follower. The events' names tell which followed files
+//! changed, so a poll can leave the others alone
+//! ([`super::super::Follower::poll_changed`]).
+//!
+//! Name changes (create, delete, rename): a thread of their own blocks on
+//! the second instance, quiet under a busy writer. It opens each file the
+//! moment it is created or renamed into a watched directory, as a fast
+//! delete + recreate rotation may delete it again before any poll, and
+//! wakes the driver, which ends a coalescing pause at once when a rotation
+//! starts (copytruncate's copy appearing).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsStr;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use inotify::{EventMask, WatchDescriptor, WatchMask, Watches};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::Notify;
+
+use super::super::{CREATED_MEMORY, parent_dir};
+use super::open_created;
+
+/// Enough for a few hundred events per read; more just takes more reads.
+const EVENT_BUFFER_BYTES: usize = 16 * 1024;
+
+/// The names thread opens files and looks up a map: no deep calls.
+const NAMES_THREAD_STACK: usize = 64 * 1024;
+
+pub(in super::super) struct Inotify {
+    content: AsyncFd<inotify::Inotify>,
+    names: Arc<Names>,
+    /// Adds and removes the names thread's watches.
+    names_watches: Watches,
+    /// Per directory: its descriptor in `content`, then in the names instance.
+    watches: BTreeMap<PathBuf, (WatchDescriptor, WatchDescriptor)>,
+    buffer: Vec<u8>,
+    /// Followed paths by the path a content event gives (the watched
+    /// directory joined with the event's name).
+    keys: HashMap<PathBuf, Vec<PathBuf>>,
+    /// Followed paths that are symbolic links: their file's changes show
+    /// in another directory, if one is watched at all; read at every poll.
+    always: Vec<PathBuf>,
+    /// Followed paths named by content events since the last poll (and
+    /// `always`).
+    changed: HashSet<PathBuf>,
+    /// Events were lost or named no file: the next poll must be full.
+    overflowed: bool,
+}
+
+/// What the names thread shares with the driver.
+struct Names {
+    state: Mutex<NamesState>,
+    /// A name changed since the driver last looked.
+    changed: AtomicBool,
+    wake: Notify,
+    stop: AtomicBool,
+}
+
+#[derive(Default)]
+struct NamesState {
+    /// The directories of each descriptor of the names instance.
+    dirs: HashMap<WatchDescriptor, Vec<PathBuf>>,
+    /// Files opened at their creation, for the follower.
+    created: Vec<(PathBuf, std::fs::File)>,
+    /// Descriptors the kernel dropped (their directory went).
+    lost: Vec<WatchDescriptor>,
+}
+
+impl Names {
+    fn state(&self) -> MutexGuard<'_, NamesState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn content_mask() -> WatchMask {
+    WatchMask::MODIFY | WatchMask::ATTRIB | WatchMask::ONLYDIR
+}
+
+fn names_mask() -> WatchMask {
+    WatchMask::CREATE
+        | WatchMask::DELETE
+        | WatchMask::MOVED_FROM
+        | WatchMask::MOVED_TO
+        | WatchMask::DELETE_SELF
+        | WatchMask::MOVE_SELF
+        | WatchMask::ONLYDIR
+}
+
+/// `ENOSPC` from `inotify_add_watch` means the watch limit, not a full disk.
+pub(in super::super) fn describe(error: &io::Error) -> String {
+    if error.raw_os_error() == Some(libc::ENOSPC) {
+        "inotify watch limit reached (fs.inotify.max_user_watches)".to_owned()
+    } else {
+        error.to_string()
+    }
+}
+
+// `AsyncFd::new` is deprecated because an arbitrary `AsRawFd` could close
+// or swap its descriptor while registered; its replacement is `unsafe`,
+// which this workspace denies. `inotify::Inotify` owns its descriptor and
+// keeps it open until it is dropped, and the `AsyncFd` owns the `Inotify`:
+// the precondition holds.
+#[allow(deprecated)]
+fn register(inotify: inotify::Inotify) -> io::Result<AsyncFd<inotify::Inotify>> {
+    AsyncFd::new(inotify)
+}
+
+/// The names thread: blocks on the names instance until the driver stops
+/// it (it removes every watch, and the kernel's `IN_IGNORED` wakes it).
+fn watch_names(mut inotify: inotify::Inotify, names: &Names) {
+    let mut buffer = vec![0u8; EVENT_BUFFER_BYTES];
+    loop {
+        let events = match inotify.read_events_blocking(&mut buffer) {
+            Ok(events) => events,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => {
+                // Cannot happen short of a kernel bug: polls on the tick
+                // carry on, and every poll is a full one after this.
+                names.changed.store(true, Ordering::Release);
+                names.wake.notify_one();
+                return;
+            }
+        };
+        if names.stop.load(Ordering::Acquire) {
+            return;
+        }
+        let mut to_open = Vec::new();
+        let mut lost = Vec::new();
+        {
+            let state = names.state();
+            for event in events {
+                if event.mask.contains(EventMask::IGNORED) {
+                    lost.push(event.wd.clone());
+                    continue;
+                }
+                let created = event
+                    .mask
+                    .intersects(EventMask::CREATE | EventMask::MOVED_TO)
+                    && !event.mask.contains(EventMask::ISDIR);
+                if let (true, Some(name), Some(dirs)) =
+                    (created, event.name, state.dirs.get(&event.wd))
+                {
+                    to_open.extend(dirs.iter().map(|dir| dir.join(name)));
+                }
+            }
+        }
+        let opened: Vec<_> = to_open
+            .into_iter()
+            .take(CREATED_MEMORY)
+            .filter_map(|path| Some((open_created(&path)?, path)))
+            .collect();
+        {
+            let mut state = names.state();
+            for (file, path) in opened {
+                if state.created.len() < CREATED_MEMORY {
+                    state.created.push((path, file));
+                }
+            }
+            state.lost.extend(lost);
+        }
+        names.changed.store(true, Ordering::Release);
+        names.wake.notify_one();
+    }
+}
+
+/// Notes one content event: the followed paths it names, or that a full
+/// poll is due (lost events, or a change of the directory itself).
+fn note(
+    mask: EventMask,
+    wd: &WatchDescriptor,
+    name: Option<&OsStr>,
+    watches: &BTreeMap<PathBuf, (WatchDescriptor, WatchDescriptor)>,
+    keys: &HashMap<PathBuf, Vec<PathBuf>>,
+    changed: &mut HashSet<PathBuf>,
+    overflowed: &mut bool,
+) {
+    if mask.contains(EventMask::IGNORED) {
+        return;
+    }
+    let Some(name) = name.filter(|_| !mask.contains(EventMask::Q_OVERFLOW)) else {
+        *overflowed = true;
+        return;
+    };
+    for (dir, _) in watches.iter().filter(|(_, (content, _))| content == wd) {
+        if let Some(paths) = keys.get(&dir.join(name)) {
+            for path in paths {
+                if !changed.contains(path) {
+                    changed.insert(path.clone());
+                }
+            }
+        }
+    }
+}
+
+impl Inotify {
+    pub(in super::super) fn new() -> io::Result<Self> {
+        let content = register(inotify::Inotify::init()?)?;
+        let names_inotify = inotify::Inotify::init()?;
+        let names_watches = names_inotify.watches();
+        let names = Arc::new(Names {
+            state: Mutex::default(),
+            changed: AtomicBool::new(false),
+            wake: Notify::new(),
+            stop: AtomicBool::new(false),
+        });
+        let shared = names.clone();
+        std::thread::Builder::new()
+            .name("follow-names".to_owned())
+            .stack_size(NAMES_THREAD_STACK)
+            .spawn(move || watch_names(names_inotify, &shared))?;
+        Ok(Self {
+            content,
+            names,
+            names_watches,
+            watches: BTreeMap::new(),
+            buffer: vec![0; EVENT_BUFFER_BYTES],
+            keys: HashMap::new(),
+            always: Vec::new(),
+            changed: HashSet::new(),
+            overflowed: false,
+        })
+    }
+
+    pub(in super::super) fn watch(&mut self, dir: &Path) -> io::Result<()> {
+        let content = self.content.get_mut().watches().add(dir, content_mask())?;
+        // Locked while added, so the thread knows the directory of any
+        // event the new descriptor brings.
+        let mut state = self.names.state();
+        let names = match self.names_watches.add(dir, names_mask()) {
+            Ok(names) => names,
+            Err(error) => {
+                if !self.watches.values().any(|other| other.0 == content) {
+                    let _ = self.content.get_mut().watches().remove(content);
+                }
+                return Err(error);
+            }
+        };
+        state
+            .dirs
+            .entry(names.clone())
+            .or_default()
+            .push(dir.to_owned());
+        drop(state);
+        self.watches.insert(dir.to_owned(), (content, names));
+        Ok(())
+    }
+
+    pub(in super::super) fn unwatch(&mut self, dir: &Path) {
+        if let Some((content, names)) = self.watches.remove(dir) {
+            // Two names of one directory share a descriptor.
+            if !self.watches.values().any(|other| other.0 == content) {
+                let _ = self.content.get_mut().watches().remove(content);
+            }
+            let mut state = self.names.state();
+            if let Some(dirs) = state.dirs.get_mut(&names) {
+                dirs.retain(|other| other != dir);
+                if dirs.is_empty() {
+                    state.dirs.remove(&names);
+                }
+            }
+            drop(state);
+            if !self.watches.values().any(|other| other.1 == names) {
+                let _ = self.names_watches.remove(names);
+            }
+        }
+    }
+
+    /// Which paths the follower follows now: how content events name them.
+    pub(in super::super) fn follow_paths(&mut self, paths: Vec<&Path>) {
+        self.keys.clear();
+        self.always.clear();
+        for path in paths {
+            let linked =
+                std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_symlink());
+            match path.file_name() {
+                Some(name) if !linked => self
+                    .keys
+                    .entry(parent_dir(path).join(name))
+                    .or_default()
+                    .push(path.to_owned()),
+                _ => self.always.push(path.to_owned()),
+            }
+        }
+        self.changed.extend(self.always.iter().cloned());
+    }
+
+    pub(in super::super) fn changed(&self) -> &HashSet<PathBuf> {
+        &self.changed
+    }
+
+    pub(in super::super) fn clear_changed(&mut self) {
+        self.changed.clear();
+        self.changed.extend(self.always.iter().cloned());
+    }
+
+    pub(in super::super) fn take_overflowed(&mut self) -> bool {
+        std::mem::take(&mut self.overflowed)
+    }
+
+    pub(in super::super) fn take_created(&mut self) -> Vec<(PathBuf, std::fs::File)> {
+        std::mem::take(&mut self.names.state().created)
+    }
+
+    pub(in super::super) fn names_pending(&self) -> bool {
+        self.names.changed.load(Ordering::Acquire)
+    }
+
+    pub(in super::super) fn take_names_changed(&mut self) -> bool {
+        self.names.changed.swap(false, Ordering::AcqRel)
+    }
+
+    /// Directories whose watch the kernel dropped (deleted, unmounted),
+    /// now unwatched, to be watched again when they come back.
+    pub(in super::super) fn take_lost(&mut self) -> Vec<PathBuf> {
+        let lost = std::mem::take(&mut self.names.state().lost);
+        let dirs: Vec<PathBuf> = self
+            .watches
+            .iter()
+            .filter(|(_, (_, names))| lost.contains(names))
+            .map(|(dir, _)| dir.clone())
+            .collect();
+        for dir in &dirs {
+            self.unwatch(dir);
+        }
+        dirs
+    }
+
+    /// Reads the content events queued now, without waiting.
+    pub(in super::super) fn collect(&mut self) {
+        let Self {
+            content,
+            buffer,
+            watches,
+            keys,
+            changed,
+            overflowed,
+            ..
+        } = self;
+        loop {
+            match content.get_mut().read_events(buffer) {
+                Ok(events) => {
+                    for event in events {
+                        note(
+                            event.mask, &event.wd, event.name, watches, keys, changed, overflowed,
+                        );
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                // `WouldBlock`: all read. Another error cannot happen short
+                // of a kernel bug; the next wait reports it.
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Completes once content events were read (all queued), or a name
+    /// changed.
+    pub(in super::super) async fn changed_hint(&mut self) -> io::Result<()> {
+        let Self {
+            content,
+            names,
+            buffer,
+            watches,
+            keys,
+            changed,
+            overflowed,
+            ..
+        } = self;
+        let read = async {
+            loop {
+                let mut guard = content.readable_mut().await?;
+                let mut any = false;
+                loop {
+                    match guard.get_inner_mut().read_events(buffer) {
+                        Ok(events) => {
+                            for event in events {
+                                any = true;
+                                note(
+                                    event.mask, &event.wd, event.name, watches, keys, changed,
+                                    overflowed,
+                                );
+                            }
+                        }
+                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                            guard.clear_ready();
+                            break;
+                        }
+                        Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                        Err(error) => return Err(error),
+                    }
+                }
+                if any {
+                    return Ok(());
+                }
+            }
+        };
+        tokio::select! {
+            read = read => read,
+            () = names.wake.notified() => Ok(()),
+        }
+    }
+
+    /// Completes once a name changed.
+    pub(in super::super) async fn name_hint(&mut self) {
+        self.names.wake.notified().await;
+    }
+}
+
+impl Drop for Inotify {
+    fn drop(&mut self) {
+        self.names.stop.store(true, Ordering::Release);
+        let mut state = self.names.state();
+        let descriptors: Vec<WatchDescriptor> = state.dirs.drain().map(|(wd, _)| wd).collect();
+        drop(state);
+        for wd in descriptors {
+            let _ = self.names_watches.remove(wd);
+        }
+        // Removing a watch queues `IN_IGNORED`, which wakes the thread; with
+        // none left, one is added and removed for that.
+        for dir in ["/", "."] {
+            if let Ok(wd) = self.names_watches.add(dir, WatchMask::DELETE_SELF) {
+                let _ = self.names_watches.remove(wd);
+                break;
+            }
+        }
+    }
+}
