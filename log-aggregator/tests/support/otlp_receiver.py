@@ -13,12 +13,14 @@ a schedule 503 and 429 with Retry-After, and records what it accepted:
 
 usage: otlp_receiver.py OUT [EVERY_503 [EVERY_429 [EVERY_413]]]
 environment: PORT (default: any free one); PARTIAL=N answers every 2xx with a
-partial success rejecting N records
+partial success rejecting N records; TLS_CERT and TLS_KEY (PEM files) serve
+HTTPS
 """
 
 import gzip
 import json
 import os
+import ssl
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -129,6 +131,10 @@ class Handler(BaseHTTPRequestHandler):
 
 
 server = ThreadingHTTPServer(("127.0.0.1", int(os.environ.get("PORT", "0"))), Handler)
+if os.environ.get("TLS_CERT"):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(os.environ["TLS_CERT"], os.environ["TLS_KEY"])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
 with open(os.path.join(OUT, "port.tmp"), "w", encoding="utf-8") as port:
     port.write(str(server.server_address[1]))
 os.replace(os.path.join(OUT, "port.tmp"), os.path.join(OUT, "port"))
