@@ -660,3 +660,59 @@ fn otlp_over_https_trusts_the_ca_file_and_refuses_an_unknown_certificate() {
     let (lost, duplicated, report) = verify(&receiver.out.join("bodies.txt"), COUNT);
     assert_eq!((lost, duplicated), (0, 0), "{report}");
 }
+
+#[test]
+fn otlp_waits_as_long_as_retry_after_says_for_502_503_and_504_in_seconds_or_as_a_date() {
+    const COUNT: u64 = 300;
+    for (status, retry_after, at_least) in [(502, "2", 1.9), (503, "date:3", 2.0), (504, "2", 1.9)]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        write_lines(&log, COUNT);
+        // Every 2nd request refused with the status and its Retry-After.
+        let receiver = Receiver::start_with(
+            &dir.path().join("receiver"),
+            [2, 0, 0],
+            &[
+                ("RETRY_STATUS", status.to_string()),
+                ("RETRY_AFTER", retry_after.to_owned()),
+            ],
+        );
+        let running = spawn(otlp_aggregator(
+            &receiver,
+            &log,
+            &dir.path().join("state"),
+            100,
+        ));
+        eventually(&format!("every line through {status}s"), || {
+            receiver.stats()["records"].as_u64().unwrap_or(0) >= COUNT
+        });
+        let (exit, _, output) = running.terminate();
+        assert!(exit.success(), "{}", output.stderr);
+        let (lost, duplicated, report) = verify(&receiver.out.join("bodies.txt"), COUNT);
+        assert_eq!((lost, duplicated), (0, 0), "{report}");
+        let requests: Vec<(u16, f64)> = std::fs::read_to_string(receiver.out.join("requests.log"))
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let (status, at) = line.split_once(' ').unwrap();
+                (status.parse().unwrap(), at.parse().unwrap())
+            })
+            .collect();
+        let refused: Vec<usize> = (0..requests.len())
+            .filter(|index| requests[*index].0 == status)
+            .collect();
+        assert!(!refused.is_empty(), "{requests:?}");
+        for index in refused {
+            // The backoff alone would retry within 100 ms after a first failure.
+            let Some(next) = requests.get(index + 1) else {
+                continue;
+            };
+            let waited = next.1 - requests[index].1;
+            assert!(
+                waited >= at_least,
+                "HTTP {status} with Retry-After {retry_after}: retried after {waited:.3} s"
+            );
+        }
+    }
+}
