@@ -418,6 +418,15 @@ pub struct Args {
     )]
     pub otlp_compression: Compression,
 
+    /// OTLP over https:// (the `tls` build): the PEM certificates to trust.
+    #[arg(
+        long,
+        env = "LOG_AGGREGATOR_SHIP_CA_FILE",
+        default_value = "/etc/ssl/certs/ca-certificates.crt",
+        value_name = "PATH"
+    )]
+    pub ship_ca_file: PathBuf,
+
     /// OTLP resource attributes `KEY=VALUE`, comma-separated (repeatable),
     /// like OTEL_RESOURCE_ATTRIBUTES (also read). K8S_POD_NAME,
     /// K8S_NAMESPACE_NAME, K8S_CONTAINER_NAME, K8S_NODE_NAME, K8S_POD_UID
@@ -759,6 +768,7 @@ impl Args {
             otlp: OtlpOptions {
                 encoding: self.otlp_encoding,
                 compression: self.otlp_compression,
+                ca_file: self.ship_ca_file.clone(),
             },
             records,
             batch: BatchLimits {

@@ -583,10 +583,16 @@ impl follow::Sink for StreamSink {
 
     fn idle(&mut self) -> io::Result<()> {
         self.flush_records(false);
-        // Lines must show up promptly: hand over even a small chunk. This
-        // may exceed the pending limit by one chunk at most, since events
-        // pause as soon as the limit is reached.
-        self.pipe.hand_over(&mut self.chunk)
+        // Lines must show up promptly: hand over even a small chunk, but
+        // only while the pipe has room. A writer appending steadily makes
+        // a small read per change event, each under a chunk: handed over
+        // regardless, they would pile up in a pipe that is not draining
+        // (stdout or a backend stalled) without ever pausing the follower.
+        // Kept here, the chunk grows to a full one and pauses reading.
+        if self.pipe.has_room() {
+            self.pipe.hand_over(&mut self.chunk)?;
+        }
+        Ok(())
     }
 
     async fn ready(&mut self) -> io::Result<()> {

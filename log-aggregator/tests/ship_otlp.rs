@@ -627,3 +627,146 @@ fn parsed_records_carry_their_severity_time_and_file_to_otlp() {
         "{unparsed}"
     );
 }
+
+/// A CA and a server certificate it signed for `localhost`:
+/// (CA certificate, server certificate, server key).
+#[cfg(feature = "tls")]
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    // No argument holds a space: each command is split on spaces.
+    let openssl = |command: &str| {
+        let status = Command::new("openssl")
+            .current_dir(dir)
+            .args(command.split(' '))
+            .stderr(Stdio::null())
+            .status()
+            .expect("running openssl");
+        assert!(status.success(), "openssl {command} failed");
+    };
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    openssl(&format!(
+        "req -x509 {ec} -days 2 -subj /CN=test-ca -keyout ca.key -out ca.pem"
+    ));
+    openssl(&format!(
+        "req {ec} -subj /CN=localhost -keyout key.pem -out server.csr"
+    ));
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+         -extfile server.ext -out cert.pem",
+    );
+    (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    )
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn otlp_over_https_trusts_the_ca_file_and_refuses_an_unknown_certificate() {
+    const COUNT: u64 = 1_000;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    write_lines(&log, COUNT);
+    let (ca, cert, key) = certificates(dir.path());
+    let receiver = Receiver::start_with(
+        &dir.path().join("receiver"),
+        [0, 0, 0],
+        &[
+            ("TLS_CERT", cert.display().to_string()),
+            ("TLS_KEY", key.display().to_string()),
+        ],
+    );
+    let url = format!("https://localhost:{}", receiver.port);
+    let aggregator = |ca: &Path, state: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_log-aggregator"));
+        command
+            .env_remove("LOG_AGGREGATOR_SOURCES")
+            .args(["--follow", "--sink", &format!("otlp={url}")])
+            .args(["--ship-backoff-max", "300ms", "--drain-timeout", "1s"])
+            .arg("--ship-ca-file")
+            .arg(ca)
+            .arg("--checkpoint-dir")
+            .arg(dir.path().join(state))
+            .arg(&log);
+        command
+    };
+
+    // A CA file without the server's certificate: refused, nothing sent.
+    let other = tempfile::tempdir().unwrap();
+    let (other_ca, _, _) = certificates(other.path());
+    let refused = spawn(aggregator(&other_ca, "state-refused"));
+    refused.wait_for_stderr_containing("certificate");
+    let (status, _, _) = refused.terminate();
+    assert!(status.success());
+    assert_eq!(receiver.stats()["records"].as_u64().unwrap_or(0), 0);
+
+    let running = spawn(aggregator(&ca, "state"));
+    eventually("every line over HTTPS", || {
+        receiver.stats()["records"].as_u64().unwrap_or(0) >= COUNT
+    });
+    let (status, _, output) = running.terminate();
+    assert!(status.success(), "{}", output.stderr);
+    let (lost, duplicated, report) = verify(&receiver.out.join("bodies.txt"), COUNT);
+    assert_eq!((lost, duplicated), (0, 0), "{report}");
+}
+
+#[test]
+fn otlp_waits_as_long_as_retry_after_says_for_502_503_and_504_in_seconds_or_as_a_date() {
+    const COUNT: u64 = 300;
+    for (status, retry_after, at_least) in [(502, "2", 1.9), (503, "date:3", 2.0), (504, "2", 1.9)]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        write_lines(&log, COUNT);
+        // Every 2nd request refused with the status and its Retry-After.
+        let receiver = Receiver::start_with(
+            &dir.path().join("receiver"),
+            [2, 0, 0],
+            &[
+                ("RETRY_STATUS", status.to_string()),
+                ("RETRY_AFTER", retry_after.to_owned()),
+            ],
+        );
+        let running = spawn(otlp_aggregator(
+            &receiver,
+            &log,
+            &dir.path().join("state"),
+            100,
+        ));
+        eventually(&format!("every line through {status}s"), || {
+            receiver.stats()["records"].as_u64().unwrap_or(0) >= COUNT
+        });
+        let (exit, _, output) = running.terminate();
+        assert!(exit.success(), "{}", output.stderr);
+        let (lost, duplicated, report) = verify(&receiver.out.join("bodies.txt"), COUNT);
+        assert_eq!((lost, duplicated), (0, 0), "{report}");
+        let requests: Vec<(u16, f64)> = std::fs::read_to_string(receiver.out.join("requests.log"))
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let (status, at) = line.split_once(' ').unwrap();
+                (status.parse().unwrap(), at.parse().unwrap())
+            })
+            .collect();
+        let refused: Vec<usize> = (0..requests.len())
+            .filter(|index| requests[*index].0 == status)
+            .collect();
+        assert!(!refused.is_empty(), "{requests:?}");
+        for index in refused {
+            // The backoff alone would retry within 100 ms after a first failure.
+            let Some(next) = requests.get(index + 1) else {
+                continue;
+            };
+            let waited = next.1 - requests[index].1;
+            assert!(
+                waited >= at_least,
+                "HTTP {status} with Retry-After {retry_after}: retried after {waited:.3} s"
+            );
+        }
+    }
+}

@@ -574,3 +574,38 @@ action(type="omfile" file="{}" template="h" flushOnTXEnd="on" asyncWriting="off"
     assert_eq!(unparsed[0], "info", "{received}");
     assert!(unparsed[2].contains("parse_error"), "{received}");
 }
+
+#[test]
+fn relp_down_while_the_file_keeps_growing_keeps_memory_flat() {
+    // Lines written steadily during the outage: each write is a change
+    // event and a small read, which must pause reading like one big read
+    // does instead of piling up in the output pipe.
+    need_rsyslog("imrelp");
+    const COUNT: u64 = 200_000;
+    const GROWTH_KIB: u64 = 6 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let state = dir.path().join("state");
+    let port = free_port();
+    let running = spawn(shipping("relp", &format!("127.0.0.1:{port}"), &log, &state));
+    running.wait_for_stderr_containing("following");
+    let start = peak_rss_kib(running.pid());
+    let mut load = write_load(&log, COUNT, 40_000);
+    assert!(load.wait().unwrap().success());
+    let size = std::fs::metadata(&log).unwrap().len();
+    let peak = peak_rss_kib(running.pid());
+    let growth = peak.saturating_sub(start);
+    eprintln!(
+        "RELP down while {size} bytes were written at 40k lines/s: RSS {start} -> {peak} KiB"
+    );
+    assert!(
+        growth < GROWTH_KIB,
+        "RSS grew by {growth} KiB while a {size}-byte file was written during the outage"
+    );
+    let server = Rsyslog::start_on(dir.path(), "imrelp", port);
+    wait_for_all(&server, COUNT, &running);
+    let (status, _, output) = running.terminate();
+    assert!(status.success(), "{}", output.stderr);
+    let (lost, duplicated, report) = verify(&server.output, COUNT);
+    assert_eq!((lost, duplicated), (0, 0), "{report}");
+}

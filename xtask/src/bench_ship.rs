@@ -384,6 +384,18 @@ fn outage_run(root: &Path, aggregator: &Path, outage: Duration, rate: u64) -> an
         .stderr(Stdio::null())
         .spawn()?;
     let pid = child.id();
+    util::wait_for_every(
+        "log-aggregator following the file",
+        Duration::from_secs(20),
+        Duration::from_millis(10),
+        || {
+            if util::has_open(pid, &log) {
+                Ok(())
+            } else {
+                Err("not open yet".to_owned())
+            }
+        },
+    )?;
     let mut file = std::fs::OpenOptions::new().append(true).open(&log)?;
     let started = Instant::now();
     let start_rss = util::proc_stats(pid, ticks)?.rss_kib;

@@ -672,7 +672,7 @@ impl Worker {
                 Box::new(otlp::Otlp::connect(
                     &url,
                     &self.config.resource,
-                    self.config.otlp,
+                    &self.config.otlp,
                     self.config.records,
                     timeouts,
                 )?)

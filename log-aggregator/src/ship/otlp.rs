@@ -28,6 +28,10 @@
 //! not written: a line has none). Either may be gzipped
 //! (`--otlp-compression gzip`, `Content-Encoding: gzip`).
 //!
+//! Transport: HTTP/1.1 over one keep-alive TCP connection; `https://`
+//! only in the `tls` build (rustls with ring, the certificates of
+//! `--ship-ca-file`), which the default image leaves out for its size.
+//!
 //! Delivery (<https://opentelemetry.io/docs/specs/otlp/#failures-1>):
 //! 2xx acknowledges the whole batch (a partial success is logged: the
 //! server took the request and will not take the rejected records again);
@@ -65,11 +69,27 @@ pub enum Compression {
 }
 
 /// The OTLP sink's options.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OtlpOptions {
     pub encoding: Encoding,
     pub compression: Compression,
+    /// PEM certificates trusted for `https://` (the `tls` build).
+    pub ca_file: std::path::PathBuf,
 }
+
+/// What an HTTP connection reads and writes: TCP, or TLS over it.
+#[cfg(feature = "tls")]
+pub trait Stream: Read + Write + Send {}
+
+#[cfg(feature = "tls")]
+impl<T: Read + Write + Send> Stream for T {}
+
+/// The connection: TCP, or either TCP or TLS in the `tls` build (the
+/// default build keeps the concrete type: no dynamic dispatch to link).
+#[cfg(feature = "tls")]
+type Connection = Box<dyn Stream>;
+#[cfg(not(feature = "tls"))]
+type Connection = TcpStream;
 
 /// `opentelemetry.proto.collector.logs.v1.ExportLogsServiceRequest`.
 #[derive(Clone, PartialEq, Message)]
@@ -370,9 +390,9 @@ pub fn to_json(request: &ExportLogsServiceRequest, out: &mut Vec<u8>) {
 }
 
 /// Appends `data` as one gzip member (RFC 1952): the header, raw DEFLATE
-/// at level 1 (miniz_oxide), CRC-32 and length. Not flate2's encoder: its
-/// stream wrapper and crc32fast's 16 KiB of slicing tables cost ~20 kB of
-/// image for batches this small.
+/// at level 1 (miniz_oxide), CRC-32 and length. Not flate2's encoder:
+/// its stream wrapper and crc32fast's slicing tables are image bytes that
+/// batches this small do not need.
 fn gzip(out: &mut Vec<u8>, data: &[u8]) {
     // Magic, DEFLATE, no flags, no mtime, no extra flags, OS unknown.
     out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
@@ -425,6 +445,47 @@ fn base64(out: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
+/// TLS over `stream` to `authority`'s host, trusting the certificates in
+/// `ca_file` (rustls with ring; the `tls` build).
+#[cfg(feature = "tls")]
+fn tls_client(
+    stream: TcpStream,
+    authority: &str,
+    ca_file: &std::path::Path,
+) -> io::Result<Box<dyn Stream>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use std::sync::Arc;
+    let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
+    let mut roots = rustls::RootCertStore::empty();
+    let certificates = CertificateDer::pem_file_iter(ca_file)
+        .map_err(|error| invalid(format!("reading {}: {error}", ca_file.display())))?;
+    for certificate in certificates {
+        let certificate = certificate
+            .map_err(|error| invalid(format!("reading {}: {error}", ca_file.display())))?;
+        roots
+            .add(certificate)
+            .map_err(|error| invalid(format!("{}: {error}", ca_file.display())))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|error| invalid(error.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let name = ServerName::try_from(host.to_owned())
+        .map_err(|error| invalid(format!("{host:?}: {error}")))?;
+    let connection = rustls::ClientConnection::new(Arc::new(config), name)
+        .map_err(|error| invalid(error.to_string()))?;
+    Ok(Box::new(rustls::StreamOwned::new(connection, stream)))
+}
+
 /// The records a partial success rejected, from a 2xx answer's body.
 fn rejected_records(encoding: Encoding, body: &[u8]) -> Option<(i64, String)> {
     let (rejected, message) = match encoding {
@@ -437,6 +498,9 @@ fn rejected_records(encoding: Encoding, body: &[u8]) -> Option<(i64, String)> {
         // A scan, not a JSON parser: two fields of a small answer.
         Encoding::Json => {
             let text = String::from_utf8_lossy(body);
+            if !text.contains("\"partialSuccess\"") {
+                return None;
+            }
             let after = |key: &str| {
                 let at = text.find(key)? + key.len();
                 let rest = text[at..]
@@ -450,7 +514,6 @@ fn rejected_records(encoding: Encoding, body: &[u8]) -> Option<(i64, String)> {
             let message = after("\"errorMessage\"")
                 .map(|rest| rest.split('"').next().unwrap_or("").to_owned())
                 .unwrap_or_default();
-            text.find("\"partialSuccess\"")?;
             (rejected, message)
         }
     };
@@ -525,17 +588,27 @@ fn http_date(value: &str) -> Option<jiff::Timestamp> {
 /// An `http://host:port/path` URL, split.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpUrl {
-    /// `host:port` (port 80 when none).
+    /// `host:port` (port 80, or 443 for https, when none).
     pub authority: String,
     pub path: String,
+    /// `https://`: TLS (the `tls` build only).
+    pub tls: bool,
 }
 
 impl HttpUrl {
-    /// `http://HOST[:PORT][/PATH]`; the path defaults to `/v1/logs`.
+    /// `http[s]://HOST[:PORT][/PATH]`; the path defaults to `/v1/logs`.
     pub fn parse(url: &str) -> Result<Self, String> {
-        let rest = url.strip_prefix("http://").ok_or_else(|| {
-            format!("{url:?}: only http:// URLs (TLS: a mesh sidecar, see docs/shipping.md)")
-        })?;
+        let (rest, tls) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+            (Some(rest), _) => (rest, false),
+            (_, Some(_)) if !cfg!(feature = "tls") => {
+                return Err(format!(
+                    "{url:?}: this build has no TLS: use the image built with --features tls, \
+                     or http:// to a mesh sidecar (see docs/shipping.md)"
+                ));
+            }
+            (_, Some(rest)) => (rest, true),
+            _ => return Err(format!("{url:?}: expected an http:// or https:// URL")),
+        };
         let (authority, path) = match rest.find('/') {
             Some(at) => (&rest[..at], &rest[at..]),
             None => (rest, "/v1/logs"),
@@ -548,11 +621,12 @@ impl HttpUrl {
         }) {
             authority.to_owned()
         } else {
-            format!("{authority}:80")
+            format!("{authority}:{}", if tls { 443 } else { 80 })
         };
         Ok(Self {
             authority,
             path: path.to_owned(),
+            tls,
         })
     }
 }
@@ -567,8 +641,9 @@ pub struct Otlp {
     options: OtlpOptions,
     /// Messages are `--parse` records, not `--output prefixed` lines.
     records: bool,
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    connection: BufReader<Connection>,
+    /// The server said it closes: the next batch needs a new connection.
+    closed: bool,
     body: Vec<u8>,
     /// The body before compression.
     encoded: Vec<u8>,
@@ -589,18 +664,24 @@ impl Otlp {
     pub fn connect(
         url: &HttpUrl,
         resource: &[(String, String)],
-        options: OtlpOptions,
+        options: &OtlpOptions,
         records: bool,
         timeouts: Timeouts,
     ) -> io::Result<Self> {
         let stream = connect(&url.authority, timeouts)?;
+        #[cfg(feature = "tls")]
+        let stream: Connection = if url.tls {
+            tls_client(stream, &url.authority, &options.ca_file)?
+        } else {
+            Box::new(stream)
+        };
         Ok(Self {
             url: url.clone(),
             resource: resource.to_vec(),
-            options,
+            options: options.clone(),
             records,
-            reader: BufReader::new(stream.try_clone()?),
-            writer: stream,
+            connection: BufReader::new(stream),
+            closed: false,
             body: Vec::new(),
             encoded: Vec::new(),
             rejected: 0,
@@ -638,10 +719,12 @@ impl Otlp {
             self.body.len(),
             env!("CARGO_PKG_VERSION")
         );
-        self.writer.write_all(head.as_bytes())?;
-        self.writer.write_all(&self.body)?;
+        let writer = self.connection.get_mut();
+        writer.write_all(head.as_bytes())?;
+        writer.write_all(&self.body)?;
+        writer.flush()?;
         let mut line = String::new();
-        (&mut self.reader).take(8192).read_line(&mut line)?;
+        (&mut self.connection).take(8192).read_line(&mut line)?;
         let status = line
             .split(' ')
             .nth(1)
@@ -657,7 +740,7 @@ impl Otlp {
         let mut close = false;
         loop {
             line.clear();
-            let read = (&mut self.reader).take(8192).read_line(&mut line)?;
+            let read = (&mut self.connection).take(8192).read_line(&mut line)?;
             if read == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
@@ -681,7 +764,7 @@ impl Otlp {
         match length {
             Some(length) if length <= MAX_RESPONSE_BODY => {
                 body.resize(length, 0);
-                self.reader.read_exact(&mut body)?;
+                self.connection.read_exact(&mut body)?;
             }
             // Too long, chunked or unknown: not read; the connection is
             // not reused.
@@ -713,12 +796,19 @@ impl Transport for Otlp {
             retry_after,
             permanent,
         };
-        let answer = self.post().map_err(|error| failed(error, None, false))?;
-        if answer.close {
-            // The caller reconnects on the next error; a clean close is
-            // found by the next write failing, which is retried.
-            let _ = self.writer.shutdown(std::net::Shutdown::Both);
+        if self.closed {
+            // Nothing sent: reconnect at once.
+            return Err(SendError {
+                unanswered: 0,
+                ..failed(
+                    io::Error::new(io::ErrorKind::ConnectionReset, "the server closed"),
+                    Some(Duration::ZERO),
+                    false,
+                )
+            });
         }
+        let answer = self.post().map_err(|error| failed(error, None, false))?;
+        self.closed = answer.close;
         match verdict(answer.status) {
             Verdict::Acknowledged => {
                 if let Some((rejected, message)) =
@@ -788,7 +878,14 @@ mod tests {
         let url = HttpUrl::parse("http://127.0.0.1:4318/custom/logs").unwrap();
         assert_eq!(url.authority, "127.0.0.1:4318");
         assert_eq!(url.path, "/custom/logs");
-        assert!(HttpUrl::parse("https://x").is_err());
+        assert!(HttpUrl::parse("ftp://x").is_err());
+        if cfg!(feature = "tls") {
+            let url = HttpUrl::parse("https://collector").unwrap();
+            assert_eq!((url.authority.as_str(), url.tls), ("collector:443", true));
+        } else {
+            let error = HttpUrl::parse("https://x").unwrap_err();
+            assert!(error.contains("--features tls"), "{error}");
+        }
     }
 
     #[test]

@@ -10,17 +10,25 @@ a schedule 503 and 429 with Retry-After, and records what it accepted:
   OUT/records.jsonl the first accepted request's records and resource, as JSON
   OUT/stats.json    requests per status and per encoding, rewritten after
                     each request
+  OUT/requests.log  one line per request: its status and when it came
+                    (seconds, monotonic)
 
 usage: otlp_receiver.py OUT [EVERY_503 [EVERY_429 [EVERY_413]]]
 environment: PORT (default: any free one); PARTIAL=N answers every 2xx with a
-partial success rejecting N records
+partial success rejecting N records; TLS_CERT and TLS_KEY (PEM files) serve
+HTTPS; RETRY_STATUS (default 503) is the status of the EVERY_503 schedule,
+RETRY_AFTER its Retry-After (default 1; "date:N" for an HTTP-date N seconds
+ahead)
 """
 
+import email.utils
 import gzip
 import json
 import os
+import ssl
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from google.protobuf.json_format import MessageToDict, MessageToJson, Parse
@@ -36,6 +44,8 @@ EVERY_429 = int(sys.argv[3]) if len(sys.argv) > 3 else 0
 EVERY_413 = int(sys.argv[4]) if len(sys.argv) > 4 else 0
 LOCK = threading.Lock()
 PARTIAL = int(os.environ.get("PARTIAL", "0"))
+RETRY_STATUS = int(os.environ.get("RETRY_STATUS", "503"))
+RETRY_AFTER = os.environ.get("RETRY_AFTER", "1")
 STATS = {
     "requests": 0, "200": 0, "503": 0, "429": 0, "413": 0, "400": 0, "records": 0, "refused": 0,
     "protobuf": 0, "json": 0, "gzip": 0,
@@ -69,7 +79,7 @@ class Handler(BaseHTTPRequestHandler):
             if self.path != "/v1/logs" or encoding is None:
                 status = 400
             elif EVERY_503 and n % EVERY_503 == 0:
-                status = 503
+                status = RETRY_STATUS
             elif EVERY_429 and n % EVERY_429 == 0:
                 status = 429
             elif EVERY_413 and n % EVERY_413 == 0:
@@ -105,7 +115,9 @@ class Handler(BaseHTTPRequestHandler):
                     FIRST[0] = False
                     with open(os.path.join(OUT, "records.jsonl"), "w", encoding="utf-8") as first:
                         first.write(json.dumps(MessageToDict(request)) + "\n")
-            STATS[str(status)] += 1
+            STATS[str(status)] = STATS.get(str(status), 0) + 1
+            with open(os.path.join(OUT, "requests.log"), "a", encoding="utf-8") as log:
+                log.write(f"{status} {time.monotonic():.3f}\n")
             with open(os.path.join(OUT, "stats.json.tmp"), "w", encoding="utf-8") as stats:
                 json.dump(STATS, stats)
             os.replace(os.path.join(OUT, "stats.json.tmp"), os.path.join(OUT, "stats.json"))
@@ -120,8 +132,15 @@ class Handler(BaseHTTPRequestHandler):
                 self.answer(200, body, content_type="application/json")
             else:
                 self.answer(200, response.SerializeToString())
-        elif status in (503, 429):
-            self.answer(status, b"", [("Retry-After", "1" if status == 503 else "0")])
+        elif status == RETRY_STATUS:
+            if RETRY_AFTER.startswith("date:"):
+                at = time.time() + int(RETRY_AFTER[len("date:"):])
+                retry_after = email.utils.formatdate(at, usegmt=True)
+            else:
+                retry_after = RETRY_AFTER
+            self.answer(status, b"", [("Retry-After", retry_after)])
+        elif status == 429:
+            self.answer(status, b"", [("Retry-After", "0")])
         elif status == 413:
             self.answer(413, b"too large")
         else:
@@ -129,6 +148,10 @@ class Handler(BaseHTTPRequestHandler):
 
 
 server = ThreadingHTTPServer(("127.0.0.1", int(os.environ.get("PORT", "0"))), Handler)
+if os.environ.get("TLS_CERT"):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(os.environ["TLS_CERT"], os.environ["TLS_KEY"])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
 with open(os.path.join(OUT, "port.tmp"), "w", encoding="utf-8") as port:
     port.write(str(server.server_address[1]))
 os.replace(os.path.join(OUT, "port.tmp"), os.path.join(OUT, "port"))
