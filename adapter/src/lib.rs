@@ -354,7 +354,24 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<ExitCode>
     let mut pipe = OutputPipe::spawn(std::io::stdout()).context("starting the stdout writer")?;
     let result = match config.input {
         Input::Stdin => {
-            read_stdin(&mut pipeline, &mut pipe, config.max_line_bytes, &shutdown).await
+            let stdin = tokio::io::stdin();
+            let max = config.max_line_bytes;
+            read_stream(&mut pipeline, &mut pipe, stdin, "stdin", max, &shutdown).await
+        }
+        Input::File { path, follow } if is_fifo(&path) => {
+            // A FIFO is a stream, not a file to follow by name: read like
+            // stdin, from a non-blocking open (no writer yet must not hang
+            // the process). Following keeps a write end of our own open, so
+            // writers may come and go until shutdown; without following,
+            // the end is when the last writer closes it (at once if none
+            // has it open).
+            let fifo = tokio::net::unix::pipe::OpenOptions::new()
+                .read_write(follow)
+                .open_receiver(&path)
+                .with_context(|| format!("opening FIFO {}", path.display()))?;
+            let name = path.display().to_string();
+            let max = config.max_line_bytes;
+            read_stream(&mut pipeline, &mut pipe, fifo, &name, max, &shutdown).await
         }
         Input::File { path, follow } => {
             read_file(
@@ -433,17 +450,19 @@ async fn hand_over(
         .context("writing to stdout")
 }
 
-async fn read_stdin(
+/// Converts a stream (stdin, a FIFO) until it ends or shutdown.
+async fn read_stream(
     pipeline: &mut Pipeline,
     pipe: &mut OutputPipe,
+    mut input: impl tokio::io::AsyncRead + Unpin,
+    name: &str,
     max_line_bytes: usize,
     shutdown: &Shutdown,
 ) -> anyhow::Result<()> {
-    let mut stdin = tokio::io::stdin();
     let mut splitter = LineSplitter::new(max_line_bytes);
     let mut buffer = vec![0u8; READ_CHUNK_BYTES];
     let mut year_refresh = tokio::time::interval(Duration::from_secs(3600));
-    tracing::debug!("reading stdin");
+    tracing::debug!("reading {name}");
     loop {
         let deadline = pipeline.next_deadline();
         let read = tokio::select! {
@@ -457,7 +476,7 @@ async fn read_stdin(
                 hand_over(pipeline, pipe, true, shutdown).await?;
                 continue;
             }
-            read = stdin.read(&mut buffer) => read.context("reading stdin")?,
+            read = input.read(&mut buffer) => read.with_context(|| format!("reading {name}"))?,
         };
         let now = std::time::Instant::now();
         if read == 0 {
@@ -544,6 +563,11 @@ async fn read_file(
         read_to_end(&mut follower, &mut sink, shutdown).await
     };
     result.with_context(|| format!("reading {}", path.display()))
+}
+
+fn is_fifo(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|meta| meta.file_type().is_fifo())
 }
 
 /// Refuses, as `reader` does, what cannot be read: a directory, a file that

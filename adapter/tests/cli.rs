@@ -566,3 +566,54 @@ fn a_long_line_is_cut_once_where_it_is_read_and_counted_from_stdin_and_a_file() 
     assert_eq!(String::from_utf8_lossy(&output.stdout), stdout);
     assert!(String::from_utf8_lossy(&output.stderr).contains("1 truncated"));
 }
+
+#[test]
+fn a_fifo_is_read_like_stdin_and_sigterm_ends_the_wait_for_a_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("app.fifo");
+    testkit::make_fifo(&fifo);
+    // No writer yet: it waits for one, as `cat FIFO` does, but a signal
+    // still ends it (the open does not block the runtime).
+    let mut command = adapter();
+    command
+        .args(["--from", "logfmt", "--no-follow", "--log-level", "debug"])
+        .arg(&fifo);
+    let running = spawn(command);
+    running.wait_for_stderr_containing(&format!("reading {}", fifo.display()));
+    let (status, took, output) = running.terminate();
+    assert!(status.success(), "{output:?}");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    assert_eq!(output.stdout, "");
+    // A writer with lines: read until it closes its end.
+    let mut writer = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .unwrap();
+    writer.write_all(b"a=1\nb=2\n").unwrap();
+    let mut command = adapter();
+    command.args(["--from", "logfmt", "--no-follow"]).arg(&fifo);
+    let running = spawn(command);
+    running.wait_for_stdout_containing("{\"b\":\"2\"}\n");
+    drop(writer);
+    let (status, output) = running.wait();
+    assert!(status.success());
+    assert_eq!(output.stdout, "{\"a\":\"1\"}\n{\"b\":\"2\"}\n");
+    // Followed: writers come and go until SIGTERM.
+    let mut command = adapter();
+    command.args(["--from", "logfmt"]).arg(&fifo);
+    let running = spawn(command);
+    for line in ["c=3\n", "d=4\n"] {
+        // Blocks until the adapter has the FIFO open, then writes and closes.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&fifo)
+            .unwrap()
+            .write_all(line.as_bytes())
+            .unwrap();
+    }
+    running.wait_for_stdout_containing("{\"d\":\"4\"}\n");
+    let (status, _, output) = running.terminate();
+    assert!(status.success());
+    assert_eq!(output.stdout, "{\"c\":\"3\"}\n{\"d\":\"4\"}\n");
+}

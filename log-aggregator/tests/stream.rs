@@ -501,38 +501,11 @@ fn sigterm_while_stdout_is_blocked_still_exits_within_the_drain_timeout() {
             writeln!(file, "{number}").unwrap();
         }
     }
-    let mut child = aggregator()
-        .args(["--drain-timeout", "300ms"])
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    eventually("reading to start", || {
-        std::fs::read_to_string(format!("/proc/{pid}/io"))
-            .unwrap()
-            .lines()
-            .any(|line| {
-                line.strip_prefix("rchar: ")
-                    .is_some_and(|n| n.parse::<u64>().unwrap() > 100_000)
-            })
-    });
-    let started = Instant::now();
-    testkit::send_signal(pid, libc::SIGTERM);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(started.elapsed() < Duration::from_secs(5), "did not exit");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let mut command = aggregator();
+    command.args(["--drain-timeout", "300ms"]).arg(&path);
+    let (status, took) = testkit::sigterm_with_stdout_full(command, |_| {});
     assert!(status.success(), "{status:?}");
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert!(took < Duration::from_secs(2), "took {took:?}");
 }
 
 #[test]

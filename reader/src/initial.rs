@@ -11,7 +11,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -27,15 +27,32 @@ const BLOCK_BYTES: usize = 64 * 1024;
 /// Blocks copied between two yields to the runtime (so a signal is seen).
 const BLOCKS_PER_YIELD: usize = 16;
 
-/// Prints the first lines of `path`; returns the open file and where
-/// following starts in it (`None`: the file does not exist yet).
+/// What [`print`] leaves to follow.
+pub(crate) enum Printed {
+    /// The open file, and where following starts in it.
+    At(File, u64),
+    /// The file does not exist yet.
+    Missing,
+    /// A FIFO, read until its writers closed it: nothing to follow.
+    Stream,
+}
+
+/// Prints the first lines of `path`.
 pub(crate) async fn print(
     path: &Path,
     config: &Config,
     output: &mut Output,
     shutdown: &Shutdown,
-) -> anyhow::Result<Option<(File, u64)>> {
+) -> anyhow::Result<Printed> {
     let (lines, follow) = (config.lines, config.follow);
+    // Before any open: opening a FIFO for reading blocks until a writer
+    // comes, and would block the runtime (and SIGTERM) with it.
+    if std::fs::metadata(path).is_ok_and(|meta| meta.file_type().is_fifo()) {
+        print_fifo(path, lines, output, shutdown)
+            .await
+            .with_context(|| format!("reading FIFO {}", path.display()))?;
+        return Ok(Printed::Stream);
+    }
     let file = match File::open(path) {
         Ok(file) => file,
         // Waited for like GNU `tail -F`, even when its directory is missing
@@ -44,7 +61,7 @@ pub(crate) async fn print(
         // directory once it exists.
         Err(error) if follow && error.kind() == io::ErrorKind::NotFound => {
             tracing::info!("{} does not exist yet; waiting for it", path.display());
-            return Ok(None);
+            return Ok(Printed::Missing);
         }
         Err(error) => {
             return Err(error)
@@ -72,7 +89,83 @@ pub(crate) async fn print(
     let stopped = copy(&file, start, end, output, shutdown)
         .await
         .with_context(reading)?;
-    Ok(Some((file, stopped)))
+    Ok(Printed::At(file, stopped))
+}
+
+/// A FIFO, as `tail` reads a pipe: from a non-blocking open, until its
+/// writers close it (at once when none has it open), then the last N lines
+/// (held in memory: N lines at most) or everything from line N.
+async fn print_fifo(
+    path: &Path,
+    lines: Lines,
+    output: &mut Output,
+    shutdown: &Shutdown,
+) -> io::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let mut fifo = tokio::net::unix::pipe::OpenOptions::new().open_receiver(path)?;
+    output.switch_to(path);
+    let mut block = vec![0u8; BLOCK_BYTES];
+    let mut kept = Vec::new();
+    let mut to_skip = match lines {
+        Lines::From(first) => first.saturating_sub(1),
+        Lines::Last(_) => 0,
+    };
+    loop {
+        let read = tokio::select! {
+            read = fifo.read(&mut block) => read?,
+            () = shutdown.requested() => break,
+        };
+        if read == 0 {
+            break;
+        }
+        let mut data = &block[..read];
+        while to_skip > 0 {
+            match memchr::memchr(b'\n', data) {
+                Some(newline) => {
+                    data = &data[newline + 1..];
+                    to_skip -= 1;
+                }
+                None => {
+                    data = &[];
+                    break;
+                }
+            }
+        }
+        match lines {
+            Lines::Last(n) => {
+                kept.extend_from_slice(data);
+                keep_last_lines(&mut kept, n);
+            }
+            Lines::From(_) => {
+                output.write_raw(data);
+                if output.offer()? == Flow::Pause {
+                    tokio::select! {
+                        ready = output.wait_for_room() => ready?,
+                        () = shutdown.requested() => break,
+                    }
+                }
+            }
+        }
+    }
+    output.write_raw(&kept);
+    Ok(())
+}
+
+/// Drops the front of `text` so that at most `n` lines are left (a last
+/// line without newline counts, as in `tail`).
+fn keep_last_lines(text: &mut Vec<u8>, n: u64) {
+    let mut lines = memchr::memchr_iter(b'\n', text).count() as u64;
+    if text.last().is_some_and(|byte| *byte != b'\n') {
+        lines += 1;
+    }
+    if lines <= n {
+        return;
+    }
+    let drop_lines = lines - n;
+    let cut = memchr::memchr_iter(b'\n', text)
+        .nth(usize::try_from(drop_lines - 1).unwrap_or(usize::MAX))
+        .map_or(text.len(), |newline| newline + 1);
+    text.drain(..cut);
 }
 
 /// Where line `first` (counting from 1) begins; `size` if there is none.
@@ -168,6 +261,18 @@ mod tests {
         named.write_all(text.as_bytes()).unwrap();
         let file = File::open(named.path()).unwrap();
         (named, file)
+    }
+
+    #[test]
+    fn a_streams_last_lines_are_kept_and_the_rest_dropped() {
+        let mut text = b"a\nb\nc\npart".to_vec();
+        keep_last_lines(&mut text, 2);
+        assert_eq!(text, b"c\npart");
+        let mut text = b"a\nb\n".to_vec();
+        keep_last_lines(&mut text, 5);
+        assert_eq!(text, b"a\nb\n");
+        keep_last_lines(&mut text, 0);
+        assert_eq!(text, b"");
     }
 
     #[test]

@@ -32,6 +32,7 @@ use sidecar_common::pipeline::follow_args::FollowArgs;
 use sidecar_common::pipeline::output::OutputPipe;
 use sidecar_common::shutdown::Shutdown;
 
+use crate::initial::Printed;
 use crate::output::Output;
 
 /// On SIGTERM, how long we may spend reading what is left, and then how
@@ -196,11 +197,13 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<ExitCode>
     for path in &config.files {
         match initial::print(path, &config, &mut output, &shutdown).await? {
             // The file we printed from is followed from where we stopped.
-            Some((file, offset)) => follower
+            Printed::At(file, offset) => follower
                 .add_file(path.clone(), file, offset)
                 .with_context(|| format!("reading {}", path.display()))?,
             // Missing: waited for, and read from its start.
-            None => follower.add_path(path.clone(), StartAt::Beginning),
+            Printed::Missing => follower.add_path(path.clone(), StartAt::Beginning),
+            // A FIFO was read to its end: a stream has no name to follow.
+            Printed::Stream => {}
         }
     }
     if !config.follow {

@@ -552,3 +552,39 @@ fn sigterm_while_stdout_is_full_exits_within_the_drain_deadline_in_every_mode() 
         "following: took {took:?}"
     );
 }
+
+/// Waits until process `pid` has `path` open.
+fn wait_until_open(pid: u32, path: &Path) {
+    testkit::eventually("the FIFO opened", || {
+        fs::read_dir(format!("/proc/{pid}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| fs::read_link(fd.path()).is_ok_and(|target| target == path))
+    });
+}
+
+#[test]
+fn a_fifo_is_read_until_its_writers_close_it_and_sigterm_ends_the_wait_for_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("app.fifo");
+    testkit::make_fifo(&fifo);
+    // No writer yet: it waits for one, as `tail FIFO` does, but a signal
+    // still ends it (the open does not block the runtime).
+    let running = start(&["--no-follow", s(&fifo)]);
+    wait_until_open(running.pid(), &fifo);
+    stop(running);
+    // A writer with lines: the last N once it closes its end.
+    let mut writer = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .unwrap();
+    writer.write_all(numbered(1, 5).as_bytes()).unwrap();
+    let running = start(&["--no-follow", "-n", "2", s(&fifo)]);
+    wait_until_open(running.pid(), &fifo);
+    drop(writer);
+    let (status, output) = running.wait();
+    assert_eq!(status.code(), Some(0), "{output:?}");
+    assert_eq!(output.stdout, numbered(4, 5));
+}

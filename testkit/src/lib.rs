@@ -273,6 +273,16 @@ pub fn is_watching(pid: u32) -> bool {
         })
 }
 
+/// Creates a FIFO (named pipe) at `path`, mode 0600.
+#[allow(unsafe_code)]
+pub fn make_fifo(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let name = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("no NUL in the path");
+    // SAFETY: `name` is a valid NUL-terminated string for the call's duration.
+    let result = unsafe { libc::mkfifo(name.as_ptr(), 0o600) };
+    assert_eq!(result, 0, "mkfifo {}", path.display());
+}
+
 /// Sends `signal` to `pid`.
 pub fn send_signal(pid: u32, signal: i32) {
     if let Err(error) = try_send_signal(pid, signal) {
