@@ -838,14 +838,21 @@ fn check_json_envelopes(streamed: &str) -> anyhow::Result<()> {
             })
         })
     };
+    // `--parse json --add pod=${POD_NAME}`: the app's own fields, parsed,
+    // then the file and the pod's name from the Downward API.
     for line in streamed.lines() {
         let value: Value = serde_json::from_str(line)
             .with_context(|| format!("the aggregator printed a line that is not JSON: {line:?}"))?;
         ensure!(
             is_app_file(value["file"].as_str().unwrap_or_default())
-                && value["line"].is_string()
-                && value["time"].is_string(),
-            "unexpected JSON line from the aggregator: {line}"
+                && value["seq"].is_u64()
+                && value["message"].is_string()
+                && value["time"].is_string()
+                && value["pod"]
+                    .as_str()
+                    .is_some_and(|pod| pod.starts_with(DEPLOYMENT))
+                && value.get("parse_error").is_none(),
+            "unexpected JSON line from the aggregator (a parsed record with the pod's name): {line}"
         );
     }
     Ok(())
