@@ -696,11 +696,30 @@ impl Follower {
         changed: &std::collections::HashSet<PathBuf>,
         sink: &mut SinkFn<'_>,
     ) -> io::Result<PollOutcome> {
-        if self.settled() {
+        if self.settled() && !self.rotated_among(changed) {
             self.poll(Some(changed), sink)
         } else {
             self.poll(None, sink)
         }
+    }
+
+    /// Whether a file `changed` names was replaced, removed, created or
+    /// shrunk (one stat each, before anything else is looked at): a
+    /// rotation, handled by a full poll, whose order (every name refreshed
+    /// in turn before any copy is placed) tells a copy from a new file.
+    fn rotated_among(&self, changed: &std::collections::HashSet<PathBuf>) -> bool {
+        self.watches
+            .iter()
+            .filter(|watch| changed.contains(&watch.path))
+            .any(
+                |watch| match (&watch.current, std::fs::metadata(&watch.path)) {
+                    (Some(current), Ok(meta)) => {
+                        FileId::of(&meta) != current.id || meta.len() < current.pos
+                    }
+                    (None, Ok(_)) | (Some(_), Err(_)) => true,
+                    (None, Err(_)) => false,
+                },
+            )
     }
 
     /// Whether every file is in the plain state [`Follower::poll_changed`]

@@ -13,8 +13,8 @@
 //!
 //! Name changes (create, delete, rename): a thread of their own blocks on
 //! the second instance, quiet under a busy writer. It opens each file the
-//! moment it is created or renamed into a watched directory, as a fast
-//! delete + recreate rotation may delete it again before any poll, and
+//! moment it is created in a watched directory, as a fast delete +
+//! recreate rotation may delete it again before any poll, and
 //! wakes the driver, which ends a coalescing pause at once when a rotation
 //! starts (copytruncate's copy appearing).
 
@@ -147,9 +147,9 @@ fn watch_names(mut inotify: inotify::Inotify, names: &Names) {
                     lost.push(event.wd.clone());
                     continue;
                 }
-                let created = event
-                    .mask
-                    .intersects(EventMask::CREATE | EventMask::MOVED_TO)
+                // Created only: a file renamed here was a file before
+                // (logrotate's older copies), placed by polls by its name.
+                let created = event.mask.contains(EventMask::CREATE)
                     && !event.mask.contains(EventMask::ISDIR);
                 if let (true, Some(name), Some(dirs)) =
                     (created, event.name, state.dirs.get(&event.wd))
