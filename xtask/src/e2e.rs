@@ -1036,9 +1036,14 @@ mod tests {
     }
 
     #[test]
-    fn aggregator_lines_must_be_json_envelopes_of_the_app_files() {
-        let good = "{\"file\":\"/var/log/app/app.log\",\"line\":\"x\",\"time\":\"t\"}\n";
+    fn aggregator_lines_must_be_parsed_records_of_the_app_files_with_the_pod() {
+        let good = "{\"time\":\"t\",\"message\":\"m\",\"seq\":1,\"target\":\"app\",\
+                    \"file\":\"/var/log/app/app.log\",\"pod\":\"app-with-log-sidecar-pod-0\"}\n";
         assert!(check_json_envelopes(good).is_ok());
+        assert!(check_json_envelopes(&good.replace("\"pod\"", "\"node\"")).is_err());
+        let unparsed = "{\"message\":\"x\",\"parse_error\":\"e\",\"file\":\"/var/log/app/app.log\",\
+                        \"pod\":\"app-with-log-sidecar-pod-0\"}\n";
+        assert!(check_json_envelopes(unparsed).is_err());
         assert!(check_json_envelopes("plain line\n").is_err());
         assert!(check_json_envelopes(&good.replace("app.log", "app.log.1")).is_ok());
         assert!(check_json_envelopes(&good.replace("app.log", "app.log.x")).is_err());
