@@ -113,8 +113,11 @@ impl Converter {
     }
 }
 
+/// The followed path is `file`. A parsed field of that name (klog's source
+/// file, a JSON logger's key) is kept as `source_file`, never overwritten.
 fn add_origin<'a>(record: &mut Record<'a>, origin: Origin<'a>) {
     if let Some(file) = origin.file {
+        record.rename("file", "source_file");
         record.set(Cow::Borrowed("file"), Value::from(file));
     }
     if origin.truncated {
@@ -191,5 +194,22 @@ mod tests {
         );
         assert_eq!(with_file["file"], "a.log");
         assert_eq!(with_file["truncated"], true);
+    }
+
+    #[test]
+    fn a_parsed_file_field_is_kept_as_source_file_next_to_the_followed_path() {
+        let converter = converter(FormatName::Klog, Edits::default());
+        let origin = Origin {
+            file: Some("/var/log/k.log"),
+            truncated: false,
+        };
+        let record = line(
+            &converter,
+            "E1125 14:01:13.250000       1 node.go:123] failed",
+            origin,
+        );
+        assert_eq!(record["file"], "/var/log/k.log");
+        assert_eq!(record["source_file"], "node.go");
+        assert_eq!(record["line"], 123);
     }
 }
