@@ -28,8 +28,10 @@ pub struct FollowArgs {
     #[arg(long)]
     pub poll: bool,
 
-    /// How often files are re-checked (with inotify too, as a safety net:
-    /// its events are only hints).
+    /// The tick: how often the follower wakes without an event. With
+    /// --poll every tick re-checks every file; with inotify a tick re-checks
+    /// every file at most once a minute (every tick while it finds writes
+    /// no event announced), as a safety net: events are only hints.
     #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
     pub poll_interval: Duration,
 
