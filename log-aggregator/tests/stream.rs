@@ -718,31 +718,34 @@ fn without_inotify_it_warns_once_falls_back_to_polling_and_loses_nothing() {
             .args(["--checkpoint-interval", "20ms", "--log-level", "debug"])
             .arg(&path);
         let running = spawn(command);
+        // Which of the runtime's descriptors, the driver's two inotify
+        // instances and the file is refused first varies from run to run:
+        // the limit sought is one where inotify was refused and the file is
+        // read all the same (a first read may fail and the next succeed).
+        // Too few descriptors: the runtime fails, or the file is never read;
+        // too many: inotify works. Either way, one more descriptor.
         let started = Instant::now();
-        let exited = loop {
-            if running.stdout().contains("0\n") {
+        let suitable = loop {
+            let stderr = running.stderr();
+            if stderr.contains("log-aggregator: error") || stderr.contains("panicked") {
                 break false;
             }
-            // Too few descriptors: the runtime fails (an error or a panic
-            // inside it), or the log file cannot be opened (an error notice).
-            let stderr = running.stderr();
-            if stderr.contains("log-aggregator: error")
-                || stderr.contains("panicked")
-                || stderr.contains("cannot read")
-                || started.elapsed() > DEADLINE
-            {
-                break true;
+            if running.stdout().contains("0\n") {
+                if stderr.contains("polling for changes instead") {
+                    break true;
+                }
+                if started.elapsed() > Duration::from_secs(1) {
+                    break false;
+                }
+            }
+            if started.elapsed() > Duration::from_secs(5) {
+                break false;
             }
             std::thread::sleep(Duration::from_millis(10));
         };
-        if exited {
-            continue; // One more descriptor.
+        if !suitable {
+            continue;
         }
-        let stderr = running.stderr();
-        assert!(
-            stderr.contains("polling for changes instead"),
-            "limit {limit}: started with inotify working, no fallback seen\n{stderr}"
-        );
         app.lines(99);
         std::fs::rename(&path, dir.path().join("app.log.1")).unwrap();
         app.reopen();
