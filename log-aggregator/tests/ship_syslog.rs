@@ -10,9 +10,11 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+mod support;
+
+use support::{aggregator, checkpoint_offset, verify, writer};
 use testkit::{Running, eventually, spawn};
 
 const RSYSLOGD: &str = "/usr/sbin/rsyslogd";
@@ -26,57 +28,6 @@ fn need_rsyslog(module: &str) {
         "{RSYSLOGD} or its {module} module is missing: apt-get install rsyslog rsyslog-relp \
          (or cargo xtask test --install)"
     );
-}
-
-fn aggregator() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_log-aggregator"));
-    command.env_remove("LOG_AGGREGATOR_SOURCES");
-    command.arg("--follow");
-    command
-}
-
-/// The workspace's `writer` binary, built once per test run (see tests/checkpoints.rs).
-fn writer() -> Command {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    let path = PATH.get_or_init(|| {
-        let ours = Path::new(env!("CARGO_BIN_EXE_log-aggregator"));
-        let mut build = Command::new(env!("CARGO"));
-        build.args(["build", "--quiet", "-p", "writer"]);
-        if ours.parent().is_some_and(|dir| dir.ends_with("release")) {
-            build.arg("--release");
-        }
-        let status = build.status().expect("running cargo build -p writer");
-        assert!(status.success(), "cargo build -p writer failed");
-        ours.with_file_name("writer")
-    });
-    let mut command = Command::new(path);
-    command.env_remove("WRITER_TARGETS");
-    command
-}
-
-/// `writer verify --expect count` over `captured`: (lost, duplicated, report).
-fn verify(captured: &Path, count: u64) -> (u64, u64, String) {
-    let output = writer()
-        .args(["verify", "--report", "json", "--expect"])
-        .arg(count.to_string())
-        .arg(captured)
-        .output()
-        .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|error| panic!("writer verify: {error}: {output:?}"));
-    let target = &report["targets"][0];
-    (
-        target["lost"].as_u64().unwrap(),
-        target["duplicated"].as_u64().unwrap(),
-        report.to_string(),
-    )
-}
-
-/// The saved offset of the one file followed.
-fn checkpoint_offset(dir: &Path) -> Option<u64> {
-    let text = std::fs::read_to_string(dir.join("checkpoints.json")).ok()?;
-    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
-    value["files"][0]["offset"].as_u64()
 }
 
 /// A port free now on 127.0.0.1.
