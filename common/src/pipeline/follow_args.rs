@@ -83,6 +83,26 @@ impl FollowArgs {
         })
     }
 
+    /// The follow flags of `command` whose environment variable is not
+    /// `PREFIX` + suffix, as `(flag id, its variable)`: empty when
+    /// [`FollowArgs::with_env`] named them all (each binary's test).
+    pub fn env_mismatches(
+        command: &clap::Command,
+        prefix: &str,
+    ) -> Vec<(&'static str, Option<String>)> {
+        FLAGS
+            .iter()
+            .filter_map(|(id, suffix)| {
+                let env = command
+                    .get_arguments()
+                    .find(|arg| arg.get_id() == id)
+                    .and_then(|arg| arg.get_env())
+                    .map(|name| name.to_string_lossy().into_owned());
+                (env.as_deref() != Some(format!("{prefix}{suffix}").as_str())).then_some((*id, env))
+            })
+            .collect()
+    }
+
     /// The one validation, and the mapping to the follower's options.
     /// `split_long_lines`: whether this output passes bytes through.
     pub fn options(&self, split_long_lines: bool) -> Result<FollowOptions, FollowArgsError> {
@@ -134,16 +154,12 @@ mod tests {
     #[test]
     fn every_flag_has_an_environment_variable_under_the_binarys_prefix() {
         let command = FollowArgs::with_env(Args::command(), "READER_");
-        for (id, suffix) in FLAGS {
-            let arg = command
-                .get_arguments()
-                .find(|arg| arg.get_id() == id)
-                .unwrap_or_else(|| panic!("no flag {id}"));
-            assert_eq!(
-                arg.get_env().and_then(|name| name.to_str()),
-                Some(format!("READER_{suffix}").as_str())
-            );
-        }
+        assert_eq!(FollowArgs::env_mismatches(&command, "READER_"), []);
+        let other = FollowArgs::env_mismatches(&command, "ADAPTER_");
+        assert_eq!(other.len(), FLAGS.len());
+        assert_eq!(other[0], ("poll", Some("READER_POLL".to_owned())));
+        let bare = FollowArgs::env_mismatches(&Args::command(), "READER_");
+        assert!(bare.iter().all(|(_, env)| env.is_none()), "{bare:?}");
     }
 
     #[test]
