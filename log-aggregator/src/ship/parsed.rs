@@ -4,20 +4,18 @@
 //! `severity_number` and `time_unix_nano` are the application's, not the
 //! shipper's.
 
-use std::borrow::Cow;
-
 use serde_json::{Map, Value};
 
 /// The fields a sink uses, each absent when the record lacks it or it does
 /// not read as one (the record is shipped all the same).
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Parsed<'a> {
+pub struct Parsed {
     /// OpenTelemetry SeverityNumber (1..=24).
     pub severity: Option<u8>,
     /// Nanoseconds since the Unix epoch.
     pub time_unix_nano: Option<u64>,
     /// The followed path (`file`).
-    pub file: Option<Cow<'a, str>>,
+    pub file: Option<String>,
 }
 
 /// Field names tried in order: the parsers' own (`severity` from syslog,
@@ -26,7 +24,7 @@ pub struct Parsed<'a> {
 const SEVERITY_FIELDS: [&str; 3] = ["severity", "level", "lvl"];
 const TIME_FIELDS: [&str; 3] = ["timestamp", "time", "ts"];
 
-pub fn fields(line: &[u8]) -> Parsed<'static> {
+pub fn fields(line: &[u8]) -> Parsed {
     let Ok(record) = serde_json::from_slice::<Map<String, Value>>(line) else {
         return Parsed::default();
     };
@@ -44,7 +42,7 @@ pub fn fields(line: &[u8]) -> Parsed<'static> {
         file: record
             .get("file")
             .and_then(Value::as_str)
-            .map(|file| Cow::Owned(file.to_owned())),
+            .map(str::to_owned),
     }
 }
 
