@@ -252,6 +252,32 @@ fn relp_loses_nothing_when_rsyslog_is_killed_and_restarted_twice() {
     assert!(duplicated <= 2 * 128, "{report}");
 }
 
+/// Ships `count` lines written at 20k lines/s through `sink`, SIGKILLing
+/// the aggregator `kills` times at even points of rsyslog's file and
+/// starting it again with the same checkpoint directory; returns when the
+/// writer is done (the last aggregator is the caller's to start).
+fn kill_mid_stream(
+    sink: &str,
+    server: &Rsyslog,
+    log: &Path,
+    state: &Path,
+    count: u64,
+    kills: usize,
+) {
+    let mut load = write_load(log, count, 20_000);
+    for round in 1..=kills {
+        let running = spawn(shipping(sink, &server.address(), log, state));
+        let at = round * count as usize / (kills + 1);
+        eventually(&format!("{at} lines at rsyslog"), || {
+            lines_in(&server.output) >= at
+        });
+        running.signal(libc::SIGKILL);
+        let (status, _) = running.wait();
+        assert!(!status.success());
+    }
+    assert!(load.wait().unwrap().success());
+}
+
 #[test]
 fn relp_loses_nothing_when_the_aggregator_is_killed_mid_stream() {
     need_rsyslog("imrelp");
@@ -261,18 +287,7 @@ fn relp_loses_nothing_when_the_aggregator_is_killed_mid_stream() {
     let log = dir.path().join("app.log");
     let state = dir.path().join("state");
     let server = Rsyslog::start(dir.path(), "imrelp");
-    let mut load = write_load(&log, COUNT, 20_000);
-    for round in 1..=KILLS {
-        let running = spawn(shipping("relp", &server.address(), &log, &state));
-        let at = round * COUNT as usize / (KILLS + 1);
-        eventually(&format!("{at} lines at rsyslog"), || {
-            lines_in(&server.output) >= at
-        });
-        running.signal(libc::SIGKILL);
-        let (status, _) = running.wait();
-        assert!(!status.success());
-    }
-    assert!(load.wait().unwrap().success());
+    kill_mid_stream("relp", &server, &log, &state, COUNT, KILLS);
     let running = spawn(shipping("relp", &server.address(), &log, &state));
     wait_for_all(&server, COUNT, &running);
     let (status, _, output) = running.terminate();
@@ -403,18 +418,7 @@ fn syslog_tcp_loses_nothing_when_the_aggregator_is_killed_mid_stream() {
     let log = dir.path().join("app.log");
     let state = dir.path().join("state");
     let server = Rsyslog::start(dir.path(), "imtcp");
-    let mut load = write_load(&log, COUNT, 20_000);
-    for round in 1..=KILLS {
-        let running = spawn(shipping("syslog-tcp", &server.address(), &log, &state));
-        let at = round * COUNT as usize / (KILLS + 1);
-        eventually(&format!("{at} lines at rsyslog"), || {
-            lines_in(&server.output) >= at
-        });
-        running.signal(libc::SIGKILL);
-        let (status, _) = running.wait();
-        assert!(!status.success());
-    }
-    assert!(load.wait().unwrap().success());
+    kill_mid_stream("syslog-tcp", &server, &log, &state, COUNT, KILLS);
     let running = spawn(shipping("syslog-tcp", &server.address(), &log, &state));
     let size = std::fs::metadata(&log).unwrap().len();
     eventually("every line written to rsyslog", || {
