@@ -1306,10 +1306,13 @@ impl Follower {
                 continue;
             };
             if other != index && parked.checkpoint.id == source.id {
-                let offset = match parked.checkpoint.mark() {
-                    Some(mark) => source.continues_mark(&mark)?,
-                    None => Some(0),
+                // Closed before anything was read from it: nothing to tell
+                // it by, and a new file may have its inode number (a copy,
+                // placed by its content next).
+                let Some(mark) = parked.checkpoint.mark() else {
+                    continue;
                 };
+                let offset = source.continues_mark(&mark)?;
                 if offset.is_some() {
                     watch.parked = None;
                     return Ok(offset);

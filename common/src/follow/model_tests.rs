@@ -771,3 +771,37 @@ fn long_lines_copied_compressed_then_copied_again_come_out_in_order() {
     sorted.sort();
     assert_eq!(sorted, expected, "output in order read: {output:?}");
 }
+
+/// An empty file closed while idle is deleted (logrotate's oldest) and its
+/// inode number goes to the copy made next: the copy is told by its
+/// content, not taken for the closed file renamed.
+#[test]
+fn a_copy_on_the_inode_of_an_empty_file_closed_while_idle_is_read_once() {
+    let ops = [
+        Op::RotateChain { count: 1, lines: 0 },
+        Op::CopyTruncate {
+            after_copy: 0,
+            compress: true,
+        },
+        Op::PollWithRotations {
+            step: 0,
+            count: 1,
+            lines: 0,
+        },
+        Op::Append {
+            lines: 1,
+            width: 0,
+            partial: false,
+        },
+        Op::CopyTruncate {
+            after_copy: 0,
+            compress: false,
+        },
+    ];
+    let mut world = World::with_max_open_files(None, true, 2);
+    for op in &ops {
+        world.apply(op);
+    }
+    world.finish();
+    assert_eq!(world.output, world.expected, "output in order read");
+}
