@@ -246,14 +246,14 @@ fn best(
     fastest.context("no run")
 }
 
-pub fn run() -> anyhow::Result<()> {
+pub fn run(bin_dir: Option<&Path>) -> anyhow::Result<()> {
     if !Path::new(util::GNU_TIME).is_file() {
         bail!(
             "{} is missing (it measures CPU and RSS): apt-get install -y time",
             util::GNU_TIME
         );
     }
-    let binary = release_bin_dir(None, &["adapter"])?.join("adapter");
+    let binary = release_bin_dir(bin_dir, &["adapter"])?.join("adapter");
     let dir = target_dir().join("bench-adapter");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let jq = find_program("jq", &[]);

@@ -367,14 +367,11 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
-pub fn run() -> anyhow::Result<()> {
+pub fn run(bin_dir: Option<&Path>) -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
-    let release = util::release_bin_dir(None, &["log-aggregator"])?;
+    let release = util::release_bin_dir(bin_dir, &["log-aggregator", "writer"])?;
     let aggregator = release.join("log-aggregator");
-    let writer = util::run(util::cargo().args(["build", "--release", "-p", "writer"]))
-        .map(|()| release.join("writer"))
-        .map_err(|error| eprintln!("writer not built ({error:#}): skipping the writer run"))
-        .ok();
+    let writer = Some(release.join("writer")).filter(|writer| writer.exists());
     let ticks = util::clock_ticks();
     let work = util::target_dir().join("bench-aggregator");
     let input = generate(&work, settings.size)?;

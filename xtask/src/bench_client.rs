@@ -39,7 +39,7 @@ const RUNS: usize = 3;
 /// Roughly the size of nginx's own welcome page, which the lab's client fetches.
 const PAGE_BYTES: usize = 615;
 
-pub fn run() -> anyhow::Result<()> {
+pub fn run(bin_dir: Option<&Path>) -> anyhow::Result<()> {
     let count = match std::env::var("CLIENT_BENCH_COUNT") {
         Ok(text) => text
             .parse()
@@ -50,7 +50,7 @@ pub fn run() -> anyhow::Result<()> {
         .context("nginx is not installed: apt-get install -y nginx")?;
     let curl = util::find_program("curl", &[])
         .context("curl is needed for the comparison: apt-get install -y curl")?;
-    let client = util::release_bin_dir(None, &["client"])?.join("client");
+    let client = util::release_bin_dir(bin_dir, &["client"])?.join("client");
     let work = std::env::temp_dir().join(format!("bench-client-{}", std::process::id()));
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
     let outcome = (|| {

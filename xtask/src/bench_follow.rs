@@ -18,8 +18,8 @@
 //!    `head -n LINES` (small reads, like a container runtime): time until
 //!    head has every line, best of 3.
 //!
-//! `FOLLOW_BENCH_BIN_DIR=DIR` runs the binaries in DIR instead of building
-//! this tree (a before/after comparison with the same harness).
+//! `--bin-dir DIR` (`BENCH_BIN_DIR`) runs the binaries in DIR instead of
+//! building this tree (a before/after comparison with the same harness).
 //!
 //! Writes a plot (CPU against rate per follower, SVG) and a Markdown table
 //! under `target/bench-follow/`. Figures, not a test: it never fails on speed.
@@ -567,12 +567,9 @@ fn pipe_step(
     Ok(())
 }
 
-pub fn run(quick: bool) -> anyhow::Result<()> {
+pub fn run(quick: bool, bin_dir: Option<&Path>) -> anyhow::Result<()> {
     let settings = Settings::new(quick);
-    // FOLLOW_BENCH_BIN_DIR: binaries built elsewhere (an earlier commit's,
-    // for a before/after table); else a release build of this tree.
-    let given = std::env::var_os("FOLLOW_BENCH_BIN_DIR").map(PathBuf::from);
-    let dir = util::release_bin_dir(given.as_deref(), &["writer", "reader", "log-aggregator"])?;
+    let dir = util::release_bin_dir(bin_dir, &["writer", "reader", "log-aggregator"])?;
     let busybox = util::busybox().context("busybox is needed (apt-get install busybox-static)")?;
     let bins = Bins { dir, busybox };
     let ticks = util::clock_ticks();

@@ -235,14 +235,14 @@ fn measure(
     })
 }
 
-pub fn run() -> anyhow::Result<()> {
+pub fn run(bin_dir: Option<&Path>) -> anyhow::Result<()> {
     let lines = env_number("SHIP_BENCH_LINES", 200_000)?;
     let outage = Duration::from_secs(env_number("SHIP_BENCH_OUTAGE_SECS", 60)?);
     let outage_rate = env_number("SHIP_BENCH_OUTAGE_RATE", 5_000)?;
     if !Path::new(RSYSLOGD).exists() {
         bail!("{RSYSLOGD} is missing: apt-get install rsyslog rsyslog-relp");
     }
-    let bin = util::release_bin_dir(None, &["log-aggregator"])?;
+    let bin = util::release_bin_dir(bin_dir, &["log-aggregator"])?;
     let aggregator = bin.join("log-aggregator");
     let scratch = util::target_dir().join("bench-ship");
     let _ = std::fs::remove_dir_all(&scratch);
