@@ -110,6 +110,7 @@ struct Metrics {
     files_unreadable: Gauge,
     files_closed_idle: Gauge,
     files_waiting: Gauge,
+    unread_bytes: Gauge,
     /// Per-file line and byte counters, created on first use.
     per_file: HashMap<PathBuf, (Counter, Counter)>,
     /// Lines and bytes of the current run of lines from one path, not yet
@@ -185,6 +186,11 @@ impl Metrics {
             files_waiting: registry.gauge(
                 "log_aggregator_files_waiting",
                 "Files waiting for a descriptor (--max-open-files reached).",
+                &[],
+            ),
+            unread_bytes: registry.gauge(
+                "log_aggregator_unread_bytes",
+                "Bytes in the open files not read yet (each file's size less the read position): how far behind the files the aggregator is.",
                 &[],
             ),
             per_file: HashMap::new(),
@@ -624,6 +630,9 @@ impl follow::Sink for StreamSink {
                 .files_closed_idle
                 .set(follower.closed_idle() as f64);
             self.metrics.files_waiting.set(follower.waiting() as f64);
+            self.metrics
+                .unread_bytes
+                .set(follower.unread_bytes() as f64);
         }
         if self.readiness.due(now) {
             self.readiness
@@ -635,6 +644,9 @@ impl follow::Sink for StreamSink {
         self.next_capture = now + self.checkpoint_interval;
         let open_files = follower.open_files();
         self.metrics.files_followed.set(open_files as f64);
+        self.metrics
+            .unread_bytes
+            .set(follower.unread_bytes() as f64);
         tracing::debug!("checkpoint interval: {open_files} file(s) open");
         // Records held by the joiners precede the follower's positions:
         // write them out, or a restart from this capture would skip them.

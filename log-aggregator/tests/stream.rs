@@ -426,9 +426,14 @@ fn a_blocked_stdout_stops_reading_memory_stays_flat_and_nothing_is_lost() {
     // Checkpoints every 20 ms while blocked: they must neither grow
     // memory nor save a position past what reached stdout.
     let state = dir.path().join("state");
+    let address = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    };
     let mut child = aggregator()
         .args(["--checkpoint-dir", state.to_str().unwrap()])
         .args(["--checkpoint-interval", "20ms"])
+        .args(["--listen", &address])
         .arg(&path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -468,6 +473,18 @@ fn a_blocked_stdout_stops_reading_memory_stays_flat_and_nothing_is_lost() {
         saved <= 128 * 1024,
         "checkpoint at {saved} with stdout blocked"
     );
+    // What is not read yet is what the lag gauge says.
+    let unread = || {
+        let metrics = get(&address, "/metrics");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("log_aggregator_unread_bytes "))
+            .and_then(|value| value.parse::<f64>().ok())
+    };
+    eventually(
+        "the unread bytes gauge to show the file's unread half",
+        || unread().is_some_and(|bytes| bytes >= (size / 2) as f64 && bytes <= size as f64),
+    );
     // Now drain the pipe: every line arrives, once, in order.
     let collected = Arc::new(Mutex::new(Vec::new()));
     let mut stdout = child.stdout.take().unwrap();
@@ -483,6 +500,9 @@ fn a_blocked_stdout_stops_reading_memory_stays_flat_and_nothing_is_lost() {
     });
     eventually("all lines after unblocking", || {
         collected.lock().unwrap().len() as u64 >= size
+    });
+    eventually("the unread bytes gauge at 0 once all is read", || {
+        unread() == Some(0.0)
     });
     testkit::send_signal(pid, libc::SIGTERM);
     assert!(child.wait().unwrap().success());

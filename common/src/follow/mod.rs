@@ -1185,6 +1185,29 @@ impl Follower {
             .sum()
     }
 
+    /// Bytes the open files hold past what was handed to the sink (each
+    /// one's size less its read position, one `fstat` per file): how far
+    /// behind the follower is, for a lag gauge. Files closed while idle were
+    /// read to their end; compressed files and copies read through their
+    /// original are not counted (their size is not their content's).
+    pub fn unread_bytes(&self) -> u64 {
+        self.watches
+            .iter()
+            .flat_map(|watch| {
+                watch
+                    .retired
+                    .iter()
+                    .map(|retired| &retired.source)
+                    .chain(watch.current.as_ref())
+            })
+            .filter(|source| source.shadow_of.is_none() && !source.is_compressed())
+            .filter_map(|source| {
+                let size = source.file.metadata().ok()?.len();
+                Some(size.saturating_sub(source.line_start))
+            })
+            .sum()
+    }
+
     /// The followed paths (explicit ones and current glob matches).
     pub fn paths(&self) -> Vec<&Path> {
         self.watches
