@@ -93,6 +93,16 @@ pub struct Args {
     #[arg(long, env = "READER_NO_FOLLOW")]
     pub no_follow: bool,
 
+    /// Follow by name, the default (`-f` too): accepted so a `tail -F` or
+    /// `tail -f` command line works unchanged.
+    #[arg(
+        short = 'F',
+        short_alias = 'f',
+        env = "READER_FOLLOW_NAME",
+        conflicts_with = "no_follow"
+    )]
+    pub follow_name: bool,
+
     // Lines are never cut, like GNU tail: with --max-line-bytes, a longer
     // line is printed in pieces as it is read.
     #[command(flatten)]

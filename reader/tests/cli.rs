@@ -99,6 +99,21 @@ fn n_plus_2_prints_from_the_second_line() {
 }
 
 #[test]
+fn tail_f_command_lines_work_unchanged() {
+    for flag in ["-F", "-f"] {
+        let (_dir, path) = temp_file("app.log", &numbered(1, 20));
+        let running = start(&[flag, "-n", "3", s(&path)]);
+        running.wait_for_stdout_containing("line 20\n");
+        append(&path, "line 21\n");
+        let output = stop(running);
+        assert_same_lines(&output.stdout, &numbered(18, 21));
+    }
+    let (code, _, stderr) = run(&["-F", "--no-follow", "app.log"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
+}
+
+#[test]
 fn lines_flag_is_settable_from_the_environment() {
     let (_dir, path) = temp_file("log.txt", &numbered(1, 5));
     let mut command = reader();
