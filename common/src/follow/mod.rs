@@ -554,6 +554,9 @@ pub struct Follower {
     bound_warned: bool,
     /// Where the next search for idle files to close starts (round-robin).
     park_cursor: usize,
+    /// What [`Follower::rotated_among`] found at the changed paths (watch
+    /// index, metadata), for their refresh in the same call.
+    stat_now: Vec<(usize, std::fs::Metadata)>,
     /// Glob matches forgotten by the last poll (gone and drained).
     forgotten: Vec<PathBuf>,
     /// Tests: called once after the given number of a poll's steps
@@ -586,6 +589,7 @@ impl Follower {
             bound_warned: false,
             park_cursor: 0,
             forgotten: Vec::new(),
+            stat_now: Vec::new(),
             #[cfg(test)]
             test_hook: None,
         }
@@ -699,6 +703,7 @@ impl Follower {
         if self.settled() && !self.rotated_among(changed) {
             self.poll(Some(changed), sink)
         } else {
+            self.stat_now.clear();
             self.poll(None, sink)
         }
     }
@@ -707,19 +712,28 @@ impl Follower {
     /// shrunk (one stat each, before anything else is looked at): a
     /// rotation, handled by a full poll, whose order (every name refreshed
     /// in turn before any copy is placed) tells a copy from a new file.
-    fn rotated_among(&self, changed: &std::collections::HashSet<PathBuf>) -> bool {
-        self.watches
-            .iter()
-            .filter(|watch| changed.contains(&watch.path))
-            .any(
-                |watch| match (&watch.current, std::fs::metadata(&watch.path)) {
-                    (Some(current), Ok(meta)) => {
-                        FileId::of(&meta) != current.id || meta.len() < current.pos
-                    }
-                    (None, Ok(_)) | (Some(_), Err(_)) => true,
-                    (None, Err(_)) => false,
-                },
-            )
+    /// The metadata looked at is kept for the refresh that follows at once
+    /// ([`Follower::stat_now`]): one `stat` per changed file, not two.
+    fn rotated_among(&mut self, changed: &std::collections::HashSet<PathBuf>) -> bool {
+        self.stat_now.clear();
+        for (index, watch) in self.watches.iter().enumerate() {
+            if !changed.contains(&watch.path) {
+                continue;
+            }
+            let rotated = match (&watch.current, std::fs::metadata(&watch.path)) {
+                (Some(current), Ok(meta)) => {
+                    let rotated = FileId::of(&meta) != current.id || meta.len() < current.pos;
+                    self.stat_now.push((index, meta));
+                    rotated
+                }
+                (None, Ok(_)) | (Some(_), Err(_)) => true,
+                (None, Err(_)) => false,
+            };
+            if rotated {
+                return true;
+            }
+        }
+        false
     }
 
     /// Whether every file is in the plain state [`Follower::poll_changed`]
@@ -1555,11 +1569,20 @@ impl Follower {
     /// exists now: one that is deleted next is still read.
     fn refresh_watch(&mut self, index: usize, now: Instant) -> io::Result<()> {
         let options = &self.options;
+        let known = self
+            .stat_now
+            .iter()
+            .position(|(at, _)| *at == index)
+            .map(|at| self.stat_now.swap_remove(at).1);
         let watch = &mut self.watches[index];
         let initial = watch.initial.take();
         let mut open_new = false;
         watch.waiting = false;
-        match std::fs::metadata(&watch.path) {
+        let meta = match known {
+            Some(meta) => Ok(meta),
+            None => std::fs::metadata(&watch.path),
+        };
+        match meta {
             Ok(meta) if meta.is_dir() => {
                 report_failure(watch, io::ErrorKind::IsADirectory.into());
             }
@@ -1626,7 +1649,8 @@ impl Follower {
                         } else if current.shadow_of.is_none()
                             && !current.is_compressed()
                             && (fd_meta.len() < current.pos
-                                || (current.modified_since_check(&fd_meta) && !current.intact()?))
+                                || (current.modified_since_check(&fd_meta)
+                                    && !current.intact_with(&fd_meta)?))
                         {
                             // Shrunk; one written past our position again
                             // is found by its first bytes before it is read.

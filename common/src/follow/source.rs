@@ -223,6 +223,9 @@ pub(super) struct Source {
     pub(super) truncated: bool,
     /// The file's (mtime, size) at the last [`Source::modified_since_check`].
     checked: Option<(i64, i64, u64)>,
+    /// The (mtime, size) at which the first bytes were last found equal to
+    /// `head`: until the file changes they are not read again.
+    intact_stamp: Option<(i64, i64, u64)>,
     /// Placed as a new file while empty: a copy or a compressed file being
     /// created looks like that, so it is not read before it has bytes to be
     /// identified by (it is then placed again).
@@ -299,6 +302,7 @@ impl Source {
             shadow_since: None,
             older: false,
             checked: None,
+            intact_stamp: None,
             truncated_before: false,
             truncated: false,
             unidentified: false,
@@ -381,15 +385,31 @@ impl Source {
     /// below our position, and its first bytes unchanged (a file truncated
     /// and written past our position again between two looks).
     pub(super) fn intact(&mut self) -> io::Result<bool> {
+        let meta = self.file.metadata()?;
+        self.intact_with(&meta)
+    }
+
+    /// [`Source::intact`] with the descriptor's metadata at hand.
+    pub(super) fn intact_with(&mut self, meta: &Metadata) -> io::Result<bool> {
         if self.gzip.is_some() {
             return Ok(true);
         }
-        let len = self.file.metadata()?.len();
-        if len < self.pos {
+        if meta.len() < self.pos {
             return Ok(false);
         }
-        let now = self.content(0, self.head.len())?;
-        Ok(now == self.head)
+        self.head_unchanged(meta)
+    }
+
+    /// Whether the file's first bytes are still `head` (read only if the
+    /// file changed since they last were).
+    fn head_unchanged(&mut self, meta: &Metadata) -> io::Result<bool> {
+        let stamp = (meta.mtime(), meta.mtime_nsec(), meta.len());
+        if self.intact_stamp == Some(stamp) {
+            return Ok(true);
+        }
+        let same = self.content(0, self.head.len())? == self.head;
+        self.intact_stamp = same.then_some(stamp);
+        Ok(same)
     }
 
     /// Whether the file was written (or truncated) since the last call:
@@ -414,10 +434,14 @@ impl Source {
     /// Whether there is more to read but the first bytes changed: the file
     /// was truncated and written past our position between two looks.
     pub(super) fn replaced_in_place(&mut self) -> io::Result<bool> {
-        if self.gzip.is_some() || self.file.metadata()?.len() <= self.pos {
+        if self.gzip.is_some() {
             return Ok(false);
         }
-        Ok(self.content(0, self.head.len())? != self.head)
+        let meta = self.file.metadata()?;
+        if meta.len() <= self.pos {
+            return Ok(false);
+        }
+        Ok(!self.head_unchanged(&meta)?)
     }
 
     /// How this (newly opened) file relates to `stream`, a stream we are
@@ -518,6 +542,7 @@ impl Source {
         self.serial = serial;
         self.truncated = false;
         self.head.clear();
+        self.intact_stamp = None;
         self.continued = false;
         self.seek(0);
         self.extend_head()

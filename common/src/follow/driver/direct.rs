@@ -179,6 +179,19 @@ fn watch_names(mut inotify: inotify::Inotify, names: &Names) {
 
 /// Notes one content event: the followed paths it names, or that a full
 /// poll is due (lost events, or a change of the directory itself).
+/// The most one inotify event takes in a read: its header and the longest
+/// name with its padding.
+const MAX_EVENT_BYTES: usize = 16 + 256;
+
+/// Whether a read that returned `count` events into a buffer of
+/// `buffer_len` bytes took every event queued: the kernel fills the buffer
+/// with as many whole events as fit, so a read that left room for another
+/// of any size found the queue empty. Saves the read that would only say
+/// `EAGAIN`, one per wake-up.
+fn drained(count: usize, buffer_len: usize) -> bool {
+    (count + 1) * MAX_EVENT_BYTES <= buffer_len
+}
+
 fn note(
     mask: EventMask,
     wd: &WatchDescriptor,
@@ -353,10 +366,15 @@ impl Inotify {
         loop {
             match content.get_mut().read_events(buffer) {
                 Ok(events) => {
+                    let mut count = 0;
                     for event in events {
+                        count += 1;
                         note(
                             event.mask, &event.wd, event.name, watches, keys, changed, overflowed,
                         );
+                    }
+                    if drained(count, buffer.len()) {
+                        return;
                     }
                 }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
@@ -387,12 +405,20 @@ impl Inotify {
                 loop {
                     match guard.get_inner_mut().read_events(buffer) {
                         Ok(events) => {
+                            let mut count = 0;
                             for event in events {
-                                any = true;
+                                count += 1;
                                 note(
                                     event.mask, &event.wd, event.name, watches, keys, changed,
                                     overflowed,
                                 );
+                            }
+                            any |= count > 0;
+                            if drained(count, buffer.len()) {
+                                // Edge-triggered: an event queued after this
+                                // read wakes the next wait again.
+                                guard.clear_ready();
+                                break;
                             }
                         }
                         Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
