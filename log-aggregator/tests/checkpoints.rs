@@ -263,7 +263,10 @@ fn a_second_instance_on_the_same_checkpoint_directory_refuses_to_start() {
     assert_eq!(status.code(), Some(1), "{}", second.stderr);
     assert!(
         second.stderr.contains(&state.display().to_string())
-            && second.stderr.contains("in use by another log-aggregator"),
+            && second.stderr.contains("is in use by another process (pid ")
+            && second
+                .stderr
+                .contains("give each log-aggregator its own --checkpoint-dir"),
         "{}",
         second.stderr
     );
