@@ -8,7 +8,8 @@
 //! - [`applets`]: tiny `cat` and `sleep`, so `kubectl exec ... cat FILE` and the lab's
 //!   `sleep 3600` work in a scratch image.
 //! - [`follow`]: following files by name like `tail -F`, every line once through rotation,
-//!   truncation and restarts (checkpoints), with bounded memory.
+//!   truncation and restarts (checkpoints, saved by [`follow::CheckpointStore`]), with
+//!   bounded memory.
 //! - [`tail`]: where the last N lines of a file begin, reading blocks backwards.
 //! - [`multiline`]: joining continuation lines (stack traces) into one record.
 //! - [`json`]: JSON string literals written straight into an output buffer.

@@ -10,7 +10,6 @@
 //! This file owns the flags ([`Args`]), their mapping to a plain [`Config`],
 //! and [`run`]; the logic only ever sees the config.
 
-pub mod checkpoint;
 pub mod output;
 pub mod ship;
 pub mod snapshot;

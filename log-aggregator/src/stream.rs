@@ -7,7 +7,7 @@
 //! - [`StreamSink`] renders lines ([`crate::output`]), joins multiline
 //!   records, counts metrics, and pauses the follower when the stdout writer
 //!   has no room: reading stops, the file on disk is the buffer;
-//! - checkpoints ([`crate::checkpoint`]) are captured from
+//! - checkpoints ([`follow::CheckpointStore`] saves them) are captured from
 //!   [`follow::Sink::after_poll`] right after the first poll and then every
 //!   `--checkpoint-interval` (the follower is then between two reads, so
 //!   its positions match the lines handed over). A capture is saved by the
@@ -38,15 +38,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use regex::bytes::Regex;
 use sidecar_common::follow::{
-    self, Checkpoint, Event, FileId, Flow, FollowOptions, Follower, NoticeKind, ReadFailure,
-    StartAt,
+    self, Checkpoint, CheckpointStore, DirLock, Event, Flow, FollowOptions, Follower, LockError,
+    NoticeKind, ReadFailure, StartAt,
 };
 use sidecar_common::metrics::{Counter, Gauge, Health, Registry};
 use sidecar_common::multiline::Multiline;
 use sidecar_common::pipeline::convert::Converter;
 use sidecar_common::shutdown::Shutdown;
 
-use crate::checkpoint::{CheckpointError, CheckpointStore, DirLock, Position};
 use crate::output::{CHUNK_BYTES, Format, Formatter, OutputPipe};
 use crate::ship::{OnAck, ShipConfig, Shipper};
 
@@ -656,7 +655,7 @@ impl follow::Sink for StreamSink {
         // come after everything handed so far, so they count as handed.
         let capture = Capture {
             handed: self.pipe.handed() + self.chunk.len() as u64,
-            positions: to_positions(follower.checkpoints()),
+            positions: follower.checkpoints(),
         };
         if let Some(saver) = &self.saver {
             saver.offer(capture);
@@ -672,37 +671,7 @@ impl follow::Sink for StreamSink {
 /// A capture of read positions and how many output bytes precede them.
 struct Capture {
     handed: u64,
-    positions: Vec<Position>,
-}
-
-fn to_positions(checkpoints: Vec<Checkpoint>) -> Vec<Position> {
-    checkpoints
-        .into_iter()
-        .map(|checkpoint| Position {
-            path: checkpoint.path,
-            dev: checkpoint.id.dev,
-            ino: checkpoint.id.ino,
-            offset: checkpoint.offset,
-            fingerprint: checkpoint.fingerprint,
-            before: checkpoint.before,
-        })
-        .collect()
-}
-
-fn to_checkpoints(positions: Vec<Position>) -> Vec<Checkpoint> {
-    positions
-        .into_iter()
-        .map(|position| Checkpoint {
-            path: position.path,
-            id: FileId {
-                dev: position.dev,
-                ino: position.ino,
-            },
-            offset: position.offset,
-            fingerprint: position.fingerprint,
-            before: position.before,
-        })
-        .collect()
+    positions: Vec<Checkpoint>,
 }
 
 /// Saves captures; the save errors policy lives here.
@@ -955,12 +924,10 @@ fn load_checkpoints(
                 positions.len(),
                 store.path().display()
             );
-            Ok(Some(to_checkpoints(positions)))
+            Ok(Some(positions))
         }
         Ok(None) => Ok(None),
-        Err(error @ (CheckpointError::Corrupt { .. } | CheckpointError::UnknownVersion { .. }))
-            if discard =>
-        {
+        Err(error) if error.is_invalid() && discard => {
             let aside = store.discard()?;
             tracing::warn!(
                 "{error}; moved it to {} and starting without it",
@@ -968,6 +935,9 @@ fn load_checkpoints(
             );
             Ok(None)
         }
+        Err(error) if error.is_invalid() => Err(anyhow::anyhow!(
+            "{error}; move it away or pass --discard-invalid-checkpoint to start without it"
+        )),
         Err(error) => Err(error.into()),
     }
 }
@@ -997,7 +967,12 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
     let (checkpoints, _lock) = match &config.checkpoint_dir {
         Some(dir) => {
             let store = CheckpointStore::open(dir)?;
-            let lock = DirLock::acquire(dir)?;
+            let lock = DirLock::acquire(dir).map_err(|error| match error {
+                LockError::Held { .. } => {
+                    anyhow::anyhow!("{error}: give each log-aggregator its own --checkpoint-dir")
+                }
+                LockError::Io { .. } => error.into(),
+            })?;
             (
                 Some(Checkpoints::new(store, metrics.last_saved.clone())),
                 Some(lock),
@@ -1169,7 +1144,7 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
         let handed = sink.pipe.handed();
         pending.offer(Capture {
             handed,
-            positions: to_positions(follower.checkpoints()),
+            positions: follower.checkpoints(),
         });
         let written = match &shipper {
             Some(shipper) => shipper.acknowledged(),
@@ -1218,10 +1193,9 @@ mod tests {
     fn capture(handed: u64, offset: u64) -> Capture {
         Capture {
             handed,
-            positions: vec![Position {
+            positions: vec![Checkpoint {
                 path: "/a".into(),
-                dev: 1,
-                ino: 2,
+                id: follow::FileId { dev: 1, ino: 2 },
                 offset,
                 fingerprint: None,
                 before: None,

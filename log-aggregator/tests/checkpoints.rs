@@ -263,7 +263,10 @@ fn a_second_instance_on_the_same_checkpoint_directory_refuses_to_start() {
     assert_eq!(status.code(), Some(1), "{}", second.stderr);
     assert!(
         second.stderr.contains(&state.display().to_string())
-            && second.stderr.contains("in use by another log-aggregator"),
+            && second.stderr.contains("is in use by another process (pid ")
+            && second
+                .stderr
+                .contains("give each log-aggregator its own --checkpoint-dir"),
         "{}",
         second.stderr
     );
@@ -279,4 +282,53 @@ fn a_second_instance_on_the_same_checkpoint_directory_refuses_to_start() {
     third.wait_for_stdout_containing("three\n");
     let (status, _, output) = third.terminate();
     assert!(status.success(), "{}", output.stderr);
+}
+
+#[test]
+fn checkpoint_files_of_earlier_builds_resume_and_are_saved_back_in_the_same_layout() {
+    // A version 1 file, and a version 2 file without the optional hashes,
+    // as earlier builds wrote them for the file on disk: the restart
+    // resumes at their offset, and the positions are saved in the layout
+    // every build since version 2 writes (keys in this order).
+    use std::os::unix::fs::MetadataExt;
+    for version in [1, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        let path = dir.path().join("app.log");
+        append(&path, "one\ntwo\n");
+        let meta = std::fs::metadata(&path).unwrap();
+        let entry = |offset: u64| {
+            format!(
+                r#"{{"path":"{}","dev":{},"ino":{},"offset":{offset}"#,
+                path.display(),
+                meta.dev(),
+                meta.ino()
+            )
+        };
+        std::fs::write(
+            state.join("checkpoints.json"),
+            format!(r#"{{"version":{version},"files":[{}}}]}}"#, entry(4)),
+        )
+        .unwrap();
+        let mut command = aggregator();
+        command
+            .args(["--checkpoint-dir", state.to_str().unwrap()])
+            .arg(&path);
+        let running = spawn(command);
+        running.wait_for_stdout_containing("two\n");
+        append(&path, "three\n");
+        running.wait_for_stdout_containing("three\n");
+        let (status, _, output) = running.terminate();
+        assert!(status.success(), "{}", output.stderr);
+        assert_eq!(output.stdout, "two\nthree\n", "version {version}");
+        let saved = std::fs::read_to_string(state.join("checkpoints.json")).unwrap();
+        let layout = format!(r#"{{"version":2,"files":[{},"fingerprint":"#, entry(14));
+        assert!(
+            saved.starts_with(&layout)
+                && saved.contains(r#","before":"#)
+                && saved.ends_with("}]}\n"),
+            "version {version}: {saved}"
+        );
+    }
 }

@@ -75,6 +75,8 @@
 //!   rotated while down, found at logrotate's names), so nothing is lost and
 //!   nothing repeated. A path whose file was replaced while we were down is
 //!   read from its start.
+//!   [`CheckpointStore`] saves them atomically in a versioned file and
+//!   [`DirLock`] keeps a second process out of its directory.
 //! - Files that are not regular files (FIFO, socket, device) are never opened
 //!   for reading in a way that blocks: a glob skips them with one warning, a
 //!   named path is [`NoticeKind::Unreadable`].
@@ -103,6 +105,7 @@
 //! the path is replaced right after, the examined file is still read to its
 //! end before the new one is read from its start.
 
+pub mod checkpoint_store;
 mod driver;
 #[cfg(test)]
 mod model_tests;
@@ -116,6 +119,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub use checkpoint_store::{CheckpointError, CheckpointStore, DirLock, LockError};
 pub use driver::{Sink, WatcherFactory, run, run_with_watcher};
 use source::{Mark, OpenError, ReadEnd, Relation, Source};
 
@@ -259,15 +263,20 @@ pub fn default_max_open_files() -> usize {
 /// the sink in the file `id`, followed under `path`. With
 /// [`FollowOptions::split_long_lines`] it may be just after a piece of a
 /// long line: resuming there hands over the rest of that line as a line.
+///
+/// Its serde form is the checkpoint file's entry ([`checkpoint_store`]):
+/// `{"path":..,"dev":..,"ino":..,"offset":..,"fingerprint":..,"before":..}`,
+/// `None` fields left out.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Checkpoint {
     pub path: PathBuf,
+    #[serde(flatten)]
     pub id: FileId,
     pub offset: u64,
     /// A hash of the file's first bytes (up to [`FINGERPRINT_BYTES`], never
     /// past `offset`): ext4 reuses a deleted file's inode number at once, so
     /// after a restart the same id may be another file. `None`: not checked.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<u64>,
     /// A hash of the bytes just before `offset` (up to
     /// [`FINGERPRINT_BYTES`]): with `fingerprint`, the content identity. A
@@ -275,7 +284,7 @@ pub struct Checkpoint {
     /// copy, a rename, a decompressed rotation) continues there; a file
     /// whose first bytes match but not these (a long constant header, then
     /// other lines) is another file. `None`: only the first bytes checked.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub before: Option<u64>,
 }
 

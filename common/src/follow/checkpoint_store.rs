@@ -1,14 +1,20 @@
-//! Read positions saved across restarts (`--checkpoint-dir DIR`).
+//! Saving [`Checkpoint`]s across restarts, for any binary that follows
+//! files: `log-aggregator --checkpoint-dir DIR` today.
 //!
 //! The file is `DIR/checkpoints.json`, versioned so a later format can be
 //! told apart: `{"version":2,"files":[{"path":..,"dev":..,"ino":..,"offset":..,"fingerprint":..,"before":..}]}`
-//! (`fingerprint` and `before` optional). Version 2 added `before`, which
-//! with `fingerprint` identifies a file by its content, so a file renamed,
-//! copied or compressed while we were down resumes where it was left;
-//! version 1 files still load (identity by inode and first bytes).
-//! A file is named by its path *and* identified by (device, inode), so a
-//! restart after a rotation resumes the right file (the follower decides
-//! what to do with a position whose identity no longer matches its path).
+//! (`fingerprint` and `before` left out when `None`). Each entry is a
+//! [`Checkpoint`] as its serde derive writes it (its [`FileId`](super::FileId) flattened
+//! into `dev` and `ino`), so the follower's type is the format and there is
+//! no second type to keep in step with it; a change to `Checkpoint`'s
+//! fields is a change of this format (the tests pin it). Version 2 added
+//! `before`, which with `fingerprint` identifies a file by its content, so
+//! a file renamed, copied or compressed while we were down resumes where it
+//! was left; version 1 files still load (identity by inode and first
+//! bytes). A file is named by its path *and* identified by (device, inode),
+//! so a restart after a rotation resumes the right file (the follower
+//! decides what to do with a position whose identity no longer matches its
+//! path, see [`Follower::resume`](super::Follower::resume)).
 //!
 //! Invariants:
 //! - a save is atomic: the new content goes to `checkpoints.json.tmp`, is
@@ -16,14 +22,16 @@
 //!   rename itself survives a power cut. A crash at any point leaves either
 //!   the old or the new checkpoint, never a mix (see
 //!   <https://lwn.net/Articles/457667/> on why both fsyncs are needed);
-//! - an offset is always the start of a line that has *not* been written to
-//!   stdout yet (the stream driver only saves positions whose lines the
-//!   writer has flushed), so resuming there never skips a line;
+//! - what is saved is what the caller hands over: the caller saves only
+//!   positions whose lines reached their destination (the saving policy is
+//!   the binary's), so resuming there never skips a line;
 //! - an unreadable, corrupt or unknown-version file is an error naming it,
 //!   never silently replaced: starting fresh would re-send or skip a whole
-//!   file's worth of lines. `--discard-invalid-checkpoint` opts in to that;
+//!   file's worth of lines. [`CheckpointError::is_invalid`] tells the
+//!   caller when moving it aside ([`CheckpointStore::discard`]) is an
+//!   option to offer;
 //! - one process per directory: [`DirLock`] (an advisory `flock` on
-//!   `DIR/lock`, held for the process's lifetime) makes a second instance
+//!   `DIR/lock`, held for the process's lifetime) makes a second process
 //!   refuse to start instead of overwriting the first one's positions.
 
 use std::fs::{self, File};
@@ -31,6 +39,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use super::Checkpoint;
 
 /// The format version this build writes.
 pub const VERSION: u64 = 2;
@@ -41,32 +51,17 @@ const READABLE_VERSIONS: [u64; 2] = [1, 2];
 /// Name of the checkpoint file inside the checkpoint directory.
 pub const FILE_NAME: &str = "checkpoints.json";
 
-/// Where one file was read up to.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Position {
-    /// The path the file was followed under.
-    pub path: PathBuf,
-    /// Device of the file (`st_dev`).
-    pub dev: u64,
-    /// Inode of the file (`st_ino`).
-    pub ino: u64,
-    /// Offset of the first byte not yet written out: always the start of a line.
-    pub offset: u64,
-    /// A hash of the file's first bytes (see `sidecar_common::follow::Checkpoint`):
-    /// ext4 hands a deleted file's inode number to the next new file at once,
-    /// so (dev, ino) alone could resume a different file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fingerprint: Option<u64>,
-    /// A hash of the bytes just before `offset` (version 2): with
-    /// `fingerprint`, the file's content identity.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub before: Option<u64>,
+/// The file as written.
+#[derive(Serialize)]
+struct Saved<'a> {
+    version: u64,
+    files: &'a [Checkpoint],
 }
 
-#[derive(Serialize, Deserialize)]
-struct OnDisk {
-    version: u64,
-    files: Vec<Position>,
+/// The file as read, once its version is known to be readable.
+#[derive(Deserialize)]
+struct Loaded {
+    files: Vec<Checkpoint>,
 }
 
 #[derive(Deserialize)]
@@ -85,17 +80,25 @@ pub enum CheckpointError {
         path: PathBuf,
         cause: io::Error,
     },
-    #[error(
-        "checkpoint file {path} is not valid JSON ({cause}); move it away or pass --discard-invalid-checkpoint to start without it"
-    )]
+    #[error("checkpoint file {path} is not valid JSON ({cause})")]
     Corrupt {
         path: PathBuf,
         cause: serde_json::Error,
     },
     #[error(
-        "checkpoint file {path} has format version {version}, this build reads versions 1 and {VERSION}; pass --discard-invalid-checkpoint to start without it"
+        "checkpoint file {path} has format version {version}, this build reads versions 1 and {VERSION}"
     )]
     UnknownVersion { path: PathBuf, version: u64 },
+}
+
+impl CheckpointError {
+    /// The file was read but holds no positions this build can use (corrupt
+    /// or of an unknown version): the case where starting without it, after
+    /// [`CheckpointStore::discard`], is a choice a user can make. An I/O
+    /// error is not: the file may be fine and the disk not.
+    pub fn is_invalid(&self) -> bool {
+        matches!(self, Self::Corrupt { .. } | Self::UnknownVersion { .. })
+    }
 }
 
 /// The checkpoint file of one directory.
@@ -128,7 +131,7 @@ impl CheckpointStore {
     }
 
     /// The saved positions, or `None` when nothing was saved yet.
-    pub fn load(&self) -> Result<Option<Vec<Position>>, CheckpointError> {
+    pub fn load(&self) -> Result<Option<Vec<Checkpoint>>, CheckpointError> {
         let bytes = match fs::read(&self.file) {
             Ok(bytes) => bytes,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -153,12 +156,12 @@ impl CheckpointStore {
                 version: version.version,
             });
         }
-        let on_disk: OnDisk = serde_json::from_slice(&bytes).map_err(corrupt)?;
-        Ok(Some(on_disk.files))
+        let loaded: Loaded = serde_json::from_slice(&bytes).map_err(corrupt)?;
+        Ok(Some(loaded.files))
     }
 
     /// Replaces the saved positions atomically (see the module documentation).
-    pub fn save(&self, files: &[Position]) -> Result<(), CheckpointError> {
+    pub fn save(&self, files: &[Checkpoint]) -> Result<(), CheckpointError> {
         let io_error = |operation, path: &Path| {
             let path = path.to_owned();
             move |cause| CheckpointError::Io {
@@ -167,9 +170,9 @@ impl CheckpointStore {
                 cause,
             }
         };
-        let content = serde_json::to_vec(&OnDisk {
+        let content = serde_json::to_vec(&Saved {
             version: VERSION,
-            files: files.to_vec(),
+            files,
         })
         .map_err(|error| CheckpointError::Io {
             operation: "encoding checkpoint",
@@ -211,7 +214,7 @@ pub const LOCK_FILE_NAME: &str = "lock";
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error(
-        "checkpoint directory {dir} is in use by another log-aggregator{holder} (lock {lock}); two processes saving positions in one directory would overwrite each other's: give each its own --checkpoint-dir"
+        "checkpoint directory {dir} is in use by another process{holder} (lock {lock}); two processes saving positions in one directory would overwrite each other's"
     )]
     Held {
         dir: PathBuf,
@@ -229,11 +232,11 @@ pub enum LockError {
 
 /// Exclusive use of a checkpoint directory, released when dropped (or when
 /// the process dies, however it dies: the kernel drops `flock` locks with
-/// the last descriptor, so a SIGKILLed instance never leaves a stale lock).
+/// the last descriptor, so a SIGKILLed process never leaves a stale lock).
 ///
 /// `flock(LOCK_EX | LOCK_NB)` on `DIR/lock`, as Vector locks its
-/// `data_dir`. Advisory: it keeps out other instances of this program, on
-/// one host (an `emptyDir` or `hostPath` volume); it is not meant for
+/// `data_dir`. Advisory: it keeps out other processes that take this lock,
+/// on one host (an `emptyDir` or `hostPath` volume); it is not meant for
 /// network filesystems.
 #[derive(Debug)]
 pub struct DirLock {
@@ -303,24 +306,25 @@ fn try_lock_exclusive(file: &File) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::follow::FileId;
 
-    fn positions() -> Vec<Position> {
+    fn checkpoint(path: &str, dev: u64, ino: u64, offset: u64) -> Checkpoint {
+        Checkpoint {
+            path: path.into(),
+            id: FileId { dev, ino },
+            offset,
+            fingerprint: None,
+            before: None,
+        }
+    }
+
+    fn positions() -> Vec<Checkpoint> {
         vec![
-            Position {
-                path: "/var/log/app.log".into(),
-                dev: 2049,
-                ino: 1234,
-                offset: 5678,
-                fingerprint: None,
-                before: None,
-            },
-            Position {
-                path: "/var/log/with \"quotes\" and ünïcode.log".into(),
-                dev: 1,
-                ino: u64::MAX,
-                offset: 0,
+            checkpoint("/var/log/app.log", 2049, 1234, 5678),
+            Checkpoint {
                 fingerprint: Some(u64::MAX),
                 before: Some(7),
+                ..checkpoint("/var/log/with \"quotes\" and ünïcode.log", 1, u64::MAX, 0)
             },
         ]
     }
@@ -336,16 +340,65 @@ mod tests {
         assert_eq!(store.load().unwrap(), Some(positions()[..1].to_vec()));
     }
 
+    /// What a save writes, byte for byte: the format every earlier build
+    /// wrote and reads, so a change to `Checkpoint`'s fields or serde
+    /// attributes that would change it fails here.
     #[test]
-    fn the_format_is_versioned_json() {
+    fn the_format_written_is_pinned() {
         let dir = tempfile::tempdir().unwrap();
         let store = CheckpointStore::open(dir.path()).unwrap();
-        store.save(&positions()[..1]).unwrap();
-        let text = fs::read_to_string(store.path()).unwrap();
+        store.save(&positions()).unwrap();
         assert_eq!(
-            text,
-            "{\"version\":2,\"files\":[{\"path\":\"/var/log/app.log\",\"dev\":2049,\"ino\":1234,\"offset\":5678}]}\n"
+            fs::read_to_string(store.path()).unwrap(),
+            concat!(
+                r#"{"version":2,"files":["#,
+                r#"{"path":"/var/log/app.log","dev":2049,"ino":1234,"offset":5678},"#,
+                r#"{"path":"/var/log/with \"quotes\" and ünïcode.log","dev":1,"ino":18446744073709551615,"#,
+                r#""offset":0,"fingerprint":18446744073709551615,"before":7}"#,
+                "]}\n"
+            )
         );
+        store.save(&[]).unwrap();
+        assert_eq!(
+            fs::read_to_string(store.path()).unwrap(),
+            "{\"version\":2,\"files\":[]}\n"
+        );
+    }
+
+    /// A version 2 file as `log-aggregator --checkpoint-dir` wrote it before
+    /// the store moved into this library (copied from a real run): it loads,
+    /// and saving what was loaded writes the same bytes back.
+    #[test]
+    fn a_version_2_file_from_an_earlier_build_loads_and_saves_back_unchanged() {
+        const WRITTEN: &str = concat!(
+            r#"{"version":2,"files":["#,
+            r#"{"path":"/tmp/ckfx/logs/app.log","dev":65024,"ino":10010902,"offset":23,"#,
+            r#""fingerprint":16296332023567224313,"before":16296332023567224313},"#,
+            r#"{"path":"/tmp/ckfx/logs/q \"u\" ü.log","dev":65024,"ino":10010903,"offset":2,"#,
+            r#""fingerprint":644258871406045975,"before":644258871406045975}"#,
+            "]}\n"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path()).unwrap();
+        fs::write(store.path(), WRITTEN).unwrap();
+        let loaded = store.load().unwrap().unwrap();
+        assert_eq!(
+            loaded,
+            vec![
+                Checkpoint {
+                    fingerprint: Some(16296332023567224313),
+                    before: Some(16296332023567224313),
+                    ..checkpoint("/tmp/ckfx/logs/app.log", 65024, 10010902, 23)
+                },
+                Checkpoint {
+                    fingerprint: Some(644258871406045975),
+                    before: Some(644258871406045975),
+                    ..checkpoint("/tmp/ckfx/logs/q \"u\" ü.log", 65024, 10010903, 2)
+                },
+            ]
+        );
+        store.save(&loaded).unwrap();
+        assert_eq!(fs::read_to_string(store.path()).unwrap(), WRITTEN);
     }
 
     #[test]
@@ -354,14 +407,36 @@ mod tests {
         let store = CheckpointStore::open(dir.path()).unwrap();
         fs::write(
             store.path(),
-            "{\"version\":1,\"files\":[{\"path\":\"/var/log/app.log\",\"dev\":2049,\"ino\":1234,\"offset\":5678,\"fingerprint\":9}]}\n",
+            concat!(
+                r#"{"version":1,"files":["#,
+                r#"{"path":"/var/log/app.log","dev":2049,"ino":1234,"offset":5678,"fingerprint":9},"#,
+                r#"{"path":"/var/log/old.log","dev":2049,"ino":1235,"offset":0}"#,
+                "]}\n"
+            ),
         )
         .unwrap();
-        let loaded = store.load().unwrap().unwrap();
-        assert_eq!(loaded.len(), 1);
-        assert_eq!(loaded[0].offset, 5678);
-        assert_eq!(loaded[0].fingerprint, Some(9));
-        assert_eq!(loaded[0].before, None);
+        assert_eq!(
+            store.load().unwrap(),
+            Some(vec![
+                Checkpoint {
+                    fingerprint: Some(9),
+                    ..checkpoint("/var/log/app.log", 2049, 1234, 5678)
+                },
+                checkpoint("/var/log/old.log", 2049, 1235, 0),
+            ])
+        );
+    }
+
+    /// What loading from `store` fails with, once checked that its message
+    /// names the file.
+    fn load_error(store: &CheckpointStore) -> (CheckpointError, String) {
+        let error = store.load().unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains(&store.path().display().to_string()),
+            "{message}"
+        );
+        (error, message)
     }
 
     #[test]
@@ -369,16 +444,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = CheckpointStore::open(dir.path()).unwrap();
         fs::write(store.path(), "{\"version\":1,\"files\":[{\"pa").unwrap();
-        let message = store.load().unwrap_err().to_string();
-        assert!(
-            message.contains(&store.path().display().to_string()),
-            "{message}"
-        );
+        let (error, message) = load_error(&store);
         assert!(message.contains("not valid JSON"), "{message}");
-        assert!(
-            message.contains("--discard-invalid-checkpoint"),
-            "{message}"
-        );
+        assert!(error.is_invalid());
     }
 
     #[test]
@@ -386,12 +454,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = CheckpointStore::open(dir.path()).unwrap();
         fs::write(store.path(), "{\"version\":3,\"sources\":{}}").unwrap();
-        let message = store.load().unwrap_err().to_string();
+        let (error, message) = load_error(&store);
         assert!(message.contains("format version 3"), "{message}");
-        assert!(
-            message.contains(&store.path().display().to_string()),
-            "{message}"
-        );
+        assert!(error.is_invalid());
+    }
+
+    #[test]
+    fn an_unreadable_file_is_an_io_error_not_an_invalid_one() {
+        // Discarding is for a file that was read and is bad; one that cannot
+        // be read may be fine, and must not be moved aside.
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path()).unwrap();
+        fs::create_dir(store.path()).unwrap();
+        let (error, message) = load_error(&store);
+        assert!(message.contains("reading checkpoint file"), "{message}");
+        assert!(!error.is_invalid(), "{message}");
     }
 
     #[test]
@@ -412,14 +489,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = CheckpointStore::open(dir.path()).unwrap();
         let small = positions()[..1].to_vec();
-        let large: Vec<Position> = (0..200)
-            .map(|i| Position {
-                path: format!("/var/log/app-{i}.log").into(),
-                dev: 1,
-                ino: i,
-                offset: i * 1000,
+        let large: Vec<Checkpoint> = (0..200)
+            .map(|i| Checkpoint {
                 fingerprint: Some(i),
-                before: None,
+                ..checkpoint(&format!("/var/log/app-{i}.log"), 1, i, i * 1000)
             })
             .collect();
         store.save(&small).unwrap();
