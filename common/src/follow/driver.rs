@@ -117,9 +117,13 @@ const COALESCE_COST_FACTOR: u32 = 20;
 /// spell is read at once.
 pub const MAX_EVENT_COALESCE: Duration = Duration::from_millis(30);
 
-/// While a copytruncate is expected, how many quick reads of the copied
-/// files come between two full polls.
+/// While a copytruncate is expected, how many reads of the copied files
+/// (one per write) come between two full polls.
 const ORIGINAL_READS_PER_POLL: usize = 20;
+
+/// While a copytruncate is expected, how long without a write before a full
+/// poll looks at the names again.
+const ORIGINAL_QUIET: Duration = Duration::from_millis(5);
 
 /// A watcher constructor: receives the wake-up callback, returns a watcher.
 /// [`run`] uses inotify; tests pass one that fails.
@@ -284,15 +288,26 @@ async fn drive<S: Sink>(
                 continue;
             }
             PollOutcome::Idle if follower.truncation_expected() => {
-                // logrotate is copying: read the original as it grows, until
-                // it is truncated; a full poll now and then notices that.
+                // logrotate may be copying: read the originals at every
+                // write, as GNU `tail -F` does, until the truncation; a full
+                // poll now and then notices it and places the copy. Waiting
+                // for the writes, not spinning: most new empty files are an
+                // application's new file after a rename rotation, not a copy.
                 full = true;
                 for _ in 0..ORIGINAL_READS_PER_POLL {
                     if follower.read_originals(&mut |event| sink.event(event))? != PollOutcome::Idle
                     {
                         break;
                     }
-                    tokio::task::yield_now().await;
+                    sink.idle()?;
+                    let written = tokio::select! {
+                        _ = shutdown.requested() => false,
+                        _ = watching.hint() => true,
+                        _ = tokio::time::sleep(ORIGINAL_QUIET) => false,
+                    };
+                    if !written || watching.names_pending() {
+                        break;
+                    }
                 }
                 continue;
             }
