@@ -21,7 +21,8 @@
 //!   starting) ends the pause at once; after it ([`EAGER_AFTER_NAME_CHANGE`]),
 //!   while a copytruncate is expected ([`Follower::truncation_expected`]) and
 //!   for files rotated by truncation ([`Follower::read_every_change`]),
-//!   reads are not spaced at all, so logrotate's copytruncate loses nothing.
+//!   reads are not spaced at all (one per write, as GNU `tail -F` reads),
+//!   so logrotate's copytruncate loses no more than `tail -F`.
 //! - While inotify names every change (every directory watched, no queue
 //!   overflow), a poll looks only at the files events named
 //!   ([`Follower::poll_changed`]): a file nobody wrote is neither stat'ed nor
