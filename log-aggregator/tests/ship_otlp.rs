@@ -588,43 +588,6 @@ fn parsed_records_carry_their_severity_time_and_file_to_otlp() {
     );
 }
 
-/// A CA and a server certificate it signed for `localhost`:
-/// (CA certificate, server certificate, server key).
-#[cfg(feature = "tls")]
-fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    // No argument holds a space: each command is split on spaces.
-    let openssl = |command: &str| {
-        let status = Command::new("openssl")
-            .current_dir(dir)
-            .args(command.split(' '))
-            .stderr(Stdio::null())
-            .status()
-            .expect("running openssl");
-        assert!(status.success(), "openssl {command} failed");
-    };
-    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-    openssl(&format!(
-        "req -x509 {ec} -days 2 -subj /CN=test-ca -keyout ca.key -out ca.pem"
-    ));
-    openssl(&format!(
-        "req {ec} -subj /CN=localhost -keyout key.pem -out server.csr"
-    ));
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-         -extfile server.ext -out cert.pem",
-    );
-    (
-        dir.join("ca.pem"),
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-    )
-}
-
 #[cfg(feature = "tls")]
 #[test]
 fn otlp_over_https_trusts_the_ca_file_and_refuses_an_unknown_certificate() {
@@ -632,13 +595,13 @@ fn otlp_over_https_trusts_the_ca_file_and_refuses_an_unknown_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("app.log");
     write_lines(&log, COUNT);
-    let (ca, cert, key) = certificates(dir.path());
+    let pki = support::certs::certificates(&dir.path().join("pki"));
     let receiver = Receiver::start_with(
         &dir.path().join("receiver"),
         [0, 0, 0],
         &[
-            ("TLS_CERT", cert.display().to_string()),
-            ("TLS_KEY", key.display().to_string()),
+            ("TLS_CERT", pki.server_cert.display().to_string()),
+            ("TLS_KEY", pki.server_key.display().to_string()),
         ],
     );
     let url = format!("https://localhost:{}", receiver.port);
@@ -658,14 +621,14 @@ fn otlp_over_https_trusts_the_ca_file_and_refuses_an_unknown_certificate() {
 
     // A CA file without the server's certificate: refused, nothing sent.
     let other = tempfile::tempdir().unwrap();
-    let (other_ca, _, _) = certificates(other.path());
+    let other_ca = support::certs::certificates(other.path()).ca;
     let refused = spawn(aggregator(&other_ca, "state-refused"));
     refused.wait_for_stderr_containing("certificate");
     let (status, _, _) = refused.terminate();
     assert!(status.success());
     assert_eq!(receiver.stats()["records"].as_u64().unwrap_or(0), 0);
 
-    let running = spawn(aggregator(&ca, "state"));
+    let running = spawn(aggregator(&pki.ca, "state"));
     eventually("every line over HTTPS", || {
         receiver.stats()["records"].as_u64().unwrap_or(0) >= COUNT
     });
