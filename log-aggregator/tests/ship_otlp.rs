@@ -638,6 +638,62 @@ fn otlp_over_https_trusts_the_ca_file_and_refuses_an_unknown_certificate() {
     assert_eq!((lost, duplicated), (0, 0), "{report}");
 }
 
+/// A receiver that requires a client certificate: refused without one (the
+/// warning points at --ship-client-cert, nothing arrives), every line once
+/// with it.
+#[cfg(feature = "tls")]
+#[test]
+fn otlp_over_https_sends_the_client_certificate_a_server_requires() {
+    const COUNT: u64 = 1_000;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    write_lines(&log, COUNT);
+    let pki = support::certs::certificates(&dir.path().join("pki"));
+    let receiver = Receiver::start_with(
+        &dir.path().join("receiver"),
+        [0, 0, 0],
+        &[
+            ("TLS_CERT", pki.server_cert.display().to_string()),
+            ("TLS_KEY", pki.server_key.display().to_string()),
+            ("TLS_CLIENT_CA", pki.ca.display().to_string()),
+        ],
+    );
+    let aggregator = |state: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_log-aggregator"));
+        command
+            .env_remove("LOG_AGGREGATOR_SOURCES")
+            .args(["--follow", "--sink"])
+            .arg(format!("otlp=https://localhost:{}", receiver.port))
+            .args(["--ship-backoff-max", "300ms", "--drain-timeout", "1s"])
+            .arg("--ship-ca-file")
+            .arg(&pki.ca)
+            .arg("--checkpoint-dir")
+            .arg(dir.path().join(state))
+            .arg(&log);
+        command
+    };
+    let refused = spawn(aggregator("state-refused"));
+    let stderr = refused.wait_for_stderr_containing("retrying");
+    assert!(stderr.contains("--ship-client-cert"), "{stderr}");
+    refused.terminate();
+    assert_eq!(receiver.stats()["records"].as_u64().unwrap_or(0), 0);
+
+    let mut command = aggregator("state");
+    command
+        .arg("--ship-client-cert")
+        .arg(&pki.client_cert)
+        .arg("--ship-client-key")
+        .arg(&pki.client_key);
+    let running = spawn(command);
+    eventually("every line over mutual TLS", || {
+        receiver.stats()["records"].as_u64().unwrap_or(0) >= COUNT
+    });
+    let (status, _, output) = running.terminate();
+    assert!(status.success(), "{}", output.stderr);
+    let (lost, duplicated, report) = verify(&receiver.out.join("bodies.txt"), COUNT);
+    assert_eq!((lost, duplicated), (0, 0), "{report}");
+}
+
 #[test]
 fn otlp_waits_as_long_as_retry_after_says_for_502_503_and_504_in_seconds_or_as_a_date() {
     const COUNT: u64 = 300;

@@ -46,7 +46,7 @@ use prost::Message;
 
 use super::Record;
 use super::tls::{Stream, TlsClient, no_tls};
-use super::transport::{Messages, SendError, Timeouts, Transport, connect_stream};
+use super::transport::{Messages, SendError, Timeouts, Transport, closed, connect_stream};
 
 /// How request bodies are encoded.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -582,6 +582,8 @@ pub struct Otlp {
     connection: BufReader<Stream>,
     /// The server said it closes: the next batch needs a new connection.
     closed: bool,
+    /// The server answered a request on this connection.
+    answered: bool,
     body: Vec<u8>,
     /// The body before compression.
     encoded: Vec<u8>,
@@ -622,6 +624,7 @@ impl Otlp {
             records,
             connection: BufReader::new(stream),
             closed: false,
+            answered: false,
             body: Vec::new(),
             encoded: Vec::new(),
             rejected: 0,
@@ -747,7 +750,11 @@ impl Transport for Otlp {
                 )
             });
         }
-        let answer = self.post().map_err(|error| failed(error, None, false))?;
+        let early_in_tls = self.url.tls && !self.answered;
+        let answer = self
+            .post()
+            .map_err(|error| failed(closed(error, early_in_tls), None, false))?;
+        self.answered = true;
         self.closed = answer.close;
         match verdict(answer.status) {
             Verdict::Acknowledged => {

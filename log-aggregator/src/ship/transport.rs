@@ -169,8 +169,8 @@ pub fn connect_stream(
 /// likely refused our client certificate, or wanted one. Over TLS 1.3 the
 /// server checks the client's certificate after the client's handshake is
 /// done, so its refusal shows as a close before the first batch or while
-/// it is written.
-fn closed(error: io::Error, early_in_tls: bool) -> io::Error {
+/// it is written (or, for OTLP, as the first request's failure).
+pub fn closed(error: io::Error, early_in_tls: bool) -> io::Error {
     let closing = matches!(
         error.kind(),
         io::ErrorKind::UnexpectedEof
