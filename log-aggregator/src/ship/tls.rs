@@ -132,7 +132,9 @@ impl TlsClient {
     /// The default build has no TLS.
     #[cfg(not(feature = "tls"))]
     pub fn load(_files: &TlsFiles) -> Result<Self, TlsError> {
-        Err(TlsError::Config(no_tls("TLS")))
+        Err(TlsError::Config(
+            "this build has no TLS: use the image built with --features tls".into(),
+        ))
     }
 
     /// TLS over `stream` to the host of `address` (`HOST:PORT`,
