@@ -417,7 +417,8 @@ pub struct Args {
     )]
     pub otlp_compression: Compression,
 
-    /// OTLP over https:// (the `tls` build): the PEM certificates to trust.
+    /// TLS sinks (https:// OTLP, tls:// syslog and RELP; the `tls` build):
+    /// the PEM certificates trusted to sign the server's.
     #[arg(
         long,
         env = "LOG_AGGREGATOR_SHIP_CA_FILE",
@@ -425,6 +426,25 @@ pub struct Args {
         value_name = "PATH"
     )]
     pub ship_ca_file: PathBuf,
+
+    /// TLS sinks: the PEM client certificate (chain) sent when the server
+    /// asks for one (mutual TLS); needs --ship-client-key.
+    #[arg(
+        long,
+        env = "LOG_AGGREGATOR_SHIP_CLIENT_CERT",
+        value_name = "PATH",
+        requires = "ship_client_key"
+    )]
+    pub ship_client_cert: Option<PathBuf>,
+
+    /// TLS sinks: the PEM private key of --ship-client-cert.
+    #[arg(
+        long,
+        env = "LOG_AGGREGATOR_SHIP_CLIENT_KEY",
+        value_name = "PATH",
+        requires = "ship_client_cert"
+    )]
+    pub ship_client_key: Option<PathBuf>,
 
     /// OTLP resource attributes `KEY=VALUE`, comma-separated (repeatable),
     /// like OTEL_RESOURCE_ATTRIBUTES (also read). K8S_POD_NAME,
@@ -691,6 +711,7 @@ impl Args {
             );
         }
         let mut sinks: Vec<SinkTarget> = Vec::new();
+        let mut any_tls = false;
         for sink in &self.sinks {
             let protocol = match sink.kind {
                 Sink::Stdout => Protocol::Stdout,
@@ -713,10 +734,20 @@ impl Args {
                     )
                 })?,
             };
-            if protocol == Protocol::Otlp {
-                ship::otlp::HttpUrl::parse(&address)
-                    .map_err(|error| anyhow::anyhow!("--ship-address {error}"))?;
-            }
+            let tls = match protocol {
+                Protocol::Stdout => false,
+                Protocol::Otlp => {
+                    ship::otlp::HttpUrl::parse(&address)
+                        .map_err(|error| anyhow::anyhow!("--sink {name}: {error}"))?
+                        .tls
+                }
+                Protocol::SyslogTcp | Protocol::Relp => {
+                    ship::tls::SyslogAddress::parse(&address)
+                        .map_err(|error| anyhow::anyhow!("--sink {name}: {error}"))?
+                        .tls
+                }
+            };
+            any_tls |= tls;
             sinks.push(SinkTarget {
                 protocol,
                 address,
@@ -726,6 +757,25 @@ impl Args {
                     && self.output.unwrap_or(Format::Plain) == Format::Plain,
             });
         }
+        let client_cert = self
+            .ship_client_cert
+            .clone()
+            .zip(self.ship_client_key.clone());
+        if client_cert.is_some() && !any_tls {
+            bail!(
+                "--ship-client-cert is for TLS sinks, and no sink's address asks for TLS \
+                 (https:// for otlp, tls://HOST:PORT for relp and syslog-tcp)"
+            );
+        }
+        let tls = if any_tls {
+            let files = ship::tls::TlsFiles {
+                ca_file: self.ship_ca_file.clone(),
+                client_cert,
+            };
+            Some(ship::tls::TlsClient::load(&files)?)
+        } else {
+            None
+        };
         let resource = if otlp {
             resource_attributes(&self.resource_attributes)?
         } else {
@@ -767,8 +817,8 @@ impl Args {
             otlp: OtlpOptions {
                 encoding: self.otlp_encoding,
                 compression: self.otlp_compression,
-                ca_file: self.ship_ca_file.clone(),
             },
+            tls,
             records,
             batch: BatchLimits {
                 max_lines: self.batch_max_lines,

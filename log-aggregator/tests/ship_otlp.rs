@@ -588,43 +588,6 @@ fn parsed_records_carry_their_severity_time_and_file_to_otlp() {
     );
 }
 
-/// A CA and a server certificate it signed for `localhost`:
-/// (CA certificate, server certificate, server key).
-#[cfg(feature = "tls")]
-fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    // No argument holds a space: each command is split on spaces.
-    let openssl = |command: &str| {
-        let status = Command::new("openssl")
-            .current_dir(dir)
-            .args(command.split(' '))
-            .stderr(Stdio::null())
-            .status()
-            .expect("running openssl");
-        assert!(status.success(), "openssl {command} failed");
-    };
-    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-    openssl(&format!(
-        "req -x509 {ec} -days 2 -subj /CN=test-ca -keyout ca.key -out ca.pem"
-    ));
-    openssl(&format!(
-        "req {ec} -subj /CN=localhost -keyout key.pem -out server.csr"
-    ));
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-         -extfile server.ext -out cert.pem",
-    );
-    (
-        dir.join("ca.pem"),
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-    )
-}
-
 #[cfg(feature = "tls")]
 #[test]
 fn otlp_over_https_trusts_the_ca_file_and_refuses_an_unknown_certificate() {
@@ -632,13 +595,13 @@ fn otlp_over_https_trusts_the_ca_file_and_refuses_an_unknown_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("app.log");
     write_lines(&log, COUNT);
-    let (ca, cert, key) = certificates(dir.path());
+    let pki = support::certs::certificates(&dir.path().join("pki"));
     let receiver = Receiver::start_with(
         &dir.path().join("receiver"),
         [0, 0, 0],
         &[
-            ("TLS_CERT", cert.display().to_string()),
-            ("TLS_KEY", key.display().to_string()),
+            ("TLS_CERT", pki.server_cert.display().to_string()),
+            ("TLS_KEY", pki.server_key.display().to_string()),
         ],
     );
     let url = format!("https://localhost:{}", receiver.port);
@@ -658,15 +621,71 @@ fn otlp_over_https_trusts_the_ca_file_and_refuses_an_unknown_certificate() {
 
     // A CA file without the server's certificate: refused, nothing sent.
     let other = tempfile::tempdir().unwrap();
-    let (other_ca, _, _) = certificates(other.path());
+    let other_ca = support::certs::certificates(other.path()).ca;
     let refused = spawn(aggregator(&other_ca, "state-refused"));
     refused.wait_for_stderr_containing("certificate");
     let (status, _, _) = refused.terminate();
     assert!(status.success());
     assert_eq!(receiver.stats()["records"].as_u64().unwrap_or(0), 0);
 
-    let running = spawn(aggregator(&ca, "state"));
+    let running = spawn(aggregator(&pki.ca, "state"));
     eventually("every line over HTTPS", || {
+        receiver.stats()["records"].as_u64().unwrap_or(0) >= COUNT
+    });
+    let (status, _, output) = running.terminate();
+    assert!(status.success(), "{}", output.stderr);
+    let (lost, duplicated, report) = verify(&receiver.out.join("bodies.txt"), COUNT);
+    assert_eq!((lost, duplicated), (0, 0), "{report}");
+}
+
+/// A receiver that requires a client certificate: refused without one (the
+/// warning points at --ship-client-cert, nothing arrives), every line once
+/// with it.
+#[cfg(feature = "tls")]
+#[test]
+fn otlp_over_https_sends_the_client_certificate_a_server_requires() {
+    const COUNT: u64 = 1_000;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    write_lines(&log, COUNT);
+    let pki = support::certs::certificates(&dir.path().join("pki"));
+    let receiver = Receiver::start_with(
+        &dir.path().join("receiver"),
+        [0, 0, 0],
+        &[
+            ("TLS_CERT", pki.server_cert.display().to_string()),
+            ("TLS_KEY", pki.server_key.display().to_string()),
+            ("TLS_CLIENT_CA", pki.ca.display().to_string()),
+        ],
+    );
+    let aggregator = |state: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_log-aggregator"));
+        command
+            .env_remove("LOG_AGGREGATOR_SOURCES")
+            .args(["--follow", "--sink"])
+            .arg(format!("otlp=https://localhost:{}", receiver.port))
+            .args(["--ship-backoff-max", "300ms", "--drain-timeout", "1s"])
+            .arg("--ship-ca-file")
+            .arg(&pki.ca)
+            .arg("--checkpoint-dir")
+            .arg(dir.path().join(state))
+            .arg(&log);
+        command
+    };
+    let refused = spawn(aggregator("state-refused"));
+    let stderr = refused.wait_for_stderr_containing("retrying");
+    assert!(stderr.contains("--ship-client-cert"), "{stderr}");
+    refused.terminate();
+    assert_eq!(receiver.stats()["records"].as_u64().unwrap_or(0), 0);
+
+    let mut command = aggregator("state");
+    command
+        .arg("--ship-client-cert")
+        .arg(&pki.client_cert)
+        .arg("--ship-client-key")
+        .arg(&pki.client_key);
+    let running = spawn(command);
+    eventually("every line over mutual TLS", || {
         receiver.stats()["records"].as_u64().unwrap_or(0) >= COUNT
     });
     let (status, _, output) = running.terminate();

@@ -7,130 +7,16 @@
 //! installs them); the tests fail saying so otherwise.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
 
+use support::rsyslog::{Rsyslog, free_port, lines_in, need_rsyslog, wait_for_all};
 use support::{aggregator, checkpoint_offset, verify, writer};
 use testkit::{Running, eventually, spawn};
-
-const RSYSLOGD: &str = "/usr/sbin/rsyslogd";
-const MODULES: &str = "/usr/lib/x86_64-linux-gnu/rsyslog";
-
-/// Fails, saying how to install them, unless rsyslogd and `module` are
-/// there: as for the pod tests, a missing tool fails rather than skips.
-fn need_rsyslog(module: &str) {
-    assert!(
-        Path::new(RSYSLOGD).exists() && Path::new(MODULES).join(format!("{module}.so")).exists(),
-        "{RSYSLOGD} or its {module} module is missing: apt-get install rsyslog rsyslog-relp \
-         (or cargo xtask test --install)"
-    );
-}
-
-/// A port free now on 127.0.0.1.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Lines in `path` so far (0 when it does not exist yet).
-fn lines_in(path: &Path) -> usize {
-    std::fs::read(path)
-        .map(|bytes| bytes.iter().filter(|byte| **byte == b'\n').count())
-        .unwrap_or(0)
-}
-
-/// An rsyslogd in the foreground, one input, every message's MSG into one file.
-struct Rsyslog {
-    dir: PathBuf,
-    port: u16,
-    output: PathBuf,
-    child: Option<Child>,
-}
-
-impl Rsyslog {
-    /// `input`: `imrelp` or `imtcp`.
-    fn start(dir: &Path, input: &str) -> Self {
-        Self::start_on(dir, input, free_port())
-    }
-
-    fn start_on(dir: &Path, input: &str, port: u16) -> Self {
-        Self::start_with(dir, input, port, "")
-    }
-
-    /// `extra`: more rsyslog configuration (another template and action).
-    fn start_with(dir: &Path, input: &str, port: u16, extra: &str) -> Self {
-        let dir = dir.join("rsyslog");
-        std::fs::create_dir_all(dir.join("work")).unwrap();
-        let mut server = Self {
-            port,
-            output: dir.join("received.log"),
-            dir,
-            child: None,
-        };
-        // A direct main queue: a message is in the output file (flushed at
-        // the end of its transaction) before imrelp answers 200, so killing
-        // rsyslog loses only what it never acknowledged.
-        let config = format!(
-            r#"global(workDirectory="{work}" maxMessageSize="64k")
-main_queue(queue.type="Direct")
-module(load="{input}")
-input(type="{input}" port="{port}" address="127.0.0.1")
-template(name="t" type="string" string="%msg%\n")
-action(type="omfile" file="{output}" template="t" flushOnTXEnd="on" asyncWriting="off")
-{extra}
-"#,
-            work = server.dir.join("work").display(),
-            port = server.port,
-            output = server.output.display(),
-        );
-        std::fs::write(server.dir.join("rsyslog.conf"), config).unwrap();
-        server.run();
-        server
-    }
-
-    fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Starts rsyslogd and waits until it listens.
-    fn run(&mut self) {
-        let child = Command::new(RSYSLOGD)
-            .arg("-n")
-            .arg("-f")
-            .arg(self.dir.join("rsyslog.conf"))
-            .arg("-i")
-            .arg(self.dir.join("rsyslogd.pid"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting rsyslogd");
-        self.child = Some(child);
-        let address = self.address();
-        eventually("rsyslogd listening", || {
-            TcpStream::connect(&address).is_ok()
-        });
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Rsyslog {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 fn shipping(sink: &str, address: &str, log: &Path, state: &Path) -> Command {
     let mut command = aggregator();
@@ -162,25 +48,6 @@ fn metric(running: &Running, name: &str) -> f64 {
         .and_then(|line| line.rsplit(' ').next())
         .and_then(|value| value.parse().ok())
         .unwrap_or_else(|| panic!("no {name} in:\n{response}"))
-}
-
-/// Waits until rsyslog's file holds `seq=count ` and at least `count` lines.
-fn wait_for_all(server: &Rsyslog, count: u64, aggregator: &Running) {
-    let needle = format!("seq={count} ");
-    let started = Instant::now();
-    loop {
-        let text = std::fs::read_to_string(&server.output).unwrap_or_default();
-        if text.contains(&needle) && lines_in(&server.output) as u64 >= count {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "not every line arrived: {} lines; aggregator stderr:\n{}",
-            lines_in(&server.output),
-            aggregator.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Runs `writer` flat out for `count` lines into `log`.
@@ -570,4 +437,25 @@ fn relp_down_while_the_file_keeps_growing_keeps_memory_flat() {
     assert!(status.success(), "{}", output.stderr);
     let (lost, duplicated, report) = verify(&server.output, COUNT);
     assert_eq!((lost, duplicated), (0, 0), "{report}");
+}
+
+/// The default build has no TLS: asking for it is a start-up error that
+/// names the `tls` build, for every sink (tests/ship_tls.rs runs the
+/// `tls` build against rsyslog).
+#[cfg(not(feature = "tls"))]
+#[test]
+fn tls_addresses_are_refused_at_start_naming_the_tls_build() {
+    for sink in [
+        "relp=tls://localhost:2514",
+        "syslog-tcp=tls://localhost:6514",
+        "otlp=https://localhost:4318",
+    ] {
+        let output = aggregator()
+            .args(["--sink", sink, "app.log"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{sink}: {stderr}");
+        assert!(stderr.contains("--features tls"), "{sink}: {stderr}");
+    }
 }

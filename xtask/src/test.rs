@@ -1,5 +1,7 @@
 //! `cargo xtask test`: what CI runs, in order, stopping at the first failure:
-//! fmt and clippy, the workspace's tests, rendering and schema validation of
+//! fmt and clippy, the workspace's tests, log-aggregator's TLS tests (its
+//! `tls` build against rsyslog and the OTLP receiver over TLS), rendering
+//! and schema validation of
 //! every kustomization, the end-to-end pod tests with podman, then a short
 //! load test that fails on any line our log-aggregator lost or repeated, and
 //! the quick rotation matrix (real logrotate, every rotation mode).
@@ -7,8 +9,8 @@
 //! With `--install` (CI on a fresh Debian machine, as root) it first installs
 //! what is missing: podman, runc and catatonit, Debian's nginx (the offline
 //! nginx stand-in is built from it), busybox-static (comparison image),
-//! logrotate (the matrix), rsyslog and rsyslog-relp (log-aggregator's
-//! shipping tests), kubernetes-validate into .lab/venv, and PyPI's
+//! logrotate (the matrix), rsyslog, rsyslog-relp and rsyslog-gnutls
+//! (log-aggregator's shipping tests), kubernetes-validate into .lab/venv, and PyPI's
 //! opentelemetry-proto into .lab/otlp-venv (the OTLP test receiver). Without it, a missing tool is an error
 //! that says how to install it: the pod tests fail, never skip.
 
@@ -45,6 +47,7 @@ pub fn run_all(args: &TestArgs) -> anyhow::Result<()> {
         ]))?;
     }
     run(cargo().args(["test", "--workspace"]))?;
+    tls_tests(args.no_lint)?;
     eprintln!("+ cargo xtask lab validate");
     lab::validate(args.install)?;
     if !args.no_e2e {
@@ -72,6 +75,25 @@ pub fn run_all(args: &TestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// log-aggregator's `tls` build (a feature: the default image has no room
+/// for it): clippy over it, then syslog and RELP over TLS against rsyslog
+/// (tests/ship_tls.rs) and OTLP over HTTPS (tests/ship_otlp.rs). The
+/// `tls` build of the package's tests is compiled once for both.
+fn tls_tests(no_lint: bool) -> anyhow::Result<()> {
+    let tls = ["-p", "log-aggregator", "--features", "tls"];
+    if !no_lint {
+        run(cargo()
+            .arg("clippy")
+            .args(tls)
+            .args(["--all-targets", "--", "-D", "warnings"]))?;
+    }
+    run(cargo().arg("test").args(tls).args(["--test", "ship_tls"]))?;
+    run(cargo()
+        .arg("test")
+        .args(tls)
+        .args(["--test", "ship_otlp", "--", "over_https"]))
+}
+
 pub fn run_task(args: TestArgs) -> anyhow::Result<()> {
     run_all(&args)
 }
@@ -97,6 +119,11 @@ fn install_missing() -> anyhow::Result<()> {
     }
     if !std::path::Path::new("/usr/lib/x86_64-linux-gnu/rsyslog/imrelp.so").exists() {
         packages.push("rsyslog-relp");
+    }
+    // imtcp's TLS driver for syslog over TLS (tests/ship_tls.rs); imrelp's
+    // TLS is in librelp, which Debian builds with GnuTLS.
+    if !std::path::Path::new("/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so").exists() {
+        packages.push("rsyslog-gnutls");
     }
     if !on_path("kubectl") {
         anyhow::bail!(

@@ -33,6 +33,7 @@
 pub mod otlp;
 pub mod parsed;
 pub mod syslog;
+pub mod tls;
 pub mod transport;
 
 use std::collections::VecDeque;
@@ -96,7 +97,8 @@ pub struct Backoff {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SinkTarget {
     pub protocol: Protocol,
-    /// `host:port` (syslog), `http://host:port[/path]` (OTLP), empty for stdout.
+    /// `host:port` (syslog; TLS: `tls://host:port`),
+    /// `http[s]://host:port[/path]` (OTLP), empty for stdout.
     pub address: String,
     /// Lines arrive rendered `--output prefixed` (an OTLP sink needs each
     /// line's path) and this sink wants them plain: the prefix is cut off.
@@ -136,6 +138,8 @@ pub struct ShipConfig {
     /// OTLP resource attributes (`k8s.pod.name`...).
     pub resource: Vec<(String, String)>,
     pub otlp: otlp::OtlpOptions,
+    /// The TLS setup, loaded at start when a sink's address asks for TLS.
+    pub tls: Option<tls::TlsClient>,
     /// Lines are `--parse` records (JSON objects): syslog and OTLP take
     /// each one's severity, time and file from its fields ([`parsed`]).
     pub records: bool,
@@ -664,8 +668,22 @@ impl Worker {
         let timeouts = self.config.timeouts;
         let connection: Box<dyn Transport> = match self.target.protocol {
             Protocol::Stdout => Box::new(transport::StdoutLines::default()),
-            Protocol::SyslogTcp => Box::new(TcpSyslog::connect(address, timeouts)?),
-            Protocol::Relp => Box::new(Relp::connect(address, timeouts)?),
+            Protocol::SyslogTcp | Protocol::Relp => {
+                let target = tls::SyslogAddress::parse(address)
+                    .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
+                let tls = if target.tls {
+                    Some(self.config.tls.as_ref().ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::InvalidInput, "tls:// without a TLS setup")
+                    })?)
+                } else {
+                    None
+                };
+                if self.target.protocol == Protocol::Relp {
+                    Box::new(Relp::connect(&target.authority, tls, timeouts)?)
+                } else {
+                    Box::new(TcpSyslog::connect(&target.authority, tls, timeouts)?)
+                }
+            }
             Protocol::Otlp => {
                 let url = otlp::HttpUrl::parse(address)
                     .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
@@ -674,6 +692,7 @@ impl Worker {
                     &self.config.resource,
                     &self.config.otlp,
                     self.config.records,
+                    self.config.tls.as_ref(),
                     timeouts,
                 )?)
             }

@@ -29,8 +29,8 @@
 //! (`--otlp-compression gzip`, `Content-Encoding: gzip`).
 //!
 //! Transport: HTTP/1.1 over one keep-alive TCP connection; `https://`
-//! only in the `tls` build (rustls with ring, the certificates of
-//! `--ship-ca-file`), which the default image leaves out for its size.
+//! only in the `tls` build, through the TLS setup every sink shares
+//! ([`super::tls`]), which the default image leaves out for its size.
 //!
 //! Delivery (<https://opentelemetry.io/docs/specs/otlp/#failures-1>):
 //! 2xx acknowledges the whole batch (a partial success is logged: the
@@ -40,13 +40,13 @@
 //! permanent: retrying cannot help, so the batch is dropped and counted.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use prost::Message;
 
 use super::Record;
-use super::transport::{Messages, SendError, Timeouts, Transport, connect};
+use super::tls::{Stream, TlsClient, no_tls};
+use super::transport::{Messages, SendError, Timeouts, Transport, closed, connect_stream};
 
 /// How request bodies are encoded.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -73,23 +73,7 @@ pub enum Compression {
 pub struct OtlpOptions {
     pub encoding: Encoding,
     pub compression: Compression,
-    /// PEM certificates trusted for `https://` (the `tls` build).
-    pub ca_file: std::path::PathBuf,
 }
-
-/// What an HTTP connection reads and writes: TCP, or TLS over it.
-#[cfg(feature = "tls")]
-pub trait Stream: Read + Write + Send {}
-
-#[cfg(feature = "tls")]
-impl<T: Read + Write + Send> Stream for T {}
-
-/// The connection: TCP, or either TCP or TLS in the `tls` build (the
-/// default build keeps the concrete type: no dynamic dispatch to link).
-#[cfg(feature = "tls")]
-type Connection = Box<dyn Stream>;
-#[cfg(not(feature = "tls"))]
-type Connection = TcpStream;
 
 /// `opentelemetry.proto.collector.logs.v1.ExportLogsServiceRequest`.
 #[derive(Clone, PartialEq, Message)]
@@ -445,47 +429,6 @@ fn base64(out: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
-/// TLS over `stream` to `authority`'s host, trusting the certificates in
-/// `ca_file` (rustls with ring; the `tls` build).
-#[cfg(feature = "tls")]
-fn tls_client(
-    stream: TcpStream,
-    authority: &str,
-    ca_file: &std::path::Path,
-) -> io::Result<Box<dyn Stream>> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, ServerName};
-    use std::sync::Arc;
-    let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
-    let mut roots = rustls::RootCertStore::empty();
-    let certificates = CertificateDer::pem_file_iter(ca_file)
-        .map_err(|error| invalid(format!("reading {}: {error}", ca_file.display())))?;
-    for certificate in certificates {
-        let certificate = certificate
-            .map_err(|error| invalid(format!("reading {}: {error}", ca_file.display())))?;
-        roots
-            .add(certificate)
-            .map_err(|error| invalid(format!("{}: {error}", ca_file.display())))?;
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|error| invalid(error.to_string()))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let host = authority
-        .rsplit_once(':')
-        .map_or(authority, |(host, _)| host)
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let name = ServerName::try_from(host.to_owned())
-        .map_err(|error| invalid(format!("{host:?}: {error}")))?;
-    let connection = rustls::ClientConnection::new(Arc::new(config), name)
-        .map_err(|error| invalid(error.to_string()))?;
-    Ok(Box::new(rustls::StreamOwned::new(connection, stream)))
-}
-
 /// The records a partial success rejected, from a 2xx answer's body.
 fn rejected_records(encoding: Encoding, body: &[u8]) -> Option<(i64, String)> {
     let (rejected, message) = match encoding {
@@ -600,12 +543,7 @@ impl HttpUrl {
     pub fn parse(url: &str) -> Result<Self, String> {
         let (rest, tls) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
             (Some(rest), _) => (rest, false),
-            (_, Some(_)) if !cfg!(feature = "tls") => {
-                return Err(format!(
-                    "{url:?}: this build has no TLS: use the image built with --features tls, \
-                     or http:// to a mesh sidecar (see docs/shipping.md)"
-                ));
-            }
+            (_, Some(_)) if !cfg!(feature = "tls") => return Err(no_tls(url)),
             (_, Some(rest)) => (rest, true),
             _ => return Err(format!("{url:?}: expected an http:// or https:// URL")),
         };
@@ -641,9 +579,11 @@ pub struct Otlp {
     options: OtlpOptions,
     /// Messages are `--parse` records, not `--output prefixed` lines.
     records: bool,
-    connection: BufReader<Connection>,
+    connection: BufReader<Stream>,
     /// The server said it closes: the next batch needs a new connection.
     closed: bool,
+    /// The server answered a request on this connection.
+    answered: bool,
     body: Vec<u8>,
     /// The body before compression.
     encoded: Vec<u8>,
@@ -666,15 +606,17 @@ impl Otlp {
         resource: &[(String, String)],
         options: &OtlpOptions,
         records: bool,
+        tls: Option<&TlsClient>,
         timeouts: Timeouts,
     ) -> io::Result<Self> {
-        let stream = connect(&url.authority, timeouts)?;
-        #[cfg(feature = "tls")]
-        let stream: Connection = if url.tls {
-            tls_client(stream, &url.authority, &options.ca_file)?
+        let tls = if url.tls {
+            Some(tls.ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "https:// without a TLS setup")
+            })?)
         } else {
-            Box::new(stream)
+            None
         };
+        let stream = connect_stream(&url.authority, tls, timeouts)?;
         Ok(Self {
             url: url.clone(),
             resource: resource.to_vec(),
@@ -682,6 +624,7 @@ impl Otlp {
             records,
             connection: BufReader::new(stream),
             closed: false,
+            answered: false,
             body: Vec::new(),
             encoded: Vec::new(),
             rejected: 0,
@@ -807,7 +750,11 @@ impl Transport for Otlp {
                 )
             });
         }
-        let answer = self.post().map_err(|error| failed(error, None, false))?;
+        let early_in_tls = self.url.tls && !self.answered;
+        let answer = self
+            .post()
+            .map_err(|error| failed(closed(error, early_in_tls), None, false))?;
+        self.answered = true;
         self.closed = answer.close;
         match verdict(answer.status) {
             Verdict::Acknowledged => {

@@ -1,6 +1,8 @@
 //! The connections to a syslog backend: plain TCP (RFC 6587 octet
-//! counting) and RELP. Synchronous, one connection each, driven by the
-//! shipper thread ([`super::Shipper`]).
+//! counting) and RELP, each over TCP or, in the `tls` build, TLS
+//! ([`super::tls`]: syslog over TLS is RFC 5425, the same octet-counted
+//! frames). Synchronous, one connection each, driven by the shipper
+//! thread ([`super::Shipper`]).
 //!
 //! RELP as rsyslog documents it (<https://www.rsyslog.com/doc/relp.html>,
 //! librelp's `doc/relp.html`): the client opens with `1 open` and the
@@ -16,15 +18,17 @@
 //!
 //! Plain TCP has no answers: a message is "sent" once `write(2)` took it,
 //! and what is in the kernel's buffers when the connection breaks is lost.
-//! Before each batch the socket is peeked for the peer's close (EOF), so a
-//! backend restarted between two batches loses nothing; one that dies
-//! during a batch loses what the kernel had not delivered.
+//! Before each batch the socket is read without blocking for the peer's
+//! close (EOF, or a TLS close_notify), so a backend restarted between two
+//! batches loses nothing; one that dies during a batch loses what the
+//! kernel had not delivered.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use super::syslog::{octet_counted, relp_frame};
+use super::tls::{Stream, TlsClient};
 
 /// Unanswered RELP messages at most (librelp's default window size).
 pub const RELP_WINDOW: usize = 128;
@@ -151,43 +155,68 @@ pub fn connect(address: &str, timeouts: Timeouts) -> io::Result<TcpStream> {
     Err(last)
 }
 
-/// Plain TCP syslog, RFC 6587 octet counting.
+/// TCP (or TLS) to `address`, `HOST:PORT`; TLS through `tls` when given.
+pub fn connect_stream(
+    address: &str,
+    tls: Option<&TlsClient>,
+    timeouts: Timeouts,
+) -> io::Result<Stream> {
+    Stream::over(connect(address, timeouts)?, tls, address)
+}
+
+/// `error` when the server closed or reset the connection, with a hint
+/// when that happened right at the start of a TLS session: then it most
+/// likely refused our client certificate, or wanted one. Over TLS 1.3 the
+/// server checks the client's certificate after the client's handshake is
+/// done, so its refusal shows as a close before the first batch or while
+/// it is written (or, for OTLP, as the first request's failure).
+pub fn closed(error: io::Error, early_in_tls: bool) -> io::Error {
+    let closing = matches!(
+        error.kind(),
+        io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    );
+    if !(closing && early_in_tls) {
+        return error;
+    }
+    io::Error::new(
+        error.kind(),
+        format!(
+            "{error} right after the TLS handshake (does it require a client certificate it \
+             did not get or accept? see --ship-client-cert)"
+        ),
+    )
+}
+
+/// Syslog over TCP, RFC 6587 octet counting; over TLS, RFC 5425.
 pub struct TcpSyslog {
-    stream: TcpStream,
+    stream: Stream,
+    tls: bool,
+    /// Batches written on this connection.
+    batches: u64,
     frames: Vec<u8>,
 }
 
 impl TcpSyslog {
-    pub fn connect(address: &str, timeouts: Timeouts) -> io::Result<Self> {
+    pub fn connect(address: &str, tls: Option<&TlsClient>, timeouts: Timeouts) -> io::Result<Self> {
         Ok(Self {
-            stream: connect(address, timeouts)?,
+            stream: connect_stream(address, tls, timeouts)?,
+            tls: tls.is_some(),
+            batches: 0,
             frames: Vec::new(),
         })
-    }
-
-    /// Whether the peer closed the connection (a syslog server never
-    /// writes, so anything readable is its close or an error).
-    fn peer_closed(&self) -> bool {
-        if self.stream.set_nonblocking(true).is_err() {
-            return true;
-        }
-        let mut byte = [0u8; 1];
-        let closed = match self.stream.peek(&mut byte) {
-            Ok(0) => true,
-            Ok(_) => false,
-            Err(error) => error.kind() != io::ErrorKind::WouldBlock,
-        };
-        closed || self.stream.set_nonblocking(false).is_err()
     }
 }
 
 impl Transport for TcpSyslog {
     fn send(&mut self, messages: &Messages, from: usize) -> Result<(), SendError> {
-        if self.peer_closed() {
+        if let Err(error) = self.stream.check_open() {
             return Err(SendError {
                 acknowledged: from,
                 unanswered: 0,
-                error: io::Error::new(io::ErrorKind::ConnectionReset, "the server closed"),
+                error: closed(error, self.tls && self.batches <= 1),
                 retry_after: None,
                 permanent: false,
             });
@@ -196,22 +225,25 @@ impl Transport for TcpSyslog {
         for index in from..messages.len() {
             octet_counted(&mut self.frames, messages.get(index));
         }
+        self.batches += 1;
+        let early_in_tls = self.tls && self.batches <= 1;
         self.stream
             .write_all(&self.frames)
+            .and_then(|()| self.stream.flush())
             .map_err(|error| SendError {
                 acknowledged: from,
                 unanswered: messages.len() - from,
-                error,
+                error: closed(error, early_in_tls),
                 retry_after: None,
                 permanent: false,
             })
     }
 }
 
-/// A RELP session.
+/// A RELP session, over TCP or TLS.
 pub struct Relp {
-    writer: TcpStream,
-    reader: BufReader<TcpStream>,
+    /// Read through the buffer; written through `get_mut`.
+    stream: BufReader<Stream>,
     /// The next transaction number.
     txnr: u64,
     frames: Vec<u8>,
@@ -225,19 +257,19 @@ fn protocol(what: String) -> io::Error {
 }
 
 impl Relp {
-    pub fn connect(address: &str, timeouts: Timeouts) -> io::Result<Self> {
-        let stream = connect(address, timeouts)?;
+    pub fn connect(address: &str, tls: Option<&TlsClient>, timeouts: Timeouts) -> io::Result<Self> {
         let mut session = Self {
-            reader: BufReader::new(stream.try_clone()?),
-            writer: stream,
+            stream: BufReader::new(connect_stream(address, tls, timeouts)?),
             txnr: 1,
             frames: Vec::new(),
         };
         let txnr = session.next_txnr();
         relp_frame(&mut session.frames, txnr, "open", RELP_OFFERS);
-        session.writer.write_all(&session.frames)?;
+        session.write_frames()?;
         session.frames.clear();
-        let (answered, data) = session.answer()?;
+        let (answered, data) = session
+            .answer()
+            .map_err(|error| closed(error, tls.is_some()))?;
         if answered != txnr || !data.starts_with(b"200") {
             return Err(protocol(format!(
                 "RELP open refused: {}",
@@ -245,6 +277,12 @@ impl Relp {
             )));
         }
         Ok(session)
+    }
+
+    fn write_frames(&mut self) -> io::Result<()> {
+        let stream = self.stream.get_mut();
+        stream.write_all(&self.frames)?;
+        stream.flush()
     }
 
     fn next_txnr(&mut self) -> u64 {
@@ -281,7 +319,7 @@ impl Relp {
                 }
                 let mut data = vec![0; size];
                 if byte == b' ' {
-                    self.reader.read_exact(&mut data)?;
+                    self.stream.read_exact(&mut data)?;
                     if self.byte()? != b'\n' {
                         return Err(protocol("RELP answer without its trailer".into()));
                     }
@@ -299,14 +337,14 @@ impl Relp {
 
     fn byte(&mut self) -> io::Result<u8> {
         let mut byte = [0u8; 1];
-        self.reader.read_exact(&mut byte)?;
+        self.stream.read_exact(&mut byte)?;
         Ok(byte[0])
     }
 
     /// Bytes up to the next space (at most 32).
     fn token(&mut self) -> io::Result<Vec<u8>> {
         let mut token = Vec::new();
-        let read = (&mut self.reader).take(33).read_until(b' ', &mut token)?;
+        let read = (&mut self.stream).take(33).read_until(b' ', &mut token)?;
         if read == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -346,8 +384,7 @@ impl Relp {
                 next += 1;
             }
             if !self.frames.is_empty() {
-                self.writer
-                    .write_all(&self.frames)
+                self.write_frames()
                     .map_err(|error| fail(acknowledged, next, error))?;
             }
             // At least one answer, then every one already received.
@@ -376,7 +413,7 @@ impl Relp {
                     ));
                 }
                 acknowledged += 1;
-                if outstanding.is_empty() || self.reader.buffer().is_empty() {
+                if outstanding.is_empty() || self.stream.buffer().is_empty() {
                     break;
                 }
             }
@@ -406,10 +443,10 @@ impl Transport for Relp {
 impl Drop for Relp {
     fn drop(&mut self) {
         // A polite close; the answer is not waited for.
-        let mut frame = Vec::new();
+        self.frames.clear();
         let txnr = self.next_txnr();
-        relp_frame(&mut frame, txnr, "close", b"");
-        let _ = self.writer.write_all(&frame);
+        relp_frame(&mut self.frames, txnr, "close", b"");
+        let _ = self.write_frames();
     }
 }
 
@@ -498,7 +535,7 @@ mod tests {
     #[test]
     fn relp_sends_every_message_and_waits_for_each_answer() {
         let (address, server) = server(usize::MAX);
-        let mut relp = Relp::connect(&address, timeouts()).unwrap();
+        let mut relp = Relp::connect(&address, None, timeouts()).unwrap();
         let texts: Vec<String> = (0..300)
             .map(|n| format!("line {n}\nwith newline"))
             .collect();
@@ -513,7 +550,7 @@ mod tests {
     #[test]
     fn relp_reports_the_acknowledged_prefix_when_the_server_goes_away() {
         let (address, server) = server(130);
-        let mut relp = Relp::connect(&address, timeouts()).unwrap();
+        let mut relp = Relp::connect(&address, None, timeouts()).unwrap();
         let texts: Vec<String> = (0..300).map(|n| format!("{n}")).collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let error = relp.send(&messages(&refs), 0).unwrap_err();

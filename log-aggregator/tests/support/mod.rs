@@ -3,6 +3,9 @@
 //! positions. Each test binary uses a part of it.
 #![allow(dead_code)]
 
+pub mod certs;
+pub mod rsyslog;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;

@@ -16,7 +16,8 @@ a schedule 503 and 429 with Retry-After, and records what it accepted:
 usage: otlp_receiver.py OUT [EVERY_503 [EVERY_429 [EVERY_413]]]
 environment: PORT (default: any free one); PARTIAL=N answers every 2xx with a
 partial success rejecting N records; TLS_CERT and TLS_KEY (PEM files) serve
-HTTPS; RETRY_STATUS (default 503) is the status of the EVERY_503 schedule,
+HTTPS, and with TLS_CLIENT_CA (PEM) require a client certificate it signed;
+RETRY_STATUS (default 503) is the status of the EVERY_503 schedule,
 RETRY_AFTER its Retry-After (default 1; "date:N" for an HTTP-date N seconds
 ahead)
 """
@@ -151,6 +152,10 @@ server = ThreadingHTTPServer(("127.0.0.1", int(os.environ.get("PORT", "0"))), Ha
 if os.environ.get("TLS_CERT"):
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(os.environ["TLS_CERT"], os.environ["TLS_KEY"])
+    if os.environ.get("TLS_CLIENT_CA"):
+        # Mutual TLS: a client certificate this CA signed, or no request.
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(os.environ["TLS_CLIENT_CA"])
     server.socket = context.wrap_socket(server.socket, server_side=True)
 with open(os.path.join(OUT, "port.tmp"), "w", encoding="utf-8") as port:
     port.write(str(server.server_address[1]))
