@@ -9,6 +9,8 @@
 //!   `sleep 3600` work in a scratch image.
 //! - [`follow`]: following files by name like `tail -F`, every line once through rotation,
 //!   truncation and restarts (checkpoints), with bounded memory.
+//! - [`lines`]: the one bounded line splitter (long lines cut or split), for followed files and
+//!   for stdin or FIFOs.
 //! - [`tail`]: where the last N lines of a file begin, reading blocks backwards.
 //! - [`multiline`]: joining continuation lines (stack traces) into one record.
 //! - [`json`]: JSON string literals written straight into an output buffer.
@@ -24,6 +26,7 @@ pub mod clock;
 pub mod follow;
 pub mod gone;
 pub mod json;
+pub mod lines;
 pub mod metrics;
 pub mod multiline;
 pub mod pipeline;
