@@ -139,11 +139,13 @@ impl LineSplitter {
     pub fn feed<E>(
         &mut self,
         chunk: &[u8],
-        mut sink: impl FnMut(Line<'_>) -> Result<Flow, E>,
+        sink: impl FnMut(Line<'_>) -> Result<Flow, E>,
     ) -> Result<Fed, Refused<E>> {
+        // The sink by value, not behind a reference: it is called for
+        // every line.
         match self.long_lines {
-            LongLines::Cut => self.cut(chunk, &mut sink),
-            LongLines::Split => self.split(chunk, &mut sink),
+            LongLines::Cut => self.cut(chunk, sink),
+            LongLines::Split => self.split(chunk, sink),
         }
     }
 
@@ -180,11 +182,13 @@ impl LineSplitter {
     fn cut<E>(
         &mut self,
         chunk: &[u8],
-        sink: &mut impl FnMut(Line<'_>) -> Result<Flow, E>,
+        mut sink: impl FnMut(Line<'_>) -> Result<Flow, E>,
     ) -> Result<Fed, Refused<E>> {
         let max = self.max_line_bytes;
+        // Just after the last accepted line: a line ends with its newline,
+        // so nothing was accepted while this is 0.
         let mut start = 0;
-        let mut accepted = None;
+        let accepted = |start: usize| (start > 0).then_some(start);
         while let Some(found) = memchr::memchr(b'\n', &chunk[start..]) {
             let end = start + found;
             let piece = &chunk[start..end];
@@ -215,16 +219,18 @@ impl LineSplitter {
                 }
                 result
             };
-            let flow = result.map_err(|error| Refused { error, accepted })?;
+            let flow = result.map_err(|error| Refused {
+                error,
+                accepted: accepted(start),
+            })?;
             self.pending.clear();
             self.overflow = false;
             start = end + 1;
-            accepted = Some(start);
             if flow == Flow::Pause {
                 return Ok(Fed {
                     flow,
                     taken: start,
-                    accepted,
+                    accepted: accepted(start),
                 });
             }
         }
@@ -238,37 +244,43 @@ impl LineSplitter {
         Ok(Fed {
             flow: Flow::Continue,
             taken: chunk.len(),
-            accepted,
+            accepted: accepted(start),
         })
     }
 
     fn split<E>(
         &mut self,
         chunk: &[u8],
-        sink: &mut impl FnMut(Line<'_>) -> Result<Flow, E>,
+        mut sink: impl FnMut(Line<'_>) -> Result<Flow, E>,
     ) -> Result<Fed, Refused<E>> {
         let max = self.max_line_bytes;
+        // Just after the last accepted line (0: none yet), and just after
+        // the last accepted piece: a piece may end at 0 (a held head topped
+        // up by nothing), and a later line always ends after it.
         let mut start = 0;
-        let mut accepted = None;
+        let mut piece_end = None;
+        let accepted =
+            |start: usize, piece_end: Option<usize>| piece_end.max((start > 0).then_some(start));
         while start < chunk.len() {
             let newline = memchr::memchr(b'\n', &chunk[start..]).map(|found| start + found);
             let end = newline.unwrap_or(chunk.len());
-            // The bytes of the current line in this chunk, from offset `at`.
-            let mut at = start;
+            // The bytes of the current line in this chunk not yet handed over.
+            let mut data = &chunk[start..end];
             // More than `max` of this line: a full piece goes out now (the
             // held head topped up, or straight from the chunk). What is left
             // afterwards (at most `max`) is the last piece if the newline is
             // here, or is held otherwise.
-            while self.pending.len() + (end - at) > max {
+            while self.pending.len() + data.len() > max {
                 let kept = self.pending.len();
+                let (piece, rest) = data.split_at(max - kept);
                 let result = if kept == 0 {
                     sink(Line {
-                        bytes: &chunk[at..at + max],
+                        bytes: piece,
                         truncated: false,
                         partial: true,
                     })
                 } else {
-                    self.pending.extend_from_slice(&chunk[at..at + max - kept]);
+                    self.pending.extend_from_slice(piece);
                     let result = sink(Line {
                         bytes: &self.pending,
                         truncated: false,
@@ -279,56 +291,66 @@ impl LineSplitter {
                     }
                     result
                 };
-                let flow = result.map_err(|error| Refused { error, accepted })?;
+                let flow = result.map_err(|error| Refused {
+                    error,
+                    accepted: accepted(start, piece_end),
+                })?;
                 // Accepted: the piece is behind us (a checkpoint inside the line).
                 self.pending.clear();
                 self.mid_line = true;
-                at += max - kept;
-                accepted = Some(at);
+                data = rest;
+                piece_end = Some(end - data.len());
                 if flow == Flow::Pause {
                     return Ok(Fed {
                         flow,
-                        taken: at,
-                        accepted,
+                        taken: end - data.len(),
+                        accepted: piece_end,
                     });
                 }
             }
             let Some(newline) = newline else {
-                self.pending.extend_from_slice(&chunk[at..]);
+                self.pending.extend_from_slice(data);
                 break;
             };
-            let kept = self.pending.len();
-            let bytes = if kept == 0 {
-                &chunk[at..newline]
+            let result = if self.pending.is_empty() {
+                // The common case: the whole line is in the chunk, no copy.
+                sink(Line {
+                    bytes: data,
+                    truncated: false,
+                    partial: false,
+                })
             } else {
-                self.pending.extend_from_slice(&chunk[at..newline]);
-                &self.pending
+                let kept = self.pending.len();
+                self.pending.extend_from_slice(data);
+                let result = sink(Line {
+                    bytes: &self.pending,
+                    truncated: false,
+                    partial: false,
+                });
+                if result.is_err() {
+                    self.pending.truncate(kept);
+                }
+                result
             };
-            let result = sink(Line {
-                bytes,
-                truncated: false,
-                partial: false,
-            });
-            if result.is_err() {
-                self.pending.truncate(kept);
-            }
-            let flow = result.map_err(|error| Refused { error, accepted })?;
+            let flow = result.map_err(|error| Refused {
+                error,
+                accepted: accepted(start, piece_end),
+            })?;
             self.pending.clear();
             self.mid_line = false;
             start = newline + 1;
-            accepted = Some(start);
             if flow == Flow::Pause {
                 return Ok(Fed {
                     flow,
                     taken: start,
-                    accepted,
+                    accepted: Some(start),
                 });
             }
         }
         Ok(Fed {
             flow: Flow::Continue,
             taken: chunk.len(),
-            accepted,
+            accepted: accepted(start, piece_end),
         })
     }
 }
