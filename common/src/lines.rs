@@ -5,7 +5,7 @@
 //! The stream comes in chunks of any size; a line is handed to a sink
 //! without its `\n`. The splitter owns the head of the incomplete line at
 //! the end of the last chunk (`pending`, never more than `max_line_bytes`),
-//! whether bytes of that line were dropped (`overflow`), and whether pieces
+//! how many bytes of that line were dropped (`dropped`), and whether pieces
 //! of it went out already (`mid_line`). Two ways to treat a line longer than
 //! `max_line_bytes` ([`LongLines`]):
 //! - cut: its first `max_line_bytes` are handed over flagged `truncated`
@@ -47,6 +47,8 @@ pub struct Line<'a> {
     pub bytes: &'a [u8],
     /// Cut mode: the line was longer; these are its first `max_line_bytes`.
     pub truncated: bool,
+    /// Cut mode: how many bytes of the line were dropped (0 unless `truncated`).
+    pub dropped: u64,
     /// Split mode: more of this line follows.
     pub partial: bool,
 }
@@ -88,8 +90,8 @@ pub struct LineSplitter {
     long_lines: LongLines,
     /// The head of the incomplete line (at most `max_line_bytes`).
     pending: Vec<u8>,
-    /// Cut mode: bytes of the incomplete line beyond `pending` were dropped.
-    overflow: bool,
+    /// Cut mode: bytes of the incomplete line dropped beyond `pending`.
+    dropped: u64,
     /// Split mode: pieces of the incomplete line went out already; its last
     /// piece (`partial: false`) is still owed.
     mid_line: bool,
@@ -102,7 +104,7 @@ impl LineSplitter {
             max_line_bytes: max_line_bytes.max(1),
             long_lines,
             pending: Vec::new(),
-            overflow: false,
+            dropped: 0,
             mid_line: false,
         }
     }
@@ -117,20 +119,20 @@ impl LineSplitter {
     /// Whether bytes of an incomplete line were taken and its end (or its
     /// last piece) is still owed.
     pub fn holds_line(&self) -> bool {
-        !self.pending.is_empty() || self.overflow || self.mid_line
+        !self.pending.is_empty() || self.dropped > 0 || self.mid_line
     }
 
     /// Whether the rest of a long line is being skipped or handed over in
     /// pieces: feeding that line again from its start would repeat its
     /// first part.
     pub fn mid_long_line(&self) -> bool {
-        self.overflow || self.mid_line
+        self.dropped > 0 || self.mid_line
     }
 
     /// Forgets the incomplete line: the next chunk starts a line.
     pub fn reset(&mut self) {
         self.pending.clear();
-        self.overflow = false;
+        self.dropped = 0;
         self.mid_line = false;
     }
 
@@ -161,7 +163,8 @@ impl LineSplitter {
         }
         let flow = sink(Line {
             bytes: &self.pending,
-            truncated: self.overflow,
+            truncated: self.dropped > 0,
+            dropped: self.dropped,
             partial: false,
         })?;
         self.reset();
@@ -174,7 +177,7 @@ impl LineSplitter {
         if !self.holds_line() {
             return None;
         }
-        let taken = (std::mem::take(&mut self.pending), self.overflow);
+        let taken = (std::mem::take(&mut self.pending), self.dropped > 0);
         self.reset();
         Some(taken)
     }
@@ -192,25 +195,28 @@ impl LineSplitter {
         while let Some(found) = memchr::memchr(b'\n', &chunk[start..]) {
             let end = start + found;
             let piece = &chunk[start..end];
-            let result = if self.pending.is_empty() && !self.overflow {
+            let result = if self.pending.is_empty() && self.dropped == 0 {
                 // The common case: the whole line is in the chunk, no copy.
-                let (bytes, truncated) = if piece.len() > max {
-                    (&piece[..max], true)
+                let (bytes, dropped) = if piece.len() > max {
+                    (&piece[..max], (piece.len() - max) as u64)
                 } else {
-                    (piece, false)
+                    (piece, 0)
                 };
                 sink(Line {
                     bytes,
-                    truncated,
+                    truncated: dropped > 0,
+                    dropped,
                     partial: false,
                 })
             } else {
                 let kept = self.pending.len();
                 let take = max.saturating_sub(kept).min(piece.len());
                 self.pending.extend_from_slice(&piece[..take]);
+                let dropped = self.dropped + (piece.len() - take) as u64;
                 let result = sink(Line {
                     bytes: &self.pending,
-                    truncated: self.overflow || take < piece.len(),
+                    truncated: dropped > 0,
+                    dropped,
                     partial: false,
                 });
                 if result.is_err() {
@@ -224,7 +230,7 @@ impl LineSplitter {
                 accepted: accepted(start),
             })?;
             self.pending.clear();
-            self.overflow = false;
+            self.dropped = 0;
             start = end + 1;
             if flow == Flow::Pause {
                 return Ok(Fed {
@@ -237,10 +243,8 @@ impl LineSplitter {
         let rest = &chunk[start..];
         let take = max.saturating_sub(self.pending.len()).min(rest.len());
         self.pending.extend_from_slice(&rest[..take]);
-        if take < rest.len() {
-            // Memory stays bounded: the rest of an overlong line is skipped.
-            self.overflow = true;
-        }
+        // Memory stays bounded: the rest of an overlong line is skipped.
+        self.dropped += (rest.len() - take) as u64;
         Ok(Fed {
             flow: Flow::Continue,
             taken: chunk.len(),
@@ -277,6 +281,7 @@ impl LineSplitter {
                     sink(Line {
                         bytes: piece,
                         truncated: false,
+                        dropped: 0,
                         partial: true,
                     })
                 } else {
@@ -284,6 +289,7 @@ impl LineSplitter {
                     let result = sink(Line {
                         bytes: &self.pending,
                         truncated: false,
+                        dropped: 0,
                         partial: true,
                     });
                     if result.is_err() {
@@ -317,6 +323,7 @@ impl LineSplitter {
                 sink(Line {
                     bytes: data,
                     truncated: false,
+                    dropped: 0,
                     partial: false,
                 })
             } else {
@@ -325,6 +332,7 @@ impl LineSplitter {
                 let result = sink(Line {
                     bytes: &self.pending,
                     truncated: false,
+                    dropped: 0,
                     partial: false,
                 });
                 if result.is_err() {
@@ -427,6 +435,29 @@ mod tests {
         assert_eq!(
             split(3, LongLines::Cut, &[b"x\nabcdef"]),
             [line("x"), ("abc".into(), true, false)]
+        );
+    }
+
+    #[test]
+    fn a_cut_line_says_how_many_bytes_were_dropped() {
+        let mut splitter = LineSplitter::new(4, LongLines::Cut);
+        let mut dropped = Vec::new();
+        let mut collect = |line: Line<'_>| {
+            dropped.push((line.bytes.to_vec(), line.dropped));
+            Ok::<_, ()>(Flow::Continue)
+        };
+        for chunk in [&b"abcdefgh"[..], b"ij\nabcdef\nab", b"cd\nlast line"] {
+            splitter.feed(chunk, &mut collect).unwrap();
+        }
+        splitter.finish(&mut collect).unwrap();
+        assert_eq!(
+            dropped,
+            [
+                (b"abcd".to_vec(), 6),
+                (b"abcd".to_vec(), 2),
+                (b"abcd".to_vec(), 0),
+                (b"last".to_vec(), 5)
+            ]
         );
     }
 
@@ -579,7 +610,7 @@ mod tests {
 
     /// The lines of `input` (a last line without newline counts), each cut
     /// or split as the splitter should.
-    fn reference(input: &[u8], max: usize, long_lines: LongLines) -> Vec<Seen> {
+    fn reference(input: &[u8], max: usize, long_lines: LongLines) -> Vec<(Seen, u64)> {
         let mut lines = Vec::new();
         let mut text: Vec<&[u8]> = input.split(|byte| *byte == b'\n').collect();
         if text.last().is_some_and(|last| last.is_empty()) {
@@ -589,16 +620,17 @@ mod tests {
             let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
             match long_lines {
                 LongLines::Cut => {
-                    let cut = whole.len() > max;
-                    lines.push((text(&whole[..whole.len().min(max)]), cut, false));
+                    let kept = whole.len().min(max);
+                    let dropped = (whole.len() - kept) as u64;
+                    lines.push(((text(&whole[..kept]), dropped > 0, false), dropped));
                 }
                 LongLines::Split => {
                     let mut rest = whole;
                     while rest.len() > max {
-                        lines.push((text(&rest[..max]), false, true));
+                        lines.push(((text(&rest[..max]), false, true), 0));
                         rest = &rest[max..];
                     }
-                    lines.push((text(rest), false, false));
+                    lines.push(((text(rest), false, false), 0));
                 }
             }
         }
@@ -632,12 +664,12 @@ mod tests {
                         // Never twice in a row: the same line comes again.
                         0 if calls % 2 == 1 => return Err(()),
                         1 => {
-                            lines.push(seen(line));
+                            lines.push((seen(line), line.dropped));
                             return Ok(Flow::Pause);
                         }
                         _ => {}
                     }
-                    lines.push(seen(line));
+                    lines.push((seen(line), line.dropped));
                     Ok(Flow::Continue)
                 });
                 let taken = match result {
@@ -648,7 +680,7 @@ mod tests {
                 pos += taken;
             }
             splitter.finish(|line| {
-                lines.push(seen(line));
+                lines.push((seen(line), line.dropped));
                 Ok::<_, ()>(Flow::Continue)
             }).unwrap();
             prop_assert_eq!(lines, reference(&input, max, long_lines));
