@@ -9,8 +9,8 @@
 //!   `sleep 3600` work in a scratch image.
 //! - [`follow`]: following files by name like `tail -F`, every line once through rotation,
 //!   truncation and restarts (checkpoints), with bounded memory.
-//! - [`lines`]: the one bounded line splitter (long lines cut or split), for followed files and
-//!   for stdin or FIFOs.
+//! - [`lines`]: the one bounded line splitter (long lines cut or split), for followed files,
+//!   stdin or FIFOs, and snapshot mode's last lines.
 //! - [`tail`]: where the last N lines of a file begin, reading blocks backwards.
 //! - [`multiline`]: joining continuation lines (stack traces) into one record.
 //! - [`json`]: JSON string literals written straight into an output buffer.

@@ -1,6 +1,6 @@
 //! Splitting a byte stream into lines, bounded: the one splitter of the
-//! workspace, used by the file follower ([`crate::follow`]) and by the
-//! adapter for stdin and FIFOs.
+//! workspace, used by the file follower ([`crate::follow`]), by the
+//! adapter for stdin and FIFOs, and by log-aggregator's snapshot mode.
 //!
 //! The stream comes in chunks of any size; a line is handed to a sink
 //! without its `\n`. The splitter owns the head of the incomplete line at
