@@ -7,7 +7,6 @@
 //! stdin or from a followed file ([`sidecar_common::follow`]). The parsers
 //! live in [`formats`], the writers in [`output`].
 
-pub mod lines;
 pub mod pipeline;
 /// The parsers, records and encoders, shared with `log-aggregator --parse`.
 pub use sidecar_common::pipeline::{encode as output, formats, record, time};
@@ -22,6 +21,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use sidecar_common::cli::{LogArgs, Tool};
 use sidecar_common::follow::{self, Event, Flow, FollowOptions, Follower, PollOutcome, StartAt};
+use sidecar_common::lines::{Line, LineSplitter, LongLines};
 use sidecar_common::metrics::{Health, Registry};
 
 use sidecar_common::metrics::parse_listen_address;
@@ -33,7 +33,6 @@ use sidecar_common::units::parse_duration;
 use tokio::io::AsyncReadExt;
 
 use formats::{FormatName, Options, Parser};
-use lines::LineSplitter;
 use output::{Output, OutputName, Template};
 use pipeline::{Counters, Edits, OnError, Pipeline, Settings};
 
@@ -459,7 +458,7 @@ async fn read_stream(
     max_line_bytes: usize,
     shutdown: &Shutdown,
 ) -> anyhow::Result<()> {
-    let mut splitter = LineSplitter::new(max_line_bytes);
+    let mut splitter = LineSplitter::new(max_line_bytes, LongLines::Cut);
     let mut buffer = vec![0u8; READ_CHUNK_BYTES];
     let mut year_refresh = tokio::time::interval(Duration::from_secs(3600));
     tracing::debug!("reading {name}");
@@ -479,13 +478,19 @@ async fn read_stream(
             read = input.read(&mut buffer) => read.with_context(|| format!("reading {name}"))?,
         };
         let now = std::time::Instant::now();
+        // Every line is taken (the pipeline's output is bounded by the
+        // hand-over below, not by pausing the splitter).
+        let mut push = |line: Line<'_>| {
+            pipeline.push_line(line.bytes, line.truncated, now)?;
+            Ok::<_, std::io::Error>(Flow::Continue)
+        };
         if read == 0 {
-            splitter.finish(|line, truncated| pipeline.push_line(line, truncated, now))?;
+            splitter.finish(push)?;
             break;
         }
-        splitter.feed(&buffer[..read], |line, truncated| {
-            pipeline.push_line(line, truncated, now)
-        })?;
+        splitter
+            .feed(&buffer[..read], &mut push)
+            .map_err(|refused| refused.error)?;
         // Bytes read one at a time from a terminal would otherwise wait for
         // a full chunk: write whenever a read came back short (input is idle).
         hand_over(pipeline, pipe, read < buffer.len(), shutdown).await?;

@@ -435,11 +435,14 @@ mod tests {
         // The line was cut where it was read (stdin's splitter, the
         // follower): one cut, counted here.
         let mut adapter = pipeline(FormatName::Logfmt, |_| {});
-        let mut splitter = crate::lines::LineSplitter::new(8);
+        use sidecar_common::follow::Flow;
+        use sidecar_common::lines::{LineSplitter, LongLines};
+        let mut splitter = LineSplitter::new(8, LongLines::Cut);
         let now = Instant::now();
         splitter
-            .feed(b"key=0123456789\n", |line, truncated| {
-                adapter.push_line(line, truncated, now)
+            .feed(b"key=0123456789\n", |line| {
+                adapter.push_line(line.bytes, line.truncated, now)?;
+                Ok::<_, io::Error>(Flow::Continue)
             })
             .unwrap();
         adapter.finish().unwrap();

@@ -57,6 +57,27 @@ fn stdin_lines_become_json_and_bad_lines_are_emitted_with_the_reason() {
 }
 
 #[test]
+fn stdin_lines_longer_than_the_limit_are_cut_across_reads_and_at_the_end() {
+    // A line longer than a read of stdin, then a short one, then an
+    // overlong last line without newline: each cut once, counted once.
+    let mut input = b"msg=".to_vec();
+    input.extend(std::iter::repeat_n(b'a', 100_000));
+    input.extend_from_slice(b"\nmsg=ok\nmsg=");
+    input.extend(std::iter::repeat_n(b'b', 50));
+    let (ok, stdout, stderr) =
+        run_with_stdin(&["--from", "logfmt", "--max-line-bytes", "10"], &input);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        stdout,
+        "{\"msg\":\"aaaaaa\"}\n{\"msg\":\"ok\"}\n{\"msg\":\"bbbbbb\"}\n"
+    );
+    assert!(
+        stderr.contains("3 lines read, 3 records parsed") && stderr.contains("2 truncated"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn on_error_drop_drops_and_counts() {
     let (ok, stdout, stderr) =
         run_with_stdin(&["--from", "writer", "--on-error", "drop"], WRITER_LINES);

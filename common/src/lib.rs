@@ -10,6 +10,8 @@
 //! - [`follow`]: following files by name like `tail -F`, every line once through rotation,
 //!   truncation and restarts (checkpoints, saved by [`follow::CheckpointStore`]), with
 //!   bounded memory.
+//! - [`lines`]: the one bounded line splitter (long lines cut or split), for followed files,
+//!   stdin or FIFOs, and snapshot mode's last lines.
 //! - [`tail`]: where the last N lines of a file begin, reading blocks backwards.
 //! - [`multiline`]: joining continuation lines (stack traces) into one record.
 //! - [`json`]: JSON string literals written straight into an output buffer.
@@ -25,6 +27,7 @@ pub mod clock;
 pub mod follow;
 pub mod gone;
 pub mod json;
+pub mod lines;
 pub mod metrics;
 pub mod multiline;
 pub mod pipeline;

@@ -14,7 +14,8 @@
 //! - one difference, on purpose: a line longer than `--max-line-bytes`
 //!   (64 KiB by default) is shown cut at that many bytes, followed by
 //!   [`cut_marker`] (` [... N more bytes cut]`), instead of whole every cycle
-//!   (a 300 MB line was copied to the log every interval).
+//!   (a 300 MB line was copied to the log every interval). Lines are cut by
+//!   the workspace's one splitter, [`sidecar_common::lines`].
 //!
 //! Invariants: files are only ever opened read-only (the lab mounts the
 //! volume `readOnly`); the last lines are found by reading backwards
@@ -32,6 +33,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use sidecar_common::follow::Flow;
+use sidecar_common::lines::{Line, LineSplitter, LongLines};
 use sidecar_common::shutdown::Shutdown;
 use sidecar_common::tail::last_lines_offset;
 
@@ -151,7 +154,7 @@ fn copy_last_lines(
     let end = file.metadata().map_err(CopyError::Read)?.len();
     let mut position = start;
     let mut buffer = vec![0u8; COPY_BUFFER_BYTES];
-    let mut cutter = LineCutter::new(config.max_line_bytes);
+    let mut lines = LineSplitter::new(config.max_line_bytes, LongLines::Cut);
     while position < end {
         let want = usize::try_from(end - position)
             .unwrap_or(usize::MAX)
@@ -163,60 +166,28 @@ fn copy_last_lines(
             // Truncated since we looked: nothing more to show this cycle.
             break;
         }
-        cutter
-            .copy(&buffer[..read], out)
-            .map_err(CopyError::Write)?;
+        lines
+            .feed(&buffer[..read], |line| write_line(out, line, true))
+            .map_err(|refused| CopyError::Write(refused.error))?;
         position += read as u64;
     }
-    cutter.finish(out).map_err(CopyError::Write)
+    lines
+        .finish(|line| write_line(out, line, false))
+        .map_err(CopyError::Write)?;
+    Ok(())
 }
 
-/// Copies bytes as they are, except that a line longer than `max` bytes is
-/// shown as its first `max` bytes and [`cut_marker`].
-struct LineCutter {
-    max: usize,
-    /// Bytes of the current line seen so far (shown or not).
-    line: u64,
-}
-
-impl LineCutter {
-    fn new(max: usize) -> Self {
-        Self {
-            max: max.max(1),
-            line: 0,
-        }
+/// Writes a line as it is, a cut one followed by [`cut_marker`]; `newline`
+/// is false for a last line without one, which stays without one.
+fn write_line(out: &mut impl Write, line: Line<'_>, newline: bool) -> io::Result<Flow> {
+    out.write_all(line.bytes)?;
+    if line.truncated {
+        out.write_all(cut_marker(line.dropped).as_bytes())?;
     }
-
-    fn copy(&mut self, mut bytes: &[u8], out: &mut impl Write) -> io::Result<()> {
-        while !bytes.is_empty() {
-            let newline = bytes.iter().position(|byte| *byte == b'\n');
-            let segment = &bytes[..newline.unwrap_or(bytes.len())];
-            let room = (self.max as u64).saturating_sub(self.line);
-            let shown = usize::try_from(room)
-                .unwrap_or(usize::MAX)
-                .min(segment.len());
-            out.write_all(&segment[..shown])?;
-            self.line += segment.len() as u64;
-            match newline {
-                Some(at) => {
-                    self.finish(out)?;
-                    out.write_all(b"\n")?;
-                    bytes = &bytes[at + 1..];
-                }
-                None => bytes = &[],
-            }
-        }
-        Ok(())
+    if newline {
+        out.write_all(b"\n")?;
     }
-
-    /// The end of a line (or of the bytes, for a last line without newline).
-    fn finish(&mut self, out: &mut impl Write) -> io::Result<()> {
-        if self.line > self.max as u64 {
-            out.write_all(cut_marker(self.line - self.max as u64).as_bytes())?;
-        }
-        self.line = 0;
-        Ok(())
-    }
+    Ok(Flow::Continue)
 }
 
 #[cfg(test)]
@@ -322,15 +293,14 @@ mod tests {
             format!("=== App ===\nshort\n{cut}\nafter\n{cut}---\n")
         );
         // Exactly at the bound: as it is.
-        let mut cutter = LineCutter::new(5);
-        let mut out = Vec::new();
-        for chunk in [&b"abc"[..], b"de\nabcdef", b"\n"] {
-            cutter.copy(chunk, &mut out).unwrap();
-        }
-        cutter.finish(&mut out).unwrap();
+        std::fs::write(&app, "abcde\nabcdef\n").unwrap();
+        let config = SnapshotConfig {
+            max_line_bytes: 5,
+            ..config
+        };
         assert_eq!(
-            String::from_utf8(out).unwrap(),
-            format!("abcde\nabcde{}\n", cut_marker(1))
+            cycle(&config),
+            format!("=== App ===\nabcde\nabcde{}\n---\n", cut_marker(1))
         );
     }
 }

@@ -1,30 +1,30 @@
 //! One open file being read: its descriptor, its read position, the
 //! incomplete line at its end, and what identifies its content.
 //!
-//! Invariants: `line_start <= pos`; the bytes `line_start..pos` have been
-//! read but not handed to the sink (the incomplete last line, or the end of
-//! it), and `pending` holds the first `max_line_bytes` of them (`overflow`
-//! says some were dropped). `line_start` moves only once the sink accepted
-//! what comes before it, so a checkpoint at `line_start` never skips or
-//! repeats a byte handed over. Reads are positional (`pread`), so a pause
-//! or an error leaves nothing half-consumed.
+//! Lines are split by the workspace's one [`LineSplitter`]; this module
+//! ties it to file offsets. Invariants: `line_start <= pos`; the bytes
+//! `line_start..pos` have been read but not handed to the sink (the
+//! incomplete last line, or the end of it), and the splitter holds the first
+//! `max_line_bytes` of them (and whether some were dropped). `line_start`
+//! moves only once the sink accepted what comes before it (the splitter
+//! says where that is in each chunk), so a checkpoint at `line_start` never
+//! skips or repeats a byte handed over. Reads are positional (`pread`), so
+//! after a pause or an error the next read simply starts at `pos`, the
+//! first byte the splitter did not take.
 //!
-//! Two ways to treat a line longer than `max_line_bytes`:
-//! - cut (the default): its first `max_line_bytes` are handed over, flagged
-//!   `truncated`, and the rest up to the newline is skipped. A line is handed
-//!   over only whole, with its newline (or by [`Source::flush_pending`] when
-//!   the file will not be read further), so `line_start` is always the start
-//!   of a line.
-//! - split ([`super::FollowOptions::split_long_lines`]): it is handed over in
-//!   pieces of `max_line_bytes`, each flagged `partial` but the last (which
-//!   may be empty), and nothing is cut. Memory stays bounded the same way:
-//!   no more than `max_line_bytes` of a line is ever held. Each accepted
+//! Two ways to treat a line longer than `max_line_bytes` (see
+//! [`crate::lines`]):
+//! - cut (the default): a line is handed over only whole, with its newline
+//!   (or by [`Source::flush_pending`] when the file will not be read
+//!   further), so `line_start` is always the start of a line.
+//! - split ([`super::FollowOptions::split_long_lines`]): each accepted
 //!   piece moves `line_start` past it, so a checkpoint may fall inside a
 //!   line: everything before it was handed over (the line's first pieces),
 //!   and resuming there hands over the rest of that line as a line of its
-//!   own (its first piece is not marked as a continuation). `mid_line` says
-//!   pieces of the current line went out, so the line is still ended (by an
-//!   empty last piece) when the file is let go right after a piece.
+//!   own (its first piece is not marked as a continuation). The splitter
+//!   remembers that pieces of the current line went out, so the line is
+//!   still ended (by an empty last piece) when the file is let go right
+//!   after a piece.
 //!
 //! Content identity: `head` holds the file's first bytes (up to
 //! [`FINGERPRINT_BYTES`]) and `before` the bytes just before `line_start`
@@ -44,6 +44,7 @@ use std::path::Path;
 use flate2::read::MultiGzDecoder;
 
 use super::{Event, FINGERPRINT_BYTES, FileId, Flow};
+use crate::lines::{Line, LineSplitter, LongLines};
 
 /// The two first bytes of every gzip member (RFC 1952).
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -191,11 +192,8 @@ pub(super) struct Source {
     pub(super) id: FileId,
     pub(super) pos: u64,
     pub(super) line_start: u64,
-    pending: Vec<u8>,
-    overflow: bool,
-    /// Split mode: pieces of the line at `line_start` were handed over
-    /// already; its last piece (`partial: false`) is still owed.
-    mid_line: bool,
+    /// The incomplete line at `line_start..pos`.
+    lines: LineSplitter,
     /// The last read found nothing more: the pending bytes are the file's
     /// incomplete last line, not the head of a line we have not read yet.
     pub(super) at_eof: bool,
@@ -290,9 +288,7 @@ impl Source {
             file,
             pos: 0,
             line_start: 0,
-            pending: Vec::new(),
-            overflow: false,
-            mid_line: false,
+            lines: LineSplitter::new(super::DEFAULT_MAX_LINE_BYTES, LongLines::Cut),
             at_eof: false,
             gzip,
             head: Vec::new(),
@@ -529,9 +525,7 @@ impl Source {
     pub(super) fn seek(&mut self, offset: u64) {
         self.pos = offset;
         self.line_start = offset;
-        self.pending.clear();
-        self.overflow = false;
-        self.mid_line = false;
+        self.lines.reset();
         self.at_eof = false;
         self.remember_before();
     }
@@ -561,7 +555,7 @@ impl Source {
     /// pieces: reading again from `line_start` would repeat its first part.
     /// (An incomplete last line is just read again.)
     pub(super) fn mid_long_line(&self) -> bool {
-        self.overflow || self.mid_line
+        self.lines.mid_long_line()
     }
 
     /// Whether the descriptor's file has no name left (deleted).
@@ -602,6 +596,12 @@ impl Source {
         budget: u64,
         sink: &mut dyn FnMut(Event<'_>) -> io::Result<Flow>,
     ) -> io::Result<ReadEnd> {
+        let long_lines = if split {
+            LongLines::Split
+        } else {
+            LongLines::Cut
+        };
+        self.lines.set_limit(max_line_bytes, long_lines);
         let mut read_total: u64 = 0;
         loop {
             if read_total >= budget {
@@ -616,193 +616,42 @@ impl Source {
             self.at_eof = false;
             read_total += n as u64;
             let chunk = &buf[..n];
-            let flow = if split {
-                self.split_chunk(path, chunk, max_line_bytes, sink)?
-            } else {
-                self.cut_chunk(path, chunk, max_line_bytes, sink)?
-            };
-            if flow == Flow::Pause {
+            if self.hand_over(path, chunk, sink)? == Flow::Pause {
                 return Ok(ReadEnd::Paused);
             }
         }
     }
 
-    /// Hands over the lines `chunk` (read at `pos`) completes, cutting long
-    /// ones; keeps the bounded head of its incomplete last line.
-    fn cut_chunk(
+    /// Hands over the lines `chunk` (read at `pos`) completes; `pos` then
+    /// is just after what the splitter took (all of it unless the sink
+    /// paused or failed), `line_start` just after the last line or piece
+    /// the sink accepted.
+    fn hand_over(
         &mut self,
         path: &Path,
         chunk: &[u8],
-        max_line_bytes: usize,
         sink: &mut dyn FnMut(Event<'_>) -> io::Result<Flow>,
     ) -> io::Result<Flow> {
         let base = self.pos;
-        let mut start = 0;
-        while let Some(found) = memchr::memchr(b'\n', &chunk[start..]) {
-            let end = start + found;
-            let piece = &chunk[start..end];
-            let flow = if self.pending.is_empty() && !self.overflow {
-                // The common case: the whole line is in the buffer, no copy.
-                let (line, truncated) = if piece.len() > max_line_bytes {
-                    (&piece[..max_line_bytes], true)
-                } else {
-                    (piece, false)
-                };
-                sink(Event::Line {
-                    path,
-                    line,
-                    truncated,
-                    partial: false,
-                })?
-            } else {
-                let kept = self.pending.len();
-                let take = max_line_bytes.saturating_sub(kept).min(piece.len());
-                self.pending.extend_from_slice(&piece[..take]);
-                let truncated = self.overflow || take < piece.len();
-                match sink(Event::Line {
-                    path,
-                    line: &self.pending,
-                    truncated,
-                    partial: false,
-                }) {
-                    Ok(flow) => flow,
-                    Err(error) => {
-                        // Not accepted: leave the state as it was before this line.
-                        self.pending.truncate(kept);
-                        return Err(error);
-                    }
-                }
-            };
-            self.pending.clear();
-            self.overflow = false;
-            self.pos = base + end as u64 + 1;
-            self.line_start = self.pos;
-            start = end + 1;
-            if flow == Flow::Pause {
-                return Ok(Flow::Pause);
-            }
+        // `move`: the sink and path are the closure's own, not borrowed
+        // through it (one indirection less per line).
+        let fed = self.lines.feed(chunk, move |line| sink(event(path, line)));
+        let (accepted, taken, outcome) = match fed {
+            Ok(fed) => (fed.accepted, fed.taken, Ok(fed.flow)),
+            Err(refused) => (refused.accepted, refused.taken(), Err(refused.error)),
+        };
+        if let Some(end) = accepted {
+            self.line_start = base + end as u64;
         }
-        let rest = &chunk[start..];
-        let take = max_line_bytes
-            .saturating_sub(self.pending.len())
-            .min(rest.len());
-        self.pending.extend_from_slice(&rest[..take]);
-        if take < rest.len() {
-            // Memory stays bounded: the rest of an overlong line is skipped.
-            self.overflow = true;
-        }
-        self.pos = base + chunk.len() as u64;
-        Ok(Flow::Continue)
-    }
-
-    /// Split mode's [`Source::cut_chunk`]: what goes beyond `max_line_bytes`
-    /// of a line is handed over in pieces instead of being cut.
-    fn split_chunk(
-        &mut self,
-        path: &Path,
-        chunk: &[u8],
-        max_line_bytes: usize,
-        sink: &mut dyn FnMut(Event<'_>) -> io::Result<Flow>,
-    ) -> io::Result<Flow> {
-        let base = self.pos;
-        let mut start = 0;
-        while start < chunk.len() {
-            let newline = memchr::memchr(b'\n', &chunk[start..]).map(|found| start + found);
-            let end = newline.unwrap_or(chunk.len());
-            // The bytes of the current line in this chunk, and their offset.
-            let mut data = &chunk[start..end];
-            let mut at = base + start as u64;
-            // More than `max_line_bytes` of this line: a full piece goes out
-            // now (the held head topped up, or straight from the buffer).
-            // What is left afterwards (at most `max_line_bytes`) is the last
-            // piece if the newline is here, or is held otherwise.
-            while self.pending.len() + data.len() > max_line_bytes {
-                let flow = if self.pending.is_empty() {
-                    let (piece, rest) = data.split_at(max_line_bytes);
-                    let flow = sink(Event::Line {
-                        path,
-                        line: piece,
-                        truncated: false,
-                        partial: true,
-                    })?;
-                    data = rest;
-                    at += piece.len() as u64;
-                    flow
-                } else {
-                    let kept = self.pending.len();
-                    let take = max_line_bytes - kept;
-                    self.pending.extend_from_slice(&data[..take]);
-                    let flow = match sink(Event::Line {
-                        path,
-                        line: &self.pending,
-                        truncated: false,
-                        partial: true,
-                    }) {
-                        Ok(flow) => flow,
-                        Err(error) => {
-                            self.pending.truncate(kept);
-                            return Err(error);
-                        }
-                    };
-                    self.pending.clear();
-                    data = &data[take..];
-                    at += take as u64;
-                    flow
-                };
-                // Accepted: the piece is behind us (a checkpoint inside the line).
-                self.pos = at;
-                self.line_start = at;
-                self.mid_line = true;
-                if flow == Flow::Pause {
-                    return Ok(Flow::Pause);
-                }
-            }
-            let Some(newline) = newline else {
-                self.pending.extend_from_slice(data);
-                self.pos = base + chunk.len() as u64;
-                return Ok(Flow::Continue);
-            };
-            let kept = self.pending.len();
-            let line = if kept == 0 {
-                data
-            } else {
-                self.pending.extend_from_slice(data);
-                &self.pending
-            };
-            let flow = match sink(Event::Line {
-                path,
-                line,
-                truncated: false,
-                partial: false,
-            }) {
-                Ok(flow) => flow,
-                Err(error) => {
-                    self.pending.truncate(kept);
-                    return Err(error);
-                }
-            };
-            self.pending.clear();
-            self.mid_line = false;
-            self.pos = base + newline as u64 + 1;
-            self.line_start = self.pos;
-            start = newline + 1;
-            if flow == Flow::Pause {
-                return Ok(Flow::Pause);
-            }
-        }
-        self.pos = base + chunk.len() as u64;
-        Ok(Flow::Continue)
+        self.pos = base + taken as u64;
+        outcome
     }
 
     /// Takes the incomplete last line (if any) out, as the file will not
     /// be read further at this position: its bytes and whether it was cut.
     pub(super) fn take_pending(&mut self) -> Option<(Vec<u8>, bool)> {
-        if self.line_start == self.pos && !self.mid_line {
-            return None;
-        }
-        let taken = (std::mem::take(&mut self.pending), self.overflow);
-        self.overflow = false;
-        self.mid_line = false;
+        self.check_held();
+        let taken = self.lines.take()?;
         self.line_start = self.pos;
         Some(taken)
     }
@@ -814,21 +663,34 @@ impl Source {
         path: &Path,
         sink: &mut dyn FnMut(Event<'_>) -> io::Result<Flow>,
     ) -> io::Result<Flow> {
-        if self.line_start == self.pos && !self.mid_line {
+        self.check_held();
+        let Some(flow) = self.lines.finish(|line| sink(event(path, line)))? else {
             return Ok(Flow::Continue);
-        }
-        let flow = sink(Event::Line {
-            path,
-            line: &self.pending,
-            truncated: self.overflow,
-            partial: false,
-        })?;
-        self.pending.clear();
-        self.overflow = false;
-        self.mid_line = false;
+        };
         self.line_start = self.pos;
         self.remember_before();
         Ok(flow)
+    }
+
+    /// The splitter holds a line exactly when bytes were read past
+    /// `line_start` or pieces of the line there went out.
+    fn check_held(&self) {
+        debug_assert_eq!(
+            self.lines.holds_line(),
+            self.line_start != self.pos || self.lines.mid_long_line(),
+            "splitter and offsets disagree at {}..{}",
+            self.line_start,
+            self.pos
+        );
+    }
+}
+
+fn event<'a>(path: &'a Path, line: Line<'a>) -> Event<'a> {
+    Event::Line {
+        path,
+        line: line.bytes,
+        truncated: line.truncated,
+        partial: line.partial,
     }
 }
 
