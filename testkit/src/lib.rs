@@ -245,19 +245,27 @@ pub fn sigterm_with_stdout_full(
     }
 }
 
-/// Whether the pipe whose read end is `pipe` holds as much as it can.
+/// The capacity in bytes of the pipe whose read end is `pipe` (0 if it is
+/// not a pipe).
+#[allow(unsafe_code)]
+pub fn pipe_capacity(pipe: &impl std::os::fd::AsRawFd) -> u64 {
+    // SAFETY: fcntl(F_GETPIPE_SZ) on a descriptor we own, no pointers.
+    let capacity = unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_GETPIPE_SZ) };
+    u64::try_from(capacity).unwrap_or(0)
+}
+
+/// Whether the pipe whose read end is `pipe` holds as much as it can: a
+/// writer blocks once every page of the pipe is used, and a page a write
+/// ended in may not be full, so "full" is within a sixteenth of its size.
 #[allow(unsafe_code)]
 fn pipe_is_full(pipe: &impl std::os::fd::AsRawFd) -> bool {
-    let fd = pipe.as_raw_fd();
-    // SAFETY: fcntl(F_GETPIPE_SZ) and ioctl(FIONREAD) on a descriptor we
-    // own; FIONREAD writes one c_int, which `queued` is.
-    let (capacity, queued) = unsafe {
-        let capacity = libc::fcntl(fd, libc::F_GETPIPE_SZ);
-        let mut queued: libc::c_int = 0;
-        libc::ioctl(fd, libc::FIONREAD, &mut queued);
-        (capacity, queued)
-    };
-    capacity > 0 && queued >= capacity
+    let capacity = pipe_capacity(pipe);
+    let mut queued: libc::c_int = 0;
+    // SAFETY: ioctl(FIONREAD) on a descriptor we own writes one c_int,
+    // which `queued` is.
+    unsafe { libc::ioctl(pipe.as_raw_fd(), libc::FIONREAD, &mut queued) };
+    let queued = u64::try_from(queued).unwrap_or(0);
+    capacity > 0 && queued + capacity / 16 >= capacity
 }
 
 /// Whether process `pid` has an inotify instance open: a follower built on

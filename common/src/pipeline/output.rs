@@ -39,6 +39,33 @@ pub const PENDING_LIMIT_BYTES: usize = 512 * 1024;
 /// that a fast file costs one `write(2)` per 256 KiB.
 pub const CHUNK_BYTES: usize = 256 * 1024;
 
+/// The pipe buffer stdout gets when it is a pipe ([`widen_stdout_pipe`]).
+/// A container runtime drains a container's stdout with small reads; with
+/// the kernel's default 64 KiB a 256 KiB chunk needs several wake-ups of the
+/// writer thread, each waiting for the reader. 1 MiB is what an unprivileged
+/// process may ask (`/proc/sys/fs/pipe-max-size`'s default).
+pub const STDOUT_PIPE_BYTES: usize = 1024 * 1024;
+
+/// Grows stdout's pipe buffer to [`STDOUT_PIPE_BYTES`] when stdout is a
+/// pipe and its buffer is smaller. Best effort: a terminal, a file, a
+/// socket, or a refusal (a lower `pipe-max-size`, the user's pipe quota
+/// used up) leave stdout as it is.
+#[allow(unsafe_code)]
+pub fn widen_stdout_pipe() {
+    use std::os::fd::AsRawFd;
+    let fd = io::stdout().as_raw_fd();
+    // SAFETY: fcntl(2) on fd 1 with integer arguments only; on anything
+    // but a pipe F_GETPIPE_SZ fails (EBADF, EINVAL) and nothing is changed.
+    let current = unsafe { libc::fcntl(fd, libc::F_GETPIPE_SZ) };
+    if let Ok(current) = usize::try_from(current)
+        && current < STDOUT_PIPE_BYTES
+    {
+        let wanted = libc::c_int::try_from(STDOUT_PIPE_BYTES).unwrap_or(libc::c_int::MAX);
+        // SAFETY: as above; a refusal leaves the pipe as it was.
+        let _ = unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, wanted) };
+    }
+}
+
 struct Shared {
     state: Mutex<State>,
     /// Wakes the writer thread when bytes are pending or the pipe closes.
