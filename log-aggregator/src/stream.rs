@@ -604,6 +604,13 @@ impl follow::Sink for StreamSink {
         self.pipe.ready_for(&mut self.chunk).await
     }
 
+    async fn held_back(&mut self) -> io::Result<()> {
+        if self.chunk.is_empty() {
+            return std::future::pending().await;
+        }
+        self.pipe.ready_for(&mut self.chunk).await
+    }
+
     fn after_poll(&mut self, follower: &Follower) -> io::Result<()> {
         self.metrics.flush_lines();
         // Glob matches gone and read to their end: what is kept per path

@@ -524,6 +524,49 @@ fn a_blocked_stdout_stops_reading_memory_stays_flat_and_nothing_is_lost() {
 }
 
 #[test]
+fn the_last_lines_reach_a_slow_stdout_without_waiting_for_a_write_or_the_tick() {
+    // The reader is slower than the file: when the follower reaches the
+    // end, its output has no room, and the last lines wait in the sink.
+    // They must follow as soon as there is room, not at the next tick.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    let lines: u64 = 500_000; // about 3.4 MB
+    {
+        let mut file = std::io::BufWriter::new(open_append(&path));
+        for number in 0..lines {
+            writeln!(file, "{number}").unwrap();
+        }
+    }
+    let size = std::fs::metadata(&path).unwrap().len();
+    let mut child = aggregator()
+        .args(["--poll-interval", "1h"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Small reads, as a container runtime's, slower than the file is read.
+    let collected = Arc::new(Mutex::new(Vec::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let sink = collected.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buffer = vec![0; 4096];
+        while let Ok(read @ 1..) = stdout.read(&mut buffer) {
+            sink.lock().unwrap().extend_from_slice(&buffer[..read]);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    eventually("every line on a slow stdout, the tick an hour away", || {
+        collected.lock().unwrap().len() as u64 >= size
+    });
+    testkit::send_signal(child.id(), libc::SIGTERM);
+    assert!(child.wait().unwrap().success());
+    reader.join().unwrap();
+    let out = collected.lock().unwrap().clone();
+    assert_every_line_once_in_order(&String::from_utf8(out).unwrap(), lines, "slow stdout");
+}
+
+#[test]
 fn sigterm_while_stdout_is_blocked_still_exits_within_the_drain_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.log");

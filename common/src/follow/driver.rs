@@ -72,6 +72,14 @@ pub trait Sink {
         async { Ok(()) }
     }
 
+    /// Completes once output that [`Sink::idle`] kept back (its output had
+    /// no room) was handed over; never while nothing is kept back. Awaited
+    /// with the hints while the driver waits, so lines read before an idle
+    /// spell are not held until the next write or tick.
+    fn held_back(&mut self) -> impl Future<Output = io::Result<()>> {
+        std::future::pending()
+    }
+
     /// Called after every poll (at least every `poll_interval`, also under
     /// continuous load), with the follower between two reads, so its
     /// [`Follower::checkpoints`] match the events handed so far: the place
@@ -323,6 +331,10 @@ async fn drive<S: Sink>(
         let woken = tokio::select! {
             _ = shutdown.requested() => false,
             _ = watching.hint() => true,
+            handed = sink.held_back() => {
+                handed?;
+                true
+            }
             _ = tokio::time::sleep(interval) => false,
         };
         (by_tick, found) = (!woken, false);
