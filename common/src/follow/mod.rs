@@ -2215,6 +2215,27 @@ impl Follower {
                 }
                 continue;
             }
+            if retired.source.pos == 0 && retired.source.head.is_empty() {
+                // Empty when found, and rotated away before it was known:
+                // a compressed file filled since (gzip writing it when
+                // logrotate renamed it) is never streamed as text. Its text,
+                // if ours, was read from the file it was made from; its new
+                // name, if followed, places it by content.
+                if retired.source.turned_out_compressed()? {
+                    watch.retired.remove(position);
+                    continue;
+                }
+                let meta = retired.source.file.metadata()?;
+                if retired.source.head.is_empty() && meta.len() > 0 {
+                    // The start of a gzip magic, maybe: not read until known.
+                    if now >= retired.deadline {
+                        watch.retired.remove(position);
+                    } else {
+                        position += 1;
+                    }
+                    continue;
+                }
+            }
             let before = retired.source.pos;
             let end = retired.source.read(
                 &watch.path,

@@ -1006,6 +1006,42 @@ fn a_file_empty_when_found_that_fills_with_gzip_is_never_read_as_text() {
 }
 
 #[test]
+fn a_file_empty_when_found_that_fills_with_gzip_and_is_renamed_is_never_read_as_text() {
+    // gzip creates `app.log.1.gz` empty and fills it; logrotate renames it
+    // to `app.log.2.gz` at the next rotation, maybe before we look again:
+    // the file rotated away from its name is never streamed as text.
+    for rotate_wait in [Duration::ZERO, Duration::from_secs(3600)] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        write(&log, "one\n");
+        let mut follower = Follower::new(FollowOptions {
+            rotate_wait,
+            ..FollowOptions::default()
+        });
+        follower
+            .add_glob(&format!("{}*", log.display()), StartAt::Beginning)
+            .unwrap();
+        let mut seen = Seen::default();
+        assert_eq!(poll(&mut follower, &mut seen), ["one"]);
+        let gz = dir.path().join("app.log.1.gz");
+        write(&gz, "");
+        poll(&mut follower, &mut seen);
+        fs::write(&gz, gzip_bytes("unrelated\n")).unwrap();
+        fs::rename(&gz, dir.path().join("app.log.2.gz")).unwrap();
+        append(&log, "two\n");
+        let events = poll(&mut follower, &mut seen);
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| !e.starts_with('!'))
+                .collect::<Vec<_>>(),
+            ["two"],
+            "rotate wait {rotate_wait:?}"
+        );
+    }
+}
+
+#[test]
 fn a_compressed_rotation_holding_unread_lines_is_read_decompressed() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("app.log");
