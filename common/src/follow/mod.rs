@@ -2225,6 +2225,7 @@ impl Follower {
                     watch.retired.remove(position);
                     continue;
                 }
+                retired.source.extend_head()?;
                 let meta = retired.source.file.metadata()?;
                 if retired.source.head.is_empty() && meta.len() > 0 {
                     // The start of a gzip magic, maybe: not read until known.

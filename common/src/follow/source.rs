@@ -280,9 +280,8 @@ impl Source {
 
     fn from_parts(file: File, meta: &Metadata, serial: u64) -> io::Result<Self> {
         let mut magic = [0u8; 2];
-        let gzip =
-            (meta.len() >= 2 && file.read_exact_at(&mut magic, 0).is_ok() && magic == GZIP_MAGIC)
-                .then(|| Box::new(Gzip::new()));
+        let gzip = (file.read_exact_at(&mut magic, 0).is_ok() && magic == GZIP_MAGIC)
+            .then(|| Box::new(Gzip::new()));
         let mut source = Self {
             id: FileId::of(meta),
             file,
@@ -348,12 +347,16 @@ impl Source {
         if have < FINGERPRINT_BYTES as usize {
             let more = self.content(have as u64, FINGERPRINT_BYTES as usize - have)?;
             self.head.extend_from_slice(&more);
+            let magic = self.head.len().min(GZIP_MAGIC.len());
             if self.gzip.is_none()
-                && self.head.len() < GZIP_MAGIC.len()
-                && self.head[..] == GZIP_MAGIC[..self.head.len()]
+                && have == 0
+                && magic > 0
+                && self.head[..magic] == GZIP_MAGIC[..magic]
             {
-                // The start of a gzip file being written, maybe: not known
-                // until its magic is whole.
+                // A gzip file opened as text (empty, or not whole, when it
+                // was opened), or the start of one being written: never
+                // taken for text, and placed again once its magic is whole
+                // ([`Source::turned_out_compressed`]).
                 self.head.clear();
             }
         }
@@ -423,8 +426,8 @@ impl Source {
         if self.gzip.is_some() || self.pos != 0 || !self.head.is_empty() {
             return Ok(false);
         }
-        self.extend_head()?;
-        Ok(self.head.starts_with(&GZIP_MAGIC))
+        let mut magic = [0u8; 2];
+        Ok(self.file.read_exact_at(&mut magic, 0).is_ok() && magic == GZIP_MAGIC)
     }
 
     /// Whether there is more to read but the first bytes changed: the file
@@ -714,6 +717,37 @@ mod tests {
         named.write_all(bytes).unwrap();
         let (source, _) = Source::open(named.path(), 1).unwrap();
         (named, source)
+    }
+
+    /// gzip fills a file between our `stat` and our first read of it: it is
+    /// a gzip file whatever the size seen at open, and a file opened empty
+    /// that fills with gzip never gets a text identity.
+    #[test]
+    fn a_file_that_becomes_gzip_while_being_opened_is_never_taken_for_text() {
+        let gzip = {
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            encoder.write_all(b"line\n").unwrap();
+            encoder.finish().unwrap()
+        };
+        let named = tempfile::NamedTempFile::new().unwrap();
+        let empty = named.as_file().metadata().unwrap();
+        std::fs::write(named.path(), &gzip).unwrap();
+        let file = File::open(named.path()).unwrap();
+        let source = Source::from_parts(file, &empty, 1).unwrap();
+        assert!(source.is_compressed());
+
+        let named = tempfile::NamedTempFile::new().unwrap();
+        let (mut source, _) = Source::open(named.path(), 1).unwrap();
+        assert!(!source.is_compressed() && source.head.is_empty());
+        std::fs::write(named.path(), &gzip[..1]).unwrap();
+        source.extend_head().unwrap();
+        assert!(source.head.is_empty(), "half a magic");
+        assert!(!source.turned_out_compressed().unwrap());
+        std::fs::write(named.path(), &gzip).unwrap();
+        source.extend_head().unwrap();
+        assert!(source.head.is_empty(), "{:?}", source.head);
+        assert!(source.turned_out_compressed().unwrap());
     }
 
     /// Reads `bytes` in split mode with a `buf_size` buffer to the end of
