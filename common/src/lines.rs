@@ -182,6 +182,39 @@ impl LineSplitter {
         Some(taken)
     }
 
+    /// Hands the held head of the line followed by `bytes` to `sink`:
+    /// straight from the chunk when nothing is held (the common case, no
+    /// copy), else gathered in `pending`. A refusal leaves `pending` as it
+    /// was before, so the line is offered again whole.
+    fn hand_over<E>(
+        &mut self,
+        bytes: &[u8],
+        dropped: u64,
+        partial: bool,
+        sink: &mut impl FnMut(Line<'_>) -> Result<Flow, E>,
+    ) -> Result<Flow, E> {
+        let kept = self.pending.len();
+        if kept == 0 {
+            return sink(Line {
+                bytes,
+                truncated: dropped > 0,
+                dropped,
+                partial,
+            });
+        }
+        self.pending.extend_from_slice(bytes);
+        let result = sink(Line {
+            bytes: &self.pending,
+            truncated: dropped > 0,
+            dropped,
+            partial,
+        });
+        if result.is_err() {
+            self.pending.truncate(kept);
+        }
+        result
+    }
+
     fn cut<E>(
         &mut self,
         chunk: &[u8],
@@ -195,36 +228,9 @@ impl LineSplitter {
         while let Some(found) = memchr::memchr(b'\n', &chunk[start..]) {
             let end = start + found;
             let piece = &chunk[start..end];
-            let result = if self.pending.is_empty() && self.dropped == 0 {
-                // The common case: the whole line is in the chunk, no copy.
-                let (bytes, dropped) = if piece.len() > max {
-                    (&piece[..max], (piece.len() - max) as u64)
-                } else {
-                    (piece, 0)
-                };
-                sink(Line {
-                    bytes,
-                    truncated: dropped > 0,
-                    dropped,
-                    partial: false,
-                })
-            } else {
-                let kept = self.pending.len();
-                let take = max.saturating_sub(kept).min(piece.len());
-                self.pending.extend_from_slice(&piece[..take]);
-                let dropped = self.dropped + (piece.len() - take) as u64;
-                let result = sink(Line {
-                    bytes: &self.pending,
-                    truncated: dropped > 0,
-                    dropped,
-                    partial: false,
-                });
-                if result.is_err() {
-                    // Not accepted: the line stays as it was before.
-                    self.pending.truncate(kept);
-                }
-                result
-            };
+            let take = max.saturating_sub(self.pending.len()).min(piece.len());
+            let dropped = self.dropped + (piece.len() - take) as u64;
+            let result = self.hand_over(&piece[..take], dropped, false, &mut sink);
             let flow = result.map_err(|error| Refused {
                 error,
                 accepted: accepted(start),
@@ -275,28 +281,8 @@ impl LineSplitter {
             // afterwards (at most `max`) is the last piece if the newline is
             // here, or is held otherwise.
             while self.pending.len() + data.len() > max {
-                let kept = self.pending.len();
-                let (piece, rest) = data.split_at(max - kept);
-                let result = if kept == 0 {
-                    sink(Line {
-                        bytes: piece,
-                        truncated: false,
-                        dropped: 0,
-                        partial: true,
-                    })
-                } else {
-                    self.pending.extend_from_slice(piece);
-                    let result = sink(Line {
-                        bytes: &self.pending,
-                        truncated: false,
-                        dropped: 0,
-                        partial: true,
-                    });
-                    if result.is_err() {
-                        self.pending.truncate(kept);
-                    }
-                    result
-                };
+                let (piece, rest) = data.split_at(max - self.pending.len());
+                let result = self.hand_over(piece, 0, true, &mut sink);
                 let flow = result.map_err(|error| Refused {
                     error,
                     accepted: accepted(start, piece_end),
@@ -318,28 +304,7 @@ impl LineSplitter {
                 self.pending.extend_from_slice(data);
                 break;
             };
-            let result = if self.pending.is_empty() {
-                // The common case: the whole line is in the chunk, no copy.
-                sink(Line {
-                    bytes: data,
-                    truncated: false,
-                    dropped: 0,
-                    partial: false,
-                })
-            } else {
-                let kept = self.pending.len();
-                self.pending.extend_from_slice(data);
-                let result = sink(Line {
-                    bytes: &self.pending,
-                    truncated: false,
-                    dropped: 0,
-                    partial: false,
-                });
-                if result.is_err() {
-                    self.pending.truncate(kept);
-                }
-                result
-            };
+            let result = self.hand_over(data, 0, false, &mut sink);
             let flow = result.map_err(|error| Refused {
                 error,
                 accepted: accepted(start, piece_end),
