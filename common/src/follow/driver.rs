@@ -15,8 +15,9 @@
 //!
 //! Cost at production rates (see docs/follow-cost.md):
 //! - Polls woken by events are at least `event_coalesce` apart (start to
-//!   start), and further apart while every poll finds lines or when a poll
-//!   is costly (many files), up to [`MAX_EVENT_COALESCE`]; a lone event
+//!   start), and further apart while every poll finds lines, up to
+//!   [`MAX_EVENT_COALESCE`], or when a poll is costly (many busy files), up
+//!   to [`MAX_COST_COALESCE`]; a lone event
 //!   after a quiet spell is polled at once. A name change (a rotation
 //!   starting) ends the pause at once; after it ([`EAGER_AFTER_NAME_CHANGE`]),
 //!   while a copytruncate is expected ([`Follower::truncation_expected`]) and
@@ -112,15 +113,23 @@ pub const EAGER_AFTER_NAME_CHANGE: Duration = Duration::from_secs(1);
 pub const FULL_POLL_EVERY: Duration = Duration::from_secs(60);
 
 /// Event-driven polls are spaced by at least this many times the last
-/// poll's duration (and `event_coalesce`), so a follower of many files
-/// spends a bounded share of a core on polling.
-const COALESCE_COST_FACTOR: u32 = 20;
+/// poll's duration (and `event_coalesce`), so a follower of many busy files
+/// spends at most about 1/40 of a core on polling: every file then has
+/// several lines per read instead of one, and a file's `stat` and `read`
+/// are paid per several lines. A poll of one busy file takes tens of
+/// microseconds, so this spacing only shows with hundreds of files written
+/// at once, up to [`MAX_COST_COALESCE`].
+const COALESCE_COST_FACTOR: u32 = 40;
+
+/// The longest spacing [`COALESCE_COST_FACTOR`] gives: with a thousand
+/// files written at once, a line waits about this long at most, as with
+/// Fluent Bit's one-second flush or Vector's one-second glob cooldown.
+pub const MAX_COST_COALESCE: Duration = Duration::from_secs(1);
 
 /// The spacing of event-driven polls grows by `event_coalesce` for every
-/// poll in a row that found lines, up to this (and with the poll's cost,
-/// see [`COALESCE_COST_FACTOR`], up to this too): a writer that never
-/// pauses costs about 33 polls a second instead of 100, each reading more,
-/// while a line still waits at most this long plus a poll. A poll that finds
+/// poll in a row that found lines, up to this: a writer that never pauses
+/// costs about 33 polls a second instead of 100, each reading more, while a
+/// line still waits at most this long plus a poll. A poll that finds
 /// nothing starts again at `event_coalesce`, so a lone line after a quiet
 /// spell is read at once.
 pub const MAX_EVENT_COALESCE: Duration = Duration::from_millis(30);
@@ -128,6 +137,25 @@ pub const MAX_EVENT_COALESCE: Duration = Duration::from_millis(30);
 /// While a copytruncate is expected, how many quick reads of the copied
 /// files come between two full polls.
 const ORIGINAL_READS_PER_POLL: usize = 20;
+
+/// How long after a poll's start the next event-driven poll may start:
+/// `base_gap` more for every poll in a row that found lines (`streak`), up
+/// to `busy_gap`, or [`COALESCE_COST_FACTOR`] times the poll's `cost`, up
+/// to [`MAX_COST_COALESCE`], whichever is longer.
+fn event_gap(base_gap: Duration, busy_gap: Duration, streak: u32, cost: Duration) -> Duration {
+    (base_gap * streak.saturating_add(1))
+        .min(busy_gap)
+        .max((cost * COALESCE_COST_FACTOR).min(MAX_COST_COALESCE))
+        .max(base_gap)
+}
+
+/// The CPU time this thread has used: what a poll costs. The wall clock
+/// would also count the time the poll was preempted (a loaded machine),
+/// and space polls for that.
+fn thread_cpu_time() -> Duration {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
 
 /// A watcher constructor: receives the wake-up callback, returns a watcher.
 /// [`run`] uses inotify; tests pass one that fails.
@@ -209,6 +237,7 @@ async fn drive<S: Sink>(
     let mut unannounced: Vec<PathBuf> = Vec::new();
     while !shutdown.is_requested() {
         let polled = Instant::now();
+        let cpu_before = thread_cpu_time();
         watching.adopt(follower);
         let names_changed = watching.take_names_changed();
         if names_changed {
@@ -266,16 +295,13 @@ async fn drive<S: Sink>(
             unannounced.clear();
         }
         sink.after_poll(follower)?;
-        let cost = polled.elapsed();
+        let cost = thread_cpu_time().saturating_sub(cpu_before);
         streak = if found && !by_tick {
             streak.saturating_add(1)
         } else {
             0
         };
-        let gap = (base_gap * streak.saturating_add(1))
-            .max(cost * COALESCE_COST_FACTOR)
-            .min(busy_gap)
-            .max(base_gap);
+        let gap = event_gap(base_gap, busy_gap, streak, cost);
         settled_before = outcome == PollOutcome::Idle;
         match outcome {
             PollOutcome::Busy => {
@@ -333,11 +359,11 @@ async fn drive<S: Sink>(
             && !watching.names_pending()
         {
             // A writer appending line by line makes one inotify event per
-            // write: polling for each costs a stat, two reads and a stdout
+            // write: polling for each costs a stat, a read and a stdout
             // hand-over per line. Events arriving meanwhile are coalesced
             // into the poll after this pause (the kernel queues them, or the
             // `Notify` keeps one permit). The gap grows with the poll's cost
-            // (many files), within `MAX_EVENT_COALESCE`. A name change (a
+            // (many files), within `MAX_COST_COALESCE`. A name change (a
             // rotation starting) ends the pause at once.
             if follower.read_every_change() {
                 // Files rotated by copytruncate are still read at every
@@ -361,6 +387,7 @@ async fn drive<S: Sink>(
                     }
                 }
             } else {
+                watching.quiet();
                 tokio::select! {
                     _ = shutdown.requested() => {}
                     _ = tokio::time::sleep_until(polled + gap) => {}
@@ -621,6 +648,15 @@ impl Watching {
         }
     }
 
+    /// Content changes stop waking the runtime until the next
+    /// [`Watching::hint`]: for a pause that waits for names alone.
+    fn quiet(&mut self) {
+        #[cfg(target_os = "linux")]
+        if let Backend::Direct(inotify) = &mut self.backend {
+            inotify.quiet();
+        }
+    }
+
     /// Completes when a name was created, removed or renamed (never with
     /// `notify`, whose thread only says "something changed").
     async fn name_hint(&mut self) {
@@ -735,3 +771,54 @@ fn is_not_found(error: &notify::Error) -> bool {
 
 #[cfg(target_os = "linux")]
 mod direct;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: Duration = Duration::from_millis(10);
+
+    #[test]
+    fn a_cheap_poll_is_spaced_by_the_streak_of_polls_that_found_lines() {
+        let cheap = Duration::from_micros(50);
+        assert_eq!(event_gap(BASE, MAX_EVENT_COALESCE, 0, cheap), BASE);
+        assert_eq!(
+            event_gap(BASE, MAX_EVENT_COALESCE, 1, cheap),
+            Duration::from_millis(20)
+        );
+        assert_eq!(
+            event_gap(BASE, MAX_EVENT_COALESCE, 9, cheap),
+            MAX_EVENT_COALESCE
+        );
+    }
+
+    #[test]
+    fn a_costly_poll_is_spaced_so_polling_takes_a_bounded_share_of_a_core() {
+        // A poll of a thousand busy files: a few milliseconds of CPU.
+        let costly = Duration::from_millis(5);
+        let gap = event_gap(BASE, MAX_EVENT_COALESCE, 0, costly);
+        assert_eq!(gap, costly * COALESCE_COST_FACTOR);
+        assert!(gap > MAX_EVENT_COALESCE, "{gap:?}");
+        // Never longer than the cap, however costly.
+        assert_eq!(
+            event_gap(BASE, MAX_EVENT_COALESCE, 3, Duration::from_secs(2)),
+            MAX_COST_COALESCE
+        );
+    }
+
+    #[test]
+    fn the_cpu_clock_does_not_count_sleep() {
+        let before = thread_cpu_time();
+        std::thread::sleep(Duration::from_millis(50));
+        let slept = thread_cpu_time().saturating_sub(before);
+        assert!(slept < Duration::from_millis(25), "{slept:?}");
+        let (start, wall) = (thread_cpu_time(), std::time::Instant::now());
+        while thread_cpu_time().saturating_sub(start) < Duration::from_millis(5)
+            && wall.elapsed() < Duration::from_secs(10)
+        {
+            std::hint::spin_loop();
+        }
+        let spun = thread_cpu_time().saturating_sub(start);
+        assert!(spun >= Duration::from_millis(5), "{spun:?}");
+    }
+}

@@ -441,6 +441,9 @@ struct Retired {
 /// One followed name.
 struct Watch {
     path: PathBuf,
+    /// What the name of a copy of this file begins with ([`copy_stem`]),
+    /// kept: every new file is compared with every watch.
+    copy_stem: Option<Box<[u8]>>,
     from_glob: bool,
     /// Where to start the file found at the first poll; `None` afterwards.
     initial: Option<StartAt>,
@@ -502,8 +505,17 @@ impl Parked {
 }
 
 impl Watch {
+    /// Whether a file named `name` may hold a copy of this one
+    /// ([`named_like_copy`]).
+    fn may_be_copied_to(&self, name: &[u8]) -> bool {
+        self.copy_stem
+            .as_deref()
+            .is_some_and(|stem| name.starts_with(stem))
+    }
+
     fn new(path: PathBuf, from_glob: bool, initial: Option<StartAt>, seen: Seen) -> Self {
         Self {
+            copy_stem: copy_stem(&path).map(Box::from),
             path,
             from_glob,
             initial,
@@ -1400,6 +1412,27 @@ impl Follower {
         Ok(None)
     }
 
+    /// Whether a file at `path` may be the copy of an open stream that has
+    /// bytes to copy: one under a name [`named_like_copy`] relates to it,
+    /// or one rotated away from `path` itself (a rename or delete rotation's
+    /// new file).
+    fn copy_source_open(&self, path: &Path) -> bool {
+        let Some(name) = file_name_bytes(path) else {
+            return false;
+        };
+        self.watches
+            .iter()
+            .filter(|watch| watch.may_be_copied_to(name))
+            .flat_map(|watch| {
+                watch
+                    .retired
+                    .iter()
+                    .map(|retired| &retired.source)
+                    .chain(watch.current.as_ref())
+            })
+            .any(|stream| !stream.head.is_empty())
+    }
+
     /// How `source` (just opened, another inode than every open file)
     /// relates to the streams being read: the first one it holds bytes of,
     /// with whether that stream's own file still holds them.
@@ -1408,8 +1441,11 @@ impl Follower {
         source: &mut Source,
         path: &Path,
     ) -> io::Result<Option<(u64, Relation, bool)>> {
+        let Some(name) = file_name_bytes(path) else {
+            return Ok(None);
+        };
         for watch in &mut self.watches {
-            if !named_like_copy(path, &watch.path) {
+            if !watch.may_be_copied_to(name) {
                 continue;
             }
             let streams = watch
@@ -1627,7 +1663,14 @@ impl Follower {
                 match &mut watch.current {
                     Some(current) => {
                         watch.failing = None;
-                        let fd_meta = current.file.metadata()?;
+                        // The name leads to the open file: what it says is
+                        // what the descriptor would (an inode's number is
+                        // not reused while it is open), one `stat` less.
+                        let fd_meta = if current.id == id {
+                            meta
+                        } else {
+                            current.file.metadata()?
+                        };
                         // A deleted file whose inode number was reused by
                         // the new file at the path is still another file.
                         let replaced = current.id != id || Source::unlinked(&fd_meta);
@@ -1823,6 +1866,8 @@ impl Follower {
         if replaced {
             self.find_rotated_away(index, Instant::now())?;
         }
+        // Asked before `watch` borrows the watches.
+        let could_be_copy = source.head.is_empty() && self.copy_source_open(&path);
         let watch = &mut self.watches[index];
         let offset = match start {
             Some(offset) => offset,
@@ -1851,9 +1896,11 @@ impl Follower {
         };
         let continued = start.is_some();
         source.unidentified = !continued && source.head.is_empty();
-        if source.unidentified {
+        if source.unidentified && could_be_copy {
             // Empty and new: maybe logrotate's copy, about to be filled
-            // (then the original is truncated).
+            // (then the original is truncated). Only when there is a file
+            // it could be the copy of: an application's empty log found at
+            // start (a thousand of them through a glob) is no rotation.
             source.shadow_since = Some(Instant::now());
         }
         tracing::debug!(
@@ -2335,19 +2382,36 @@ fn copy_candidates(path: &Path) -> Vec<PathBuf> {
 /// lines, `worker-1.log` and `worker-2.log`) are never taken for each
 /// other's copy.
 fn named_like_copy(copy: &Path, original: &Path) -> bool {
-    let (Some(copy), Some(original)) = (copy.file_name(), original.file_name()) else {
-        return false;
-    };
-    let (copy, original) = (copy.as_encoded_bytes(), original.as_encoded_bytes());
+    matches!(
+        (file_name_bytes(copy), copy_stem(original)),
+        (Some(copy), Some(stem)) if copy.starts_with(stem)
+    )
+}
+
+/// What the name of a copy of `original` begins with ([`named_like_copy`]):
+/// its file name up to its first dot (after leading dots).
+fn copy_stem(original: &Path) -> Option<&[u8]> {
+    let original = file_name_bytes(original)?;
     let leading_dots = original.iter().take_while(|&&byte| byte == b'.').count();
-    let stem = match original[leading_dots..]
-        .iter()
-        .position(|&byte| byte == b'.')
-    {
-        Some(dot) => &original[..leading_dots + dot],
-        None => original,
-    };
-    copy.starts_with(stem)
+    Some(
+        match original[leading_dots..]
+            .iter()
+            .position(|&byte| byte == b'.')
+        {
+            Some(dot) => &original[..leading_dots + dot],
+            None => original,
+        },
+    )
+}
+
+/// The last component of `path` (`None` for `.`, `..` or a trailing
+/// slash). Cut at the last slash rather than parsed by `Path::file_name`:
+/// a new file is compared with every file followed, and with a thousand
+/// files the parsing cost a fifth of a second at start.
+fn file_name_bytes(path: &Path) -> Option<&[u8]> {
+    let bytes = path.as_os_str().as_encoded_bytes();
+    let name = bytes.rsplit(|&byte| byte == b'/').next()?;
+    (!matches!(name, b"" | b"." | b"..")).then_some(name)
 }
 
 /// Whether a path component holds glob syntax.

@@ -203,6 +203,11 @@ pub(super) struct Source {
     pub(super) head: Vec<u8>,
     /// The bytes just before `line_start` (up to [`FINGERPRINT_BYTES`]).
     pub(super) before: Vec<u8>,
+    /// The last bytes handed to the splitter (up to [`FINGERPRINT_BYTES`]),
+    /// ending at `recent_end`: `before` is cut from them after a read, not
+    /// read from the file again (a `read` per file and poll).
+    recent: Vec<u8>,
+    recent_end: u64,
     /// Names the stream of bytes being read; a new one after truncation.
     pub(super) serial: u64,
     /// A copy of the stream `serial` that is still intact elsewhere: not
@@ -292,6 +297,8 @@ impl Source {
             gzip,
             head: Vec::new(),
             before: Vec::new(),
+            recent: Vec::new(),
+            recent_end: 0,
             serial,
             shadow_of: None,
             shadow_since: None,
@@ -530,6 +537,7 @@ impl Source {
         self.line_start = offset;
         self.lines.reset();
         self.at_eof = false;
+        self.recent.clear();
         self.remember_before();
     }
 
@@ -545,13 +553,36 @@ impl Source {
         self.extend_head()
     }
 
-    /// Refreshes `before` from the content (best effort: an error leaves
-    /// it short, which only makes matches fail, never wrong).
+    /// Refreshes `before`: from the bytes just read when they hold it,
+    /// else from the content (best effort: an error leaves it short, which
+    /// only makes matches fail, never wrong).
     fn remember_before(&mut self) {
         let window = self.line_start.min(FINGERPRINT_BYTES);
-        self.before = self
-            .content(self.line_start - window, window as usize)
-            .unwrap_or_default();
+        let start = self.line_start - window;
+        let recent_start = self.recent_end - self.recent.len() as u64;
+        if start >= recent_start && self.line_start <= self.recent_end {
+            let from = (start - recent_start) as usize;
+            self.before.clear();
+            self.before
+                .extend_from_slice(&self.recent[from..from + window as usize]);
+        } else {
+            self.before = self.content(start, window as usize).unwrap_or_default();
+        }
+    }
+
+    /// Keeps the last [`FINGERPRINT_BYTES`] of the bytes read up to `end`
+    /// (`taken` ends there), after those of the read before when it ended
+    /// where `taken` starts.
+    fn note_recent(&mut self, taken: &[u8], end: u64) {
+        const KEEP: usize = FINGERPRINT_BYTES as usize;
+        if self.recent_end != end - taken.len() as u64 || taken.len() >= KEEP {
+            self.recent.clear();
+        }
+        let taken = &taken[taken.len().saturating_sub(KEEP)..];
+        let overflow = (self.recent.len() + taken.len()).saturating_sub(KEEP);
+        self.recent.drain(..overflow);
+        self.recent.extend_from_slice(taken);
+        self.recent_end = end;
     }
 
     /// Whether the rest of a long line is being skipped or handed over in
@@ -622,6 +653,14 @@ impl Source {
             if self.hand_over(path, chunk, sink)? == Flow::Pause {
                 return Ok(ReadEnd::Paused);
             }
+            // A short read of a plain file ended at its end: asking again
+            // would cost a `read` per file and poll to learn what a write
+            // after this one announces anyway (gzip's decoder returns what
+            // one step decoded, short or not).
+            if n < buf.len() && self.gzip.is_none() {
+                self.at_eof = true;
+                return Ok(ReadEnd::Eof);
+            }
         }
     }
 
@@ -647,6 +686,7 @@ impl Source {
             self.line_start = base + end as u64;
         }
         self.pos = base + taken as u64;
+        self.note_recent(&chunk[..taken], self.pos);
         outcome
     }
 
@@ -748,6 +788,63 @@ mod tests {
         source.extend_head().unwrap();
         assert!(source.head.is_empty(), "{:?}", source.head);
         assert!(source.turned_out_compressed().unwrap());
+    }
+
+    /// `before` (what recognises the stream in a copy) is cut from the bytes
+    /// just read instead of read again: it must still be the file's bytes
+    /// before `line_start`, whatever the reads' sizes, pauses and
+    /// incomplete last lines.
+    #[test]
+    fn the_bytes_before_the_read_position_are_the_files_own() {
+        for (buf_size, pause_every) in [(7, 0), (100, 3), (700, 0), (4096, 2), (65536, 0)] {
+            let (named, mut source) = source_with(b"");
+            let mut written: Vec<u8> = Vec::new();
+            let mut buf = vec![0; buf_size];
+            let mut events = 0usize;
+            for round in 0..40usize {
+                let mut append = Vec::new();
+                for line in 0..round % 7 {
+                    let len = (round * 37 + line * 11) % 300;
+                    append.extend(std::iter::repeat_n(b'a' + (line % 26) as u8, len));
+                    append.push(b'\n');
+                }
+                if round % 5 == 0 {
+                    // A line longer than the window, and an incomplete one.
+                    append.extend(std::iter::repeat_n(b'L', 1500));
+                    append.extend_from_slice(b"\npartial");
+                }
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(named.path())
+                    .unwrap()
+                    .write_all(&append)
+                    .unwrap();
+                written.extend_from_slice(&append);
+                source
+                    .read(
+                        Path::new("f"),
+                        &mut buf,
+                        1 << 20,
+                        false,
+                        u64::MAX,
+                        &mut |_| {
+                            events += 1;
+                            Ok(if pause_every > 0 && events % pause_every == 0 {
+                                Flow::Pause
+                            } else {
+                                Flow::Continue
+                            })
+                        },
+                    )
+                    .unwrap();
+                let end = source.line_start as usize;
+                let expected = &written[end.saturating_sub(FINGERPRINT_BYTES as usize)..end];
+                assert_eq!(
+                    source.before, expected,
+                    "buffer {buf_size}, round {round}, line_start {end}"
+                );
+            }
+        }
     }
 
     /// Reads `bytes` in split mode with a `buf_size` buffer to the end of

@@ -1437,4 +1437,50 @@ fn copies_are_named_as_rotation_tools_name_them() {
     for other in ["/l/worker-2.log", "/l/other.log", "/l/ap.log"] {
         assert!(!like(other, "/l/worker-1.log"), "{other}");
     }
+    assert!(like("app.log.1", "app.log"), "relative names");
+    for no_name in ["/l/", "/l/.", "/l/.."] {
+        assert!(!like("/l/app.log.1", no_name), "{no_name}");
+        assert!(!like(no_name, "/l/app.log"), "{no_name}");
+    }
+}
+
+/// An empty new file is watched as logrotate's copy in the making (the
+/// original is read continuously until it is truncated) only when some
+/// followed file could be its original: an application's empty logs found
+/// at start, or new files with unrelated names, set off no such polling.
+#[test]
+fn only_an_empty_file_named_like_a_copy_of_a_file_with_lines_expects_a_truncation() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["a.log", "b.log", "c.log"] {
+        write(&dir.path().join(name), "");
+    }
+    let mut follower = Follower::new(options());
+    follower
+        .add_glob(
+            &format!("{}/*.log*", dir.path().display()),
+            StartAt::Beginning,
+        )
+        .unwrap();
+    let mut seen = Seen::default();
+    assert!(poll(&mut follower, &mut seen).is_empty());
+    assert!(!follower.truncation_expected(), "empty logs found at start");
+
+    write(&dir.path().join("d.log"), "");
+    poll(&mut follower, &mut seen);
+    assert!(
+        !follower.truncation_expected(),
+        "a new empty file of its own"
+    );
+
+    append(&dir.path().join("a.log"), "a1\n");
+    assert_eq!(poll(&mut follower, &mut seen), ["a1"]);
+    write(&dir.path().join("b.log.1"), "");
+    poll(&mut follower, &mut seen);
+    assert!(!follower.truncation_expected(), "b.log has nothing to copy");
+    write(&dir.path().join("a.log.1"), "");
+    poll(&mut follower, &mut seen);
+    assert!(
+        follower.truncation_expected(),
+        "a copy of a.log may be made"
+    );
 }

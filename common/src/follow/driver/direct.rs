@@ -19,7 +19,7 @@
 //! starts (copytruncate's copy appearing).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,16 +39,17 @@ const EVENT_BUFFER_BYTES: usize = 16 * 1024;
 const NAMES_THREAD_STACK: usize = 64 * 1024;
 
 pub(in super::super) struct Inotify {
-    content: AsyncFd<inotify::Inotify>,
+    content: Content,
+    /// Adds and removes the content instance's watches.
+    content_watches: Watches,
     names: Arc<Names>,
     /// Adds and removes the names thread's watches.
     names_watches: Watches,
     /// Per directory: its descriptor in `content`, then in the names instance.
     watches: BTreeMap<PathBuf, (WatchDescriptor, WatchDescriptor)>,
     buffer: Vec<u8>,
-    /// Followed paths by the path a content event gives (the watched
-    /// directory joined with the event's name).
-    keys: HashMap<PathBuf, Vec<PathBuf>>,
+    /// Followed paths by the file name content events give.
+    keys: HashMap<OsString, Vec<Key>>,
     /// Followed paths that are symbolic links: their file's changes show
     /// in another directory, if one is watched at all; read at every poll.
     always: Vec<PathBuf>,
@@ -57,6 +58,66 @@ pub(in super::super) struct Inotify {
     changed: HashSet<PathBuf>,
     /// Events were lost or named no file: the next poll must be full.
     overflowed: bool,
+}
+
+/// The content instance, registered with the runtime's reactor only while
+/// the driver waits on it ([`Inotify::changed_hint`]). Registered, it wakes
+/// the runtime for every event queued, waited on or not, and the kernel
+/// merges only identical consecutive events: with many files written at
+/// once, a coalescing pause would be a wake-up per write for nothing.
+/// [`Inotify::quiet`] unregisters it for a pause; events queue meanwhile,
+/// and registering again reports them.
+enum Content {
+    Registered(AsyncFd<inotify::Inotify>),
+    Quiet(inotify::Inotify),
+    /// Only between taking one of the above out and putting one back.
+    Moving,
+}
+
+impl Content {
+    fn inotify(&mut self) -> &mut inotify::Inotify {
+        match self {
+            Content::Registered(registered) => registered.get_mut(),
+            Content::Quiet(inotify) => inotify,
+            Content::Moving => unreachable!("content instance left moving"),
+        }
+    }
+
+    fn quiet(&mut self) {
+        *self = match std::mem::replace(self, Content::Moving) {
+            Content::Registered(registered) => Content::Quiet(registered.into_inner()),
+            other => other,
+        };
+    }
+
+    fn registered(&mut self) -> io::Result<&mut AsyncFd<inotify::Inotify>> {
+        *self = match std::mem::replace(self, Content::Moving) {
+            Content::Quiet(inotify) => match register(inotify) {
+                Ok(registered) => Content::Registered(registered),
+                Err(refused) => {
+                    let (inotify, error) = refused.into_parts();
+                    *self = Content::Quiet(inotify);
+                    return Err(error);
+                }
+            },
+            other => other,
+        };
+        match self {
+            Content::Registered(registered) => Ok(registered),
+            Content::Quiet(_) | Content::Moving => unreachable!("registered just above"),
+        }
+    }
+}
+
+/// A followed path as content events name it.
+struct Key {
+    /// The watched directory the events come from.
+    dir: PathBuf,
+    path: PathBuf,
+    /// In `changed` already: with many files written at once, each has
+    /// thousands of events between two polls, and all but the first cost
+    /// only a lookup by name.
+    noted: bool,
 }
 
 /// What the names thread shares with the driver.
@@ -109,14 +170,16 @@ pub(in super::super) fn describe(error: &io::Error) -> String {
     }
 }
 
-// `AsyncFd::new` is deprecated because an arbitrary `AsRawFd` could close
-// or swap its descriptor while registered; its replacement is `unsafe`,
-// which this workspace denies. `inotify::Inotify` owns its descriptor and
-// keeps it open until it is dropped, and the `AsyncFd` owns the `Inotify`:
-// the precondition holds.
+// `AsyncFd::try_new` is deprecated because an arbitrary `AsRawFd` could
+// close or swap its descriptor while registered; its replacement is
+// `unsafe`, which this workspace denies. `inotify::Inotify` owns its
+// descriptor and keeps it open until it is dropped, and the `AsyncFd` owns
+// the `Inotify`: the precondition holds.
 #[allow(deprecated)]
-fn register(inotify: inotify::Inotify) -> io::Result<AsyncFd<inotify::Inotify>> {
-    AsyncFd::new(inotify)
+fn register(
+    inotify: inotify::Inotify,
+) -> Result<AsyncFd<inotify::Inotify>, tokio::io::unix::AsyncFdRegisterError<inotify::Inotify>> {
+    AsyncFd::try_new(inotify)
 }
 
 /// The names thread: blocks on the names instance until the driver stops
@@ -197,7 +260,7 @@ fn note(
     wd: &WatchDescriptor,
     name: Option<&OsStr>,
     watches: &BTreeMap<PathBuf, (WatchDescriptor, WatchDescriptor)>,
-    keys: &HashMap<PathBuf, Vec<PathBuf>>,
+    keys: &mut HashMap<OsString, Vec<Key>>,
     changed: &mut HashSet<PathBuf>,
     overflowed: &mut bool,
 ) {
@@ -208,20 +271,24 @@ fn note(
         *overflowed = true;
         return;
     };
-    for (dir, _) in watches.iter().filter(|(_, (content, _))| content == wd) {
-        if let Some(paths) = keys.get(&dir.join(name)) {
-            for path in paths {
-                if !changed.contains(path) {
-                    changed.insert(path.clone());
-                }
-            }
+    let Some(named) = keys.get_mut(name) else {
+        return;
+    };
+    for key in named.iter_mut().filter(|key| !key.noted) {
+        if watches
+            .get(&key.dir)
+            .is_some_and(|(content, _)| content == wd)
+        {
+            key.noted = true;
+            changed.insert(key.path.clone());
         }
     }
 }
 
 impl Inotify {
     pub(in super::super) fn new() -> io::Result<Self> {
-        let content = register(inotify::Inotify::init()?)?;
+        let content = inotify::Inotify::init()?;
+        let content_watches = content.watches();
         let names_inotify = inotify::Inotify::init()?;
         let names_watches = names_inotify.watches();
         let names = Arc::new(Names {
@@ -236,7 +303,8 @@ impl Inotify {
             .stack_size(NAMES_THREAD_STACK)
             .spawn(move || watch_names(names_inotify, &shared))?;
         Ok(Self {
-            content,
+            content: Content::Quiet(content),
+            content_watches,
             names,
             names_watches,
             watches: BTreeMap::new(),
@@ -249,7 +317,7 @@ impl Inotify {
     }
 
     pub(in super::super) fn watch(&mut self, dir: &Path) -> io::Result<()> {
-        let content = self.content.get_mut().watches().add(dir, content_mask())?;
+        let content = self.content_watches.add(dir, content_mask())?;
         // Locked while added, so the thread knows the directory of any
         // event the new descriptor brings.
         let mut state = self.names.state();
@@ -257,7 +325,7 @@ impl Inotify {
             Ok(names) => names,
             Err(error) => {
                 if !self.watches.values().any(|other| other.0 == content) {
-                    let _ = self.content.get_mut().watches().remove(content);
+                    let _ = self.content_watches.remove(content);
                 }
                 return Err(error);
             }
@@ -276,7 +344,7 @@ impl Inotify {
         if let Some((content, names)) = self.watches.remove(dir) {
             // Two names of one directory share a descriptor.
             if !self.watches.values().any(|other| other.0 == content) {
-                let _ = self.content.get_mut().watches().remove(content);
+                let _ = self.content_watches.remove(content);
             }
             let mut state = self.names.state();
             if let Some(dirs) = state.dirs.get_mut(&names) {
@@ -300,15 +368,15 @@ impl Inotify {
             let linked =
                 std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_symlink());
             match path.file_name() {
-                Some(name) if !linked => self
-                    .keys
-                    .entry(parent_dir(path).join(name))
-                    .or_default()
-                    .push(path.to_owned()),
+                Some(name) if !linked => self.keys.entry(name.to_owned()).or_default().push(Key {
+                    dir: parent_dir(path),
+                    path: path.to_owned(),
+                    noted: false,
+                }),
                 _ => self.always.push(path.to_owned()),
             }
         }
-        self.changed.extend(self.always.iter().cloned());
+        self.clear_changed();
     }
 
     pub(in super::super) fn changed(&self) -> &HashSet<PathBuf> {
@@ -318,6 +386,9 @@ impl Inotify {
     pub(in super::super) fn clear_changed(&mut self) {
         self.changed.clear();
         self.changed.extend(self.always.iter().cloned());
+        for key in self.keys.values_mut().flatten() {
+            key.noted = false;
+        }
     }
 
     pub(in super::super) fn take_overflowed(&mut self) -> bool {
@@ -364,7 +435,7 @@ impl Inotify {
             ..
         } = self;
         loop {
-            match content.get_mut().read_events(buffer) {
+            match content.inotify().read_events(buffer) {
                 Ok(events) => {
                     let mut count = 0;
                     for event in events {
@@ -400,7 +471,7 @@ impl Inotify {
         } = self;
         let read = async {
             loop {
-                let mut guard = content.readable_mut().await?;
+                let mut guard = content.registered()?.readable_mut().await?;
                 let mut any = false;
                 loop {
                     match guard.get_inner_mut().read_events(buffer) {
@@ -440,6 +511,12 @@ impl Inotify {
         }
     }
 
+    /// Stops content events from waking the runtime until the next
+    /// [`Inotify::changed_hint`]: for a pause in which they are not awaited.
+    pub(in super::super) fn quiet(&mut self) {
+        self.content.quiet();
+    }
+
     /// Completes once a name changed.
     pub(in super::super) async fn name_hint(&mut self) {
         self.names.wake.notified().await;
@@ -463,5 +540,53 @@ impl Drop for Inotify {
                 break;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn append(path: &Path, text: &str) {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+
+    /// A coalescing pause unregisters content events; a write made then
+    /// must still wake the next wait, or its line would wait for the tick.
+    #[tokio::test]
+    async fn a_write_while_quiet_wakes_the_next_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        std::fs::write(&path, "").unwrap();
+        let mut inotify = Inotify::new().unwrap();
+        inotify.watch(dir.path()).unwrap();
+        inotify.follow_paths(vec![path.as_path()]);
+        for round in 0..3 {
+            inotify.quiet();
+            append(&path, "line\n");
+            tokio::time::timeout(Duration::from_secs(5), inotify.changed_hint())
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: not woken"))
+                .unwrap();
+            assert!(inotify.changed().contains(&path), "round {round}");
+            inotify.clear_changed();
+        }
+        // Registered again, a write made while waiting wakes it too.
+        let waiting = tokio::time::timeout(Duration::from_secs(5), inotify.changed_hint());
+        let writer = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            append(&path, "more\n");
+        };
+        let (woken, ()) = tokio::join!(waiting, writer);
+        woken.expect("woken by a write while waiting").unwrap();
+        assert!(inotify.changed().contains(&path));
     }
 }
