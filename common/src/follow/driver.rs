@@ -141,12 +141,35 @@ const ORIGINAL_READS_PER_POLL: usize = 20;
 /// How long after a poll's start the next event-driven poll may start:
 /// `base_gap` more for every poll in a row that found lines (`streak`), up
 /// to `busy_gap`, or [`COALESCE_COST_FACTOR`] times the poll's `cost`, up
-/// to [`MAX_COST_COALESCE`], whichever is longer.
+/// to [`MAX_COST_COALESCE`], whichever is longer. No gap at all when
+/// coalescing is off (`--event-coalesce 0`).
 fn event_gap(base_gap: Duration, busy_gap: Duration, streak: u32, cost: Duration) -> Duration {
+    if base_gap.is_zero() {
+        return Duration::ZERO;
+    }
     (base_gap * streak.saturating_add(1))
         .min(busy_gap)
         .max((cost * COALESCE_COST_FACTOR).min(MAX_COST_COALESCE))
         .max(base_gap)
+}
+
+/// What a poll cost, for [`event_gap`]: its CPU time when it was measured
+/// (`cpu_before`), else its wall time, but then never enough to space polls
+/// beyond `busy_gap`. The wall clock also counts the time a poll was
+/// preempted: on a loaded machine, one poll of one file can take
+/// milliseconds, and its lines would wait 40 times that. The CPU clock
+/// costs two syscalls, so it is read only after a poll that took long.
+fn poll_cost(wall: Duration, cpu_before: Option<Duration>, busy_gap: Duration) -> Duration {
+    match cpu_before {
+        Some(before) => thread_cpu_time().saturating_sub(before),
+        None => wall.min(busy_gap / COALESCE_COST_FACTOR),
+    }
+}
+
+/// The CPU time this thread has used.
+fn thread_cpu_time() -> Duration {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
 
 /// A watcher constructor: receives the wake-up callback, returns a watcher.
@@ -215,6 +238,8 @@ async fn drive<S: Sink>(
     let mut by_tick = false;
     let mut found = false;
     let mut eager_until = Instant::now();
+    // Whether the next poll's cost is taken from the thread's CPU clock.
+    let mut measure_cpu = false;
     // The watched directories change only when names do (a glob match in a
     // new directory, a directory created late): synced after full polls,
     // not on every wake-up of a busy file.
@@ -229,6 +254,7 @@ async fn drive<S: Sink>(
     let mut unannounced: Vec<PathBuf> = Vec::new();
     while !shutdown.is_requested() {
         let polled = Instant::now();
+        let cpu_before = measure_cpu.then(thread_cpu_time);
         watching.adopt(follower);
         let names_changed = watching.take_names_changed();
         if names_changed {
@@ -286,11 +312,9 @@ async fn drive<S: Sink>(
             unannounced.clear();
         }
         sink.after_poll(follower)?;
-        // Wall time, read from the vDSO: the thread's CPU clock would cost
-        // two syscalls a poll (a tenth of a poll at 1k lines/s). A poll
-        // preempted on a loaded machine then spaces the next one more,
-        // which is what a loaded machine needs anyway.
-        let cost = polled.elapsed();
+        let wall = polled.elapsed();
+        let cost = poll_cost(wall, cpu_before, busy_gap);
+        measure_cpu = !busy_gap.is_zero() && wall * COALESCE_COST_FACTOR > busy_gap;
         streak = if found && !by_tick {
             streak.saturating_add(1)
         } else {
@@ -799,5 +823,34 @@ mod tests {
             event_gap(BASE, MAX_EVENT_COALESCE, 3, Duration::from_secs(2)),
             MAX_COST_COALESCE
         );
+        // Coalescing turned off: never spaced.
+        assert_eq!(
+            event_gap(Duration::ZERO, Duration::ZERO, 0, costly),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn a_poll_that_took_long_on_the_wall_clock_alone_spaces_no_more_than_a_busy_file() {
+        // Preempted for 5 ms, CPU not measured: no longer than a busy file's gap.
+        let cost = poll_cost(Duration::from_millis(5), None, MAX_EVENT_COALESCE);
+        assert_eq!(
+            event_gap(BASE, MAX_EVENT_COALESCE, 0, cost),
+            MAX_EVENT_COALESCE
+        );
+        // Measured on the CPU clock: a poll that slept cost nothing.
+        let before = thread_cpu_time();
+        std::thread::sleep(Duration::from_millis(50));
+        let slept = poll_cost(Duration::from_millis(50), Some(before), MAX_EVENT_COALESCE);
+        assert!(slept < Duration::from_millis(25), "{slept:?}");
+        // And a poll that worked costs what it worked.
+        let (before, wall) = (thread_cpu_time(), std::time::Instant::now());
+        while thread_cpu_time().saturating_sub(before) < Duration::from_millis(5)
+            && wall.elapsed() < Duration::from_secs(10)
+        {
+            std::hint::spin_loop();
+        }
+        let worked = poll_cost(wall.elapsed(), Some(before), MAX_EVENT_COALESCE);
+        assert!(worked >= Duration::from_millis(5), "{worked:?}");
     }
 }
