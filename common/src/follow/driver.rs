@@ -128,11 +128,13 @@ pub const MAX_COST_COALESCE: Duration = Duration::from_secs(1);
 
 /// The spacing of event-driven polls grows by `event_coalesce` for every
 /// poll in a row that found lines, up to this: a writer that never pauses
-/// costs about 33 polls a second instead of 100, each reading more, while a
-/// line still waits at most this long plus a poll. A poll that finds
+/// costs about 25 polls a second instead of 100, each reading more, while a
+/// line still waits at most this long plus a poll (the lag goal is a p99 of
+/// 50 ms; at 30 ms, 1k lines/s cost 0.26x GNU `tail -F`'s CPU, at 40 ms
+/// 0.19x, docs/follow-cost.md). A poll that finds
 /// nothing starts again at `event_coalesce`, so a lone line after a quiet
 /// spell is read at once.
-pub const MAX_EVENT_COALESCE: Duration = Duration::from_millis(30);
+pub const MAX_EVENT_COALESCE: Duration = Duration::from_millis(40);
 
 /// While a copytruncate is expected, how many quick reads of the copied
 /// files come between two full polls.
