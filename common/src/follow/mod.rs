@@ -505,6 +505,22 @@ impl Parked {
 }
 
 impl Watch {
+    /// The streams read under this name: the files rotated away from it,
+    /// then its current file.
+    fn streams(&self) -> impl Iterator<Item = &Source> {
+        self.retired
+            .iter()
+            .map(|retired| &retired.source)
+            .chain(self.current.as_ref())
+    }
+
+    fn streams_mut(&mut self) -> impl Iterator<Item = &mut Source> {
+        self.retired
+            .iter_mut()
+            .map(|retired| &mut retired.source)
+            .chain(self.current.as_mut())
+    }
+
     /// Whether a file named `name` may hold a copy of this one
     /// ([`named_like_copy`]).
     fn may_be_copied_to(&self, name: &[u8]) -> bool {
@@ -913,14 +929,7 @@ impl Follower {
         let copied: std::collections::HashSet<u64> = self
             .watches
             .iter()
-            .flat_map(|watch| {
-                watch
-                    .retired
-                    .iter()
-                    .map(|retired| &retired.source)
-                    .chain(watch.current.as_ref())
-                    .filter_map(|source| source.shadow_of)
-            })
+            .flat_map(|watch| watch.streams().filter_map(|source| source.shadow_of))
             .collect();
         let mut closed = 0;
         let mut looked = 0;
@@ -1012,14 +1021,9 @@ impl Follower {
     pub fn checkpoints(&self) -> Vec<Checkpoint> {
         let mut checkpoints = Vec::new();
         for watch in &self.watches {
-            let sources = watch
-                .retired
-                .iter()
-                .map(|retired| &retired.source)
-                .chain(watch.current.as_ref());
             // A shadow is a copy whose bytes are read from the original:
             // after a restart it is recognised as a copy again.
-            for source in sources.filter(|source| source.shadow_of.is_none()) {
+            for source in watch.streams().filter(|source| source.shadow_of.is_none()) {
                 let mark = source.mark();
                 checkpoints.push(Checkpoint {
                     path: watch.path.clone(),
@@ -1423,13 +1427,7 @@ impl Follower {
         self.watches
             .iter()
             .filter(|watch| watch.may_be_copied_to(name))
-            .flat_map(|watch| {
-                watch
-                    .retired
-                    .iter()
-                    .map(|retired| &retired.source)
-                    .chain(watch.current.as_ref())
-            })
+            .flat_map(Watch::streams)
             .any(|stream| !stream.head.is_empty())
     }
 
@@ -1448,12 +1446,7 @@ impl Follower {
             if !watch.may_be_copied_to(name) {
                 continue;
             }
-            let streams = watch
-                .retired
-                .iter_mut()
-                .map(|retired| &mut retired.source)
-                .chain(watch.current.as_mut());
-            for stream in streams {
+            for stream in watch.streams_mut() {
                 let truncated = stream.truncated;
                 // A truncated stream whose unread bytes another file took
                 // over (its copy) is that file's now.
@@ -1551,12 +1544,7 @@ impl Follower {
         serial: u64,
     ) -> io::Result<Option<u64>> {
         for watch in &mut self.watches {
-            let streams = watch
-                .retired
-                .iter_mut()
-                .map(|retired| &mut retired.source)
-                .chain(watch.current.as_mut());
-            for stream in streams {
+            for stream in watch.streams_mut() {
                 let truncated = stream.truncated;
                 if stream.serial != serial || stream.shadow_of.is_some() {
                     continue;
