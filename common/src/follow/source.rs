@@ -49,6 +49,13 @@ use crate::lines::{Line, LineSplitter, LongLines};
 /// The two first bytes of every gzip member (RFC 1952).
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
+/// Whether `file` starts with [`GZIP_MAGIC`] now (read, not judged by a
+/// size seen earlier: gzip may be filling it).
+fn begins_with_gzip_magic(file: &File) -> bool {
+    let mut magic = [0u8; 2];
+    file.read_exact_at(&mut magic, 0).is_ok() && magic == GZIP_MAGIC
+}
+
 /// Why a path was not opened as a followed file.
 #[derive(Debug)]
 pub(super) enum OpenError {
@@ -284,9 +291,7 @@ impl Source {
     }
 
     fn from_parts(file: File, meta: &Metadata, serial: u64) -> io::Result<Self> {
-        let mut magic = [0u8; 2];
-        let gzip = (file.read_exact_at(&mut magic, 0).is_ok() && magic == GZIP_MAGIC)
-            .then(|| Box::new(Gzip::new()));
+        let gzip = begins_with_gzip_magic(&file).then(|| Box::new(Gzip::new()));
         let mut source = Self {
             id: FileId::of(meta),
             file,
@@ -433,8 +438,7 @@ impl Source {
         if self.gzip.is_some() || self.pos != 0 || !self.head.is_empty() {
             return Ok(false);
         }
-        let mut magic = [0u8; 2];
-        Ok(self.file.read_exact_at(&mut magic, 0).is_ok() && magic == GZIP_MAGIC)
+        Ok(begins_with_gzip_magic(&self.file))
     }
 
     /// Whether there is more to read but the first bytes changed: the file
@@ -764,12 +768,7 @@ mod tests {
     /// that fills with gzip never gets a text identity.
     #[test]
     fn a_file_that_becomes_gzip_while_being_opened_is_never_taken_for_text() {
-        let gzip = {
-            let mut encoder =
-                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            encoder.write_all(b"line\n").unwrap();
-            encoder.finish().unwrap()
-        };
+        let gzip = crate::follow::tests::gzip_bytes("line\n");
         let named = tempfile::NamedTempFile::new().unwrap();
         let empty = named.as_file().metadata().unwrap();
         std::fs::write(named.path(), &gzip).unwrap();
