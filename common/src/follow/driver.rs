@@ -22,7 +22,9 @@
 //!   starting) ends the pause at once; after it ([`EAGER_AFTER_NAME_CHANGE`]),
 //!   while a copytruncate is expected ([`Follower::truncation_expected`]) and
 //!   for files rotated by truncation ([`Follower::read_every_change`]),
-//!   reads are not spaced at all, so logrotate's copytruncate loses nothing.
+//!   reads are not spaced at all: lines written before logrotate's
+//!   truncation are read while the original still holds them (those written
+//!   between its copy and its truncation are in no file once it is done).
 //! - While inotify names every change (every directory watched, no queue
 //!   overflow), a poll looks only at the files events named
 //!   ([`Follower::poll_changed`]): a file nobody wrote is neither stat'ed nor
