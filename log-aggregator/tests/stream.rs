@@ -58,6 +58,16 @@ fn open_append(path: &Path) -> File {
 }
 
 /// The numbered lines of `out`, which must be exactly `0..count` in order.
+/// Writes the lines `0` to `lines - 1` to `path`; returns its size.
+fn write_numbered_lines(path: &Path, lines: u64) -> u64 {
+    let mut file = std::io::BufWriter::new(open_append(path));
+    for number in 0..lines {
+        writeln!(file, "{number}").unwrap();
+    }
+    drop(file);
+    std::fs::metadata(path).unwrap().len()
+}
+
 fn assert_every_line_once_in_order(out: &str, count: u64, context: &str) {
     let numbers: Vec<u64> = out
         .lines()
@@ -418,13 +428,7 @@ fn a_blocked_stdout_stops_reading_memory_stays_flat_and_nothing_is_lost() {
     // Several times what stdout's pipe (widened to 1 MiB), the output's
     // pending bytes and a chunk hold together.
     let lines: u64 = 2_000_000; // about 14 MB
-    {
-        let mut file = std::io::BufWriter::new(open_append(&path));
-        for number in 0..lines {
-            writeln!(file, "{number}").unwrap();
-        }
-    }
-    let size = std::fs::metadata(&path).unwrap().len();
+    let size = write_numbered_lines(&path, lines);
     // Checkpoints every 20 ms while blocked: they must neither grow
     // memory nor save a position past what reached stdout.
     let state = dir.path().join("state");
@@ -531,13 +535,7 @@ fn the_last_lines_reach_a_slow_stdout_without_waiting_for_a_write_or_the_tick() 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.log");
     let lines: u64 = 500_000; // about 3.4 MB
-    {
-        let mut file = std::io::BufWriter::new(open_append(&path));
-        for number in 0..lines {
-            writeln!(file, "{number}").unwrap();
-        }
-    }
-    let size = std::fs::metadata(&path).unwrap().len();
+    let size = write_numbered_lines(&path, lines);
     let mut child = aggregator()
         .args(["--poll-interval", "1h"])
         .arg(&path)
@@ -570,13 +568,8 @@ fn the_last_lines_reach_a_slow_stdout_without_waiting_for_a_write_or_the_tick() 
 fn sigterm_while_stdout_is_blocked_still_exits_within_the_drain_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.log");
-    {
-        let mut file = std::io::BufWriter::new(open_append(&path));
-        // More than stdout's pipe (widened to 1 MiB) holds.
-        for number in 0..1_000_000 {
-            writeln!(file, "{number}").unwrap();
-        }
-    }
+    // More than stdout's pipe (widened to 1 MiB) holds.
+    write_numbered_lines(&path, 1_000_000);
     let mut command = aggregator();
     command.args(["--drain-timeout", "300ms"]).arg(&path);
     let (status, took) = testkit::sigterm_with_stdout_full(command, |_| {});

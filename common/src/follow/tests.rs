@@ -78,6 +78,28 @@ fn setup(start: StartAt) -> (tempfile::TempDir, PathBuf, Follower, Seen) {
     (dir, path, follower, Seen::default())
 }
 
+/// The lines among `events`, notices left out.
+fn lines(events: &[String]) -> Vec<&String> {
+    events
+        .iter()
+        .filter(|event| !event.starts_with('!'))
+        .collect()
+}
+
+/// `DIR/app.log` holding `one`, followed through the glob `DIR/app.log*`
+/// from the beginning, its line read.
+fn glob_app_log(dir: &Path, options: FollowOptions) -> (PathBuf, Follower, Seen) {
+    let log = dir.join("app.log");
+    write(&log, "one\n");
+    let mut follower = Follower::new(options);
+    follower
+        .add_glob(&format!("{}*", log.display()), StartAt::Beginning)
+        .unwrap();
+    let mut seen = Seen::default();
+    assert_eq!(poll(&mut follower, &mut seen), ["one"]);
+    (log, follower, seen)
+}
+
 #[test]
 fn reads_existing_lines_then_new_ones() {
     let (_dir, path, mut follower, mut seen) = setup(StartAt::Beginning);
@@ -962,7 +984,7 @@ fn an_unreadable_notice_keeps_the_systems_message() {
     );
 }
 
-fn gzip_bytes(text: &str) -> Vec<u8> {
+pub(super) fn gzip_bytes(text: &str) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     encoder.write_all(text.as_bytes()).unwrap();
     encoder.finish().unwrap()
@@ -973,14 +995,7 @@ fn a_file_empty_when_found_that_fills_with_gzip_is_never_read_as_text() {
     // logrotate creates `app.log.2.gz` empty, then writes it: whenever we
     // look, it is never streamed as text.
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    write(&log, "one\n");
-    let mut follower = Follower::new(options());
-    follower
-        .add_glob(&format!("{}*", log.display()), StartAt::Beginning)
-        .unwrap();
-    let mut seen = Seen::default();
-    assert_eq!(poll(&mut follower, &mut seen), ["one"]);
+    let (log, mut follower, mut seen) = glob_app_log(dir.path(), options());
     let gz = dir.path().join("app.log.2.gz");
     write(&gz, "");
     poll(&mut follower, &mut seen);
@@ -995,13 +1010,7 @@ fn a_file_empty_when_found_that_fills_with_gzip_is_never_read_as_text() {
     fs::write(&gz, &bytes).unwrap();
     append(&log, "two\n");
     let events = poll(&mut follower, &mut seen);
-    assert_eq!(
-        events
-            .iter()
-            .filter(|e| !e.starts_with('!'))
-            .collect::<Vec<_>>(),
-        ["two"]
-    );
+    assert_eq!(lines(&events), ["two"], "{events:?}");
     assert_eq!(follower.skipped_compressed(), 1);
 }
 
@@ -1012,17 +1021,11 @@ fn a_file_empty_when_found_that_fills_with_gzip_and_is_renamed_is_never_read_as_
     // the file rotated away from its name is never streamed as text.
     for rotate_wait in [Duration::ZERO, Duration::from_secs(3600)] {
         let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("app.log");
-        write(&log, "one\n");
-        let mut follower = Follower::new(FollowOptions {
+        let options = FollowOptions {
             rotate_wait,
             ..FollowOptions::default()
-        });
-        follower
-            .add_glob(&format!("{}*", log.display()), StartAt::Beginning)
-            .unwrap();
-        let mut seen = Seen::default();
-        assert_eq!(poll(&mut follower, &mut seen), ["one"]);
+        };
+        let (log, mut follower, mut seen) = glob_app_log(dir.path(), options);
         let gz = dir.path().join("app.log.1.gz");
         write(&gz, "");
         poll(&mut follower, &mut seen);
@@ -1031,12 +1034,9 @@ fn a_file_empty_when_found_that_fills_with_gzip_and_is_renamed_is_never_read_as_
         append(&log, "two\n");
         let events = poll(&mut follower, &mut seen);
         assert_eq!(
-            events
-                .iter()
-                .filter(|e| !e.starts_with('!'))
-                .collect::<Vec<_>>(),
+            lines(&events),
             ["two"],
-            "rotate wait {rotate_wait:?}"
+            "rotate wait {rotate_wait:?}: {events:?}"
         );
     }
 }
@@ -1066,7 +1066,7 @@ fn a_compressed_rotation_holding_unread_lines_is_read_decompressed() {
         .unwrap();
     follower.resume(&checkpoints);
     let events = poll(&mut follower, &mut seen);
-    let lines: Vec<&String> = events.iter().filter(|e| !e.starts_with('!')).collect();
+    let lines = lines(&events);
     assert_eq!(lines, ["three", "four"], "{events:?}");
 }
 
@@ -1094,7 +1094,7 @@ fn a_plain_name_rotated_while_down_is_finished_from_its_rotated_file() {
         follower.add_path(log.clone(), StartAt::End);
         follower.resume(&checkpoints);
         let events = poll(&mut follower, &mut seen);
-        let lines: Vec<&String> = events.iter().filter(|e| !e.starts_with('!')).collect();
+        let lines = lines(&events);
         assert_eq!(lines, ["two", "three"], "compress {compress}: {events:?}");
     }
 }
@@ -1124,21 +1124,14 @@ fn a_new_file_that_only_begins_like_another_is_read_whole() {
     append(&b, "1Z second file\n");
     fs::remove_file(&a).unwrap();
     let events = poll(&mut follower, &mut seen);
-    let lines: Vec<&String> = events.iter().filter(|e| !e.starts_with('!')).collect();
+    let lines = lines(&events);
     assert_eq!(lines, ["2026-11-28T10:00:01Z second file"], "{events:?}");
 }
 
 #[test]
 fn a_file_created_and_deleted_between_polls_is_read_when_opened_at_creation() {
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    write(&log, "one\n");
-    let mut follower = Follower::new(options());
-    follower
-        .add_glob(&format!("{}*", log.display()), StartAt::Beginning)
-        .unwrap();
-    let mut seen = Seen::default();
-    assert_eq!(poll(&mut follower, &mut seen), ["one"]);
+    let (log, mut follower, mut seen) = glob_app_log(dir.path(), options());
     // Delete + recreate twice, faster than a poll: the middle file lives
     // only between two looks. The driver opened it at its creation event.
     fs::remove_file(&log).unwrap();
@@ -1147,7 +1140,7 @@ fn a_file_created_and_deleted_between_polls_is_read_when_opened_at_creation() {
     fs::remove_file(&log).unwrap();
     write(&log, "three\n");
     let events = poll(&mut follower, &mut seen);
-    let lines: Vec<&String> = events.iter().filter(|e| !e.starts_with('!')).collect();
+    let lines = lines(&events);
     assert_eq!(lines, ["two", "three"], "{events:?}");
 }
 
@@ -1249,7 +1242,7 @@ fn more_files_than_max_open_files_are_read_in_turn_every_line_once() {
     fs::remove_file(&closed[1]).unwrap();
     write(&closed[1], "replaced\n");
     let got = poll(&mut follower, &mut seen);
-    let lines: Vec<&String> = got.iter().filter(|event| !event.starts_with('!')).collect();
+    let lines = lines(&got);
     assert_eq!(lines.len(), 2, "{got:?}");
     assert!(
         got.contains(&"truncated-and-rewritten".to_owned()),
@@ -1328,7 +1321,7 @@ fn a_copy_found_a_poll_after_the_truncation_continues_the_old_stream() {
     assert_eq!(poll(&mut follower, &mut seen), ["!Truncated", "four"]);
     write(&dir.path().join("app.log.1"), "one\ntwo\nthree\n");
     let events = poll(&mut follower, &mut seen);
-    let lines: Vec<&String> = events.iter().filter(|e| !e.starts_with('!')).collect();
+    let lines = lines(&events);
     assert_eq!(lines, ["three"], "{events:?}");
 }
 
@@ -1348,7 +1341,7 @@ fn a_long_constant_header_rewritten_while_down_is_read_again_from_its_start() {
     follower.add_path(path.clone(), StartAt::End);
     follower.resume(&checkpoints);
     let events = poll(&mut follower, &mut seen);
-    let lines: Vec<&String> = events.iter().filter(|e| !e.starts_with('!')).collect();
+    let lines = lines(&events);
     assert_eq!(lines.len(), 6, "{events:?}");
     assert_eq!(lines[1..], ["b1", "b2", "b3", "b4", "b5"], "{events:?}");
 }
