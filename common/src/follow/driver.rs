@@ -157,6 +157,16 @@ fn event_gap(base_gap: Duration, busy_gap: Duration, streak: u32, cost: Duration
         .max(base_gap)
 }
 
+/// The share of a poll's cost that comes from looking at `files` files
+/// rather than one: what spacing polls saves (each file's `stat` and
+/// reads paid for several lines instead of one). Reading a fast file's
+/// lines costs the same however the reads are spaced, so one file's poll,
+/// however long, is not spaced by its cost.
+fn many_files_share(cost: Duration, files: usize) -> Duration {
+    let files = u32::try_from(files).unwrap_or(u32::MAX).max(1);
+    cost / files * (files - 1)
+}
+
 /// What a poll cost, for [`event_gap`]: its CPU time when it was measured
 /// (`cpu_before`), else its wall time, but then never enough to space polls
 /// beyond `busy_gap`. The wall clock also counts the time a poll was
@@ -272,6 +282,11 @@ async fn drive<S: Sink>(
         // poll after a quiet poll, so no read left over from before, and no
         // new name (a file renamed into place was written under another).
         let judged = due && settled_before && !names_changed;
+        let looked_at = if full {
+            follower.names_followed()
+        } else {
+            watching.changed().len()
+        };
         let outcome = {
             let changed = watching.changed();
             let mut handle = |event: Event<'_>| {
@@ -317,8 +332,9 @@ async fn drive<S: Sink>(
         }
         sink.after_poll(follower)?;
         let wall = polled.elapsed();
-        let cost = poll_cost(wall, cpu_before, busy_gap);
-        measure_cpu = !busy_gap.is_zero() && wall * COALESCE_COST_FACTOR > busy_gap;
+        let cost = many_files_share(poll_cost(wall, cpu_before, busy_gap), looked_at);
+        measure_cpu = !busy_gap.is_zero()
+            && many_files_share(wall, looked_at) * COALESCE_COST_FACTOR > busy_gap;
         streak = if found && !by_tick {
             streak.saturating_add(1)
         } else {
@@ -830,6 +846,26 @@ mod tests {
         // Coalescing turned off: never spaced.
         assert_eq!(
             event_gap(Duration::ZERO, Duration::ZERO, 0, costly),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn only_the_cost_of_looking_at_more_than_one_file_spaces_polls() {
+        // One fast file read for 5 ms: reading it later costs as much.
+        let one = many_files_share(Duration::from_millis(5), 1);
+        assert_eq!(one, Duration::ZERO);
+        assert_eq!(event_gap(BASE, MAX_EVENT_COALESCE, 0, one), BASE);
+        // A thousand files: nearly all of it is theirs.
+        let many = many_files_share(Duration::from_millis(5), 1000);
+        assert!(many >= Duration::from_micros(4990), "{many:?}");
+        assert!(event_gap(BASE, MAX_EVENT_COALESCE, 0, many) > MAX_EVENT_COALESCE);
+        assert_eq!(
+            many_files_share(Duration::from_millis(4), 2),
+            Duration::from_millis(2)
+        );
+        assert_eq!(
+            many_files_share(Duration::from_millis(4), 0),
             Duration::ZERO
         );
     }

@@ -1247,6 +1247,11 @@ impl Follower {
             .sum()
     }
 
+    /// How many names are followed (paths, and glob matches so far).
+    pub fn names_followed(&self) -> usize {
+        self.watches.len()
+    }
+
     /// The followed paths (explicit ones and current glob matches).
     pub fn paths(&self) -> Vec<&Path> {
         self.watches
