@@ -1466,10 +1466,9 @@ impl Follower {
                 if !source.shares_head(stream) {
                     continue;
                 }
-                let intact = !truncated && stream.intact()?;
-                match source.relation_to(stream, intact)? {
-                    Relation::Unrelated => {}
-                    relation => {
+                match source.relate_to(stream, truncated)? {
+                    (Relation::Unrelated, _) => {}
+                    (relation, intact) => {
                         if !intact && matches!(relation, Relation::Continues(_)) {
                             stream.continued = true;
                         }
@@ -1567,7 +1566,12 @@ impl Follower {
                     // a copy after all, a file of its own.
                     let grew_apart = !copy.shares_head(stream)
                         || (!copy.is_compressed() && copy_len.is_some_and(|len| len > their_len));
-                    return Ok(grew_apart.then_some(0));
+                    // Truncated while compared (logrotate truncates right
+                    // after copying): the lengths and bytes compared were
+                    // the new file's; the copy is placed as below.
+                    if !grew_apart || stream.intact()? {
+                        return Ok(grew_apart.then_some(0));
+                    }
                 }
                 let offset = stream.line_start;
                 return Ok(match copy.content_len()? {

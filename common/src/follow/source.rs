@@ -499,6 +499,25 @@ impl Source {
         })
     }
 
+    /// [`Source::relation_to`] `stream`, with whether `stream`'s file is
+    /// intact (never when `truncated`, already seen truncated). Unrelated
+    /// while it looked intact holds only if it still is after the
+    /// comparison: logrotate truncates the original right after its copy,
+    /// and bytes compared after the truncation are the new file's, not the
+    /// ones copied.
+    pub(super) fn relate_to(
+        &mut self,
+        stream: &mut Source,
+        truncated: bool,
+    ) -> io::Result<(Relation, bool)> {
+        let intact = !truncated && stream.intact()?;
+        let relation = self.relation_to(stream, intact)?;
+        if intact && relation == Relation::Unrelated && !stream.intact()? {
+            return Ok((self.relation_to(stream, false)?, false));
+        }
+        Ok((relation, intact))
+    }
+
     /// Whether both begin with the same bytes (as far as both go).
     pub(super) fn shares_head(&self, other: &Source) -> bool {
         let common = self.head.len().min(other.head.len());
