@@ -22,7 +22,8 @@
 //!   starting) ends the pause at once; after it ([`EAGER_AFTER_NAME_CHANGE`]),
 //!   while a copytruncate is expected ([`Follower::truncation_expected`]) and
 //!   for files rotated by truncation ([`Follower::read_every_change`]),
-//!   reads are not spaced at all: lines written before logrotate's
+//!   reads are not spaced at all (every write is read when it wakes us, as
+//!   GNU `tail -F` does): lines written before logrotate's
 //!   truncation are read while the original still holds them (those written
 //!   between its copy and its truncation are in no file once it is done).
 //! - While inotify names every change (every directory watched, no queue
@@ -141,6 +142,11 @@ pub const MAX_EVENT_COALESCE: Duration = Duration::from_millis(40);
 /// While a copytruncate is expected, how many quick reads of the copied
 /// files come between two full polls.
 const ORIGINAL_READS_PER_POLL: usize = 20;
+
+/// While a copytruncate is expected, how long a read of the copied files
+/// waits for a write before reading anyway (an event may be lost to a full
+/// queue).
+const ORIGINAL_READ_WAIT: Duration = Duration::from_millis(1);
 
 /// How long after a poll's start the next event-driven poll may start:
 /// `base_gap` more for every poll in a row that found lines (`streak`), up
@@ -357,20 +363,29 @@ async fn drive<S: Sink>(
                 continue;
             }
             PollOutcome::Idle if follower.truncation_expected() => {
-                // logrotate is copying: read the original as it grows, until
-                // it is truncated; a full poll now and then notices that.
-                // Not spaced by waiting for writes: the frequent full polls
-                // are also what finds a file created, filled and deleted
-                // within milliseconds (`delete` rotation at full speed; a
-                // version that waited for writes missed a whole file in 2
-                // of 14 matrix runs under load, this one in none of 11).
+                // logrotate is copying: read the original at every write,
+                // as GNU `tail -F` does, until it is truncated; a full poll
+                // after a few reads notices that, and one comes at once
+                // after a name change (what finds a file created, filled
+                // and deleted within milliseconds: `delete` rotation at
+                // full speed). Woken, not spinning: on a loaded machine a
+                // loop that yields has used its share of the CPU when
+                // logrotate truncates, and a woken one runs first. With two
+                // busy loops beside the matrix, the spinning loop lost
+                // 15-38 lines per copytruncate cell on the glob, this one
+                // 0-7 (GNU `tail -F` in the same runs: 0-11).
                 full = true;
                 for _ in 0..ORIGINAL_READS_PER_POLL {
                     if follower.read_originals(&mut |event| sink.event(event))? != PollOutcome::Idle
+                        || watching.names_pending()
                     {
                         break;
                     }
-                    tokio::task::yield_now().await;
+                    tokio::select! {
+                        _ = shutdown.requested() => break,
+                        _ = watching.hint() => {}
+                        _ = tokio::time::sleep(ORIGINAL_READ_WAIT) => {}
+                    }
                 }
                 continue;
             }

@@ -1152,7 +1152,7 @@ impl Follower {
     /// While [`Follower::truncation_expected`]: reads the files whose copy
     /// just appeared (any file, while a new empty file may be a copy not
     /// identified yet), and nothing else (no glob, no stat of other files),
-    /// so the driver can look again every few microseconds until logrotate
+    /// so the driver can look again at every write until logrotate
     /// truncates them.
     pub fn read_originals(&mut self, sink: &mut SinkFn<'_>) -> io::Result<PollOutcome> {
         let copied: std::collections::HashSet<u64> = self
