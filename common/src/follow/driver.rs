@@ -282,8 +282,8 @@ async fn drive<S: Sink>(
         }
         watching.collect();
         let due = by_tick && polled.duration_since(last_full) >= full_every;
-        full |=
-            watching.take_overflowed() || names_changed || due || !watching.names_every_change();
+        let overflowed = watching.take_overflowed();
+        full |= overflowed || names_changed || due || !watching.names_every_change();
         // Whether this poll tells if events cover every file: a tick's full
         // poll after a quiet poll, so no read left over from before, and no
         // new name (a file renamed into place was written under another).
@@ -317,7 +317,7 @@ async fn drive<S: Sink>(
         if full {
             // Before any event is read again: a file discovered by this
             // poll is named by the events its next writes bring.
-            watching.follow_paths(follower);
+            watching.follow_paths(follower, names_changed || overflowed);
             last_full = polled;
             sync_dirs = true;
             full = false;
@@ -516,7 +516,7 @@ enum Backend {
     /// inotify read by the driver itself and a thread for names: see
     /// [`direct`].
     #[cfg(target_os = "linux")]
-    Direct(direct::Inotify),
+    Direct(Box<direct::Inotify>),
 }
 
 /// The inotify side: which directories are watched, and whether we fell back.
@@ -604,7 +604,7 @@ impl Watching {
             return watching;
         }
         match direct::Inotify::new() {
-            Ok(inotify) => watching.backend = Backend::Direct(inotify),
+            Ok(inotify) => watching.backend = Backend::Direct(Box::new(inotify)),
             Err(error) => watching.fall_back(&format!("cannot start inotify: {error}"), sink),
         }
         watching
@@ -742,13 +742,13 @@ impl Watching {
     }
 
     /// Tells the backend which paths the follower follows now.
-    fn follow_paths(&mut self, follower: &Follower) {
+    fn follow_paths(&mut self, follower: &Follower, names_changed: bool) {
         #[cfg(target_os = "linux")]
         if let Backend::Direct(inotify) = &mut self.backend {
-            inotify.follow_paths(follower.paths());
+            inotify.follow_paths(follower.paths(), names_changed);
         }
         #[cfg(not(target_os = "linux"))]
-        let _ = follower;
+        let _ = (follower, names_changed);
     }
 
     /// Watches exactly the directories the follower wants (those that

@@ -199,6 +199,14 @@ pub(super) struct Source {
     pub(super) id: FileId,
     pub(super) pos: u64,
     pub(super) line_start: u64,
+    /// The file's size when last looked at (a `stat` of its name, or a read
+    /// that reached its end): the unread bytes are counted from it without
+    /// a `stat` per file ([`super::Follower::unread_bytes`]).
+    pub(super) len_seen: u64,
+    /// The follower's pass ([`super::Follower::pass`]) in which the file's
+    /// `stat` was compared with what we read (shrunk, or first bytes
+    /// changed): reading in the same pass skips that check.
+    pub(super) checked_in: u64,
     /// The incomplete line at `line_start..pos`.
     lines: LineSplitter,
     /// The last read found nothing more: the pending bytes are the file's
@@ -294,6 +302,8 @@ impl Source {
         let gzip = begins_with_gzip_magic(&file).then(|| Box::new(Gzip::new()));
         let mut source = Self {
             id: FileId::of(meta),
+            len_seen: meta.len(),
+            checked_in: 0,
             file,
             pos: 0,
             line_start: 0,
@@ -668,6 +678,7 @@ impl Source {
             let n = self.read_content_at(buf, self.pos)?;
             if n == 0 {
                 self.at_eof = true;
+                self.len_seen = self.pos;
                 return Ok(ReadEnd::Eof);
             }
             self.at_eof = false;
@@ -682,6 +693,7 @@ impl Source {
             // one step decoded, short or not).
             if n < buf.len() && self.gzip.is_none() {
                 self.at_eof = true;
+                self.len_seen = self.pos;
                 return Ok(ReadEnd::Eof);
             }
         }

@@ -48,6 +48,8 @@ pub(in super::super) struct Inotify {
     /// Per directory: its descriptor in `content`, then in the names instance.
     watches: BTreeMap<PathBuf, (WatchDescriptor, WatchDescriptor)>,
     buffer: Vec<u8>,
+    /// The followed paths, as last given ([`Inotify::follow_paths`]).
+    followed: Vec<PathBuf>,
     /// Followed paths by the file name content events give.
     keys: HashMap<OsString, Vec<Key>>,
     /// Followed paths that are symbolic links: their file's changes show
@@ -309,6 +311,7 @@ impl Inotify {
             names_watches,
             watches: BTreeMap::new(),
             buffer: vec![0; EVENT_BUFFER_BYTES],
+            followed: Vec::new(),
             keys: HashMap::new(),
             always: Vec::new(),
             changed: HashSet::new(),
@@ -361,7 +364,20 @@ impl Inotify {
     }
 
     /// Which paths the follower follows now: how content events name them.
-    pub(in super::super) fn follow_paths(&mut self, paths: Vec<&Path>) {
+    /// Unchanged paths with no name changed since the last call (a periodic
+    /// full poll) are not looked at again: which of them are symbolic links
+    /// changes only with a name.
+    pub(in super::super) fn follow_paths(&mut self, paths: Vec<&Path>, names_changed: bool) {
+        if !names_changed
+            && self
+                .followed
+                .iter()
+                .map(PathBuf::as_path)
+                .eq(paths.iter().copied())
+        {
+            return;
+        }
+        self.followed = paths.iter().map(|path| path.to_path_buf()).collect();
         self.keys.clear();
         self.always.clear();
         for path in paths {
@@ -559,6 +575,34 @@ mod tests {
             .unwrap();
     }
 
+    /// A followed path that is a symbolic link changes in another
+    /// directory: it is looked at every poll. Which paths are links is
+    /// learnt again only when a name changed, and kept across full polls.
+    #[tokio::test]
+    async fn a_path_replaced_by_a_symbolic_link_is_looked_at_every_poll_from_the_name_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        let target = elsewhere.path().join("0.log");
+        std::fs::write(&path, "").unwrap();
+        std::fs::write(&target, "").unwrap();
+        let mut inotify = Inotify::new().unwrap();
+        inotify.follow_paths(vec![path.as_path()], true);
+        inotify.clear_changed();
+        assert!(
+            !inotify.changed().contains(&path),
+            "a plain file waits for its events"
+        );
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        inotify.follow_paths(vec![path.as_path()], true);
+        for poll in 0..3 {
+            inotify.clear_changed();
+            assert!(inotify.changed().contains(&path), "poll {poll}");
+            inotify.follow_paths(vec![path.as_path()], false);
+        }
+    }
+
     /// A coalescing pause unregisters content events; a write made then
     /// must still wake the next wait, or its line would wait for the tick.
     #[tokio::test]
@@ -568,7 +612,7 @@ mod tests {
         std::fs::write(&path, "").unwrap();
         let mut inotify = Inotify::new().unwrap();
         inotify.watch(dir.path()).unwrap();
-        inotify.follow_paths(vec![path.as_path()]);
+        inotify.follow_paths(vec![path.as_path()], true);
         for round in 0..3 {
             inotify.quiet();
             append(&path, "line\n");
