@@ -262,7 +262,8 @@ pub struct Args {
     /// saved as soon as stdout has taken the lines before it, so a crash
     /// (SIGKILL, OOM kill) repeats at most about one interval of lines. 1 s,
     /// as Vector checkpoints about every second: a save is one small fsynced
-    /// file write; a longer interval saves disk writes and repeats more.
+    /// file write (none while the positions stay the same); a longer
+    /// interval saves disk writes and repeats more.
     #[arg(long, env = "LOG_AGGREGATOR_CHECKPOINT_INTERVAL", default_value = "1s", value_parser = parse_duration, value_name = "DURATION", requires = "follow")]
     pub checkpoint_interval: Duration,
 

@@ -685,6 +685,9 @@ struct Capture {
 struct Checkpoints {
     store: CheckpointStore,
     last_saved: Arc<Mutex<Instant>>,
+    /// The positions last written: the same again is not written (an idle
+    /// aggregator would write and sync a file every interval for nothing).
+    on_disk: Option<Vec<Checkpoint>>,
     /// The last save error; a failing spell is warned about once, when it
     /// starts (a full disk must not print a warning every interval).
     failing: Option<String>,
@@ -695,12 +698,19 @@ impl Checkpoints {
         Self {
             store,
             last_saved,
+            on_disk: None,
             failing: None,
         }
     }
 
-    fn save(&self, capture: &Capture) -> anyhow::Result<()> {
-        self.store.save(&capture.positions)?;
+    /// Saves the capture's positions, unless they are what the file holds
+    /// already: then they are saved as of now all the same (the age metric
+    /// says how old the saved positions are, not when a file was written).
+    fn save(&mut self, capture: &Capture) -> anyhow::Result<()> {
+        if self.on_disk.as_ref() != Some(&capture.positions) {
+            self.store.save(&capture.positions)?;
+            self.on_disk = Some(capture.positions.clone());
+        }
         if let Ok(mut at) = self.last_saved.lock() {
             *at = Instant::now();
         }
@@ -1153,7 +1163,7 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
         }
     };
     if let Some(saver) = sink.saver.take() {
-        let (checkpoints, mut pending) = saver.finish()?;
+        let (mut checkpoints, mut pending) = saver.finish()?;
         let handed = sink.pipe.handed();
         pending.offer(Capture {
             handed,
@@ -1279,5 +1289,30 @@ mod tests {
 
         let (_, pending) = saver.finish().unwrap();
         assert!(pending.oldest.is_none() && pending.newest.is_none());
+    }
+
+    #[test]
+    fn unchanged_positions_are_not_written_again_but_count_as_saved_now() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path()).unwrap();
+        let long_ago = Instant::now() - Duration::from_secs(60);
+        let last_saved = Arc::new(Mutex::new(long_ago));
+        let mut checkpoints = Checkpoints::new(store.clone(), last_saved.clone());
+        // The store writes a new file and renames it into place.
+        let inode = || std::fs::metadata(store.path()).unwrap().ino();
+
+        checkpoints.save(&capture(10, 1)).unwrap();
+        let written = inode();
+        *last_saved.lock().unwrap() = long_ago;
+        checkpoints.save(&capture(20, 1)).unwrap();
+        assert_eq!(inode(), written, "the same positions are not written again");
+        assert!(
+            last_saved.lock().unwrap().elapsed() < Duration::from_secs(30),
+            "the saved positions are as of now"
+        );
+        checkpoints.save(&capture(30, 2)).unwrap();
+        assert_ne!(inode(), written, "new positions are written");
+        assert_eq!(store.load().unwrap().map(|files| files[0].offset), Some(2));
     }
 }
