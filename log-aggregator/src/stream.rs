@@ -685,9 +685,10 @@ struct Capture {
 struct Checkpoints {
     store: CheckpointStore,
     last_saved: Arc<Mutex<Instant>>,
-    /// The positions last written: the same again is not written (an idle
+    /// The positions last written, and the inode of the file written: the
+    /// same again is not written while that file is still in place (an idle
     /// aggregator would write and sync a file every interval for nothing).
-    on_disk: Option<Vec<Checkpoint>>,
+    on_disk: Option<(Vec<Checkpoint>, u64)>,
     /// The last save error; a failing spell is warned about once, when it
     /// starts (a full disk must not print a warning every interval).
     failing: Option<String>,
@@ -707,9 +708,18 @@ impl Checkpoints {
     /// already: then they are saved as of now all the same (the age metric
     /// says how old the saved positions are, not when a file was written).
     fn save(&mut self, capture: &Capture) -> anyhow::Result<()> {
-        if self.on_disk.as_ref() != Some(&capture.positions) {
+        let file_inode = || {
+            std::fs::metadata(self.store.path())
+                .ok()
+                .map(|meta| std::os::unix::fs::MetadataExt::ino(&meta))
+        };
+        let in_place = self.on_disk.as_ref().is_some_and(|(positions, inode)| {
+            *positions == capture.positions && file_inode() == Some(*inode)
+        });
+        if !in_place {
+            self.on_disk = None;
             self.store.save(&capture.positions)?;
-            self.on_disk = Some(capture.positions.clone());
+            self.on_disk = file_inode().map(|inode| (capture.positions.clone(), inode));
         }
         if let Ok(mut at) = self.last_saved.lock() {
             *at = Instant::now();
@@ -1314,5 +1324,12 @@ mod tests {
         checkpoints.save(&capture(30, 2)).unwrap();
         assert_ne!(inode(), written, "new positions are written");
         assert_eq!(store.load().unwrap().map(|files| files[0].offset), Some(2));
+        std::fs::remove_file(store.path()).unwrap();
+        checkpoints.save(&capture(40, 2)).unwrap();
+        assert_eq!(
+            store.load().unwrap().map(|files| files[0].offset),
+            Some(2),
+            "a file removed is written again"
+        );
     }
 }
