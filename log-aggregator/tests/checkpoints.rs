@@ -14,6 +14,17 @@ mod support;
 use support::{aggregator, checkpoint_offset, verify, writer};
 use testkit::{append, eventually, spawn};
 
+/// Held by the tests that time saves against stdout and by the crash loop,
+/// whose writer runs at 20,000 lines/s: run side by side, the load of one
+/// became the other's lag (a save 1.5 intervals late, once in CI).
+static TIMED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn timed_alone() -> std::sync::MutexGuard<'static, ()> {
+    TIMED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Appends fixed-size lines to `path` from a thread at a steady pace until dropped.
 struct Load {
     stop: std::sync::Arc<AtomicBool>,
@@ -69,6 +80,7 @@ fn checkpoints_start_at_once_and_stay_within_an_interval_of_stdout() {
     // two intervals.
     const INTERVAL: Duration = Duration::from_secs(1);
     const BYTES_PER_SECOND: u64 = 100 * 1000;
+    let _alone = timed_alone();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let path = dir.path().join("app.log");
@@ -120,6 +132,7 @@ fn a_crash_loop_loses_nothing_and_repeats_at_most_an_interval_per_kill() {
     const KILLS: u64 = 4;
     const INTERVAL: Duration = Duration::from_secs(1);
     const LIFE: Duration = Duration::from_millis(1_500);
+    let _alone = timed_alone();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let path = dir.path().join("app.log");
