@@ -742,7 +742,14 @@ impl Follower {
         changed: &std::collections::HashSet<PathBuf>,
         sink: &mut SinkFn<'_>,
     ) -> io::Result<PollOutcome> {
-        if self.settled() && !self.rotated_among(changed) {
+        let settled = self.settled();
+        if settled && changed.is_empty() {
+            // Nothing named, nothing pending (a tick while idle): not even
+            // a pass over the files.
+            self.forgotten.clear();
+            return Ok(PollOutcome::Idle);
+        }
+        if settled && !self.rotated_among(changed) {
             self.poll(Some(changed), sink)
         } else {
             self.stat_now.clear();

@@ -57,7 +57,7 @@ pub(in super::super) struct Inotify {
     always: Vec<PathBuf>,
     /// Followed paths named by content events since the last poll (and
     /// `always`).
-    changed: HashSet<PathBuf>,
+    changed: Changed,
     /// Events were lost or named no file: the next poll must be full.
     overflowed: bool,
 }
@@ -111,15 +111,24 @@ impl Content {
     }
 }
 
+/// The followed paths content events named since the last poll.
+struct Changed {
+    paths: HashSet<PathBuf>,
+    /// Which poll the events are noted for ([`Key::noted_in`]).
+    generation: u64,
+}
+
 /// A followed path as content events name it.
 struct Key {
     /// The watched directory the events come from.
     dir: PathBuf,
     path: PathBuf,
-    /// In `changed` already: with many files written at once, each has
-    /// thousands of events between two polls, and all but the first cost
-    /// only a lookup by name.
-    noted: bool,
+    /// In `changed` already when this is [`Changed::generation`]: with many
+    /// files written at once, each has thousands of events between two
+    /// polls, and all but the first cost only a lookup by name. A new
+    /// generation per poll, rather than a flag reset on every key, keeps a
+    /// poll from touching the keys of files nobody wrote.
+    noted_in: u64,
 }
 
 /// What the names thread shares with the driver.
@@ -263,7 +272,7 @@ fn note(
     name: Option<&OsStr>,
     watches: &BTreeMap<PathBuf, (WatchDescriptor, WatchDescriptor)>,
     keys: &mut HashMap<OsString, Vec<Key>>,
-    changed: &mut HashSet<PathBuf>,
+    changed: &mut Changed,
     overflowed: &mut bool,
 ) {
     if mask.contains(EventMask::IGNORED) {
@@ -276,13 +285,16 @@ fn note(
     let Some(named) = keys.get_mut(name) else {
         return;
     };
-    for key in named.iter_mut().filter(|key| !key.noted) {
+    for key in named
+        .iter_mut()
+        .filter(|key| key.noted_in != changed.generation)
+    {
         if watches
             .get(&key.dir)
             .is_some_and(|(content, _)| content == wd)
         {
-            key.noted = true;
-            changed.insert(key.path.clone());
+            key.noted_in = changed.generation;
+            changed.paths.insert(key.path.clone());
         }
     }
 }
@@ -314,7 +326,10 @@ impl Inotify {
             followed: Vec::new(),
             keys: HashMap::new(),
             always: Vec::new(),
-            changed: HashSet::new(),
+            changed: Changed {
+                paths: HashSet::new(),
+                generation: 1,
+            },
             overflowed: false,
         })
     }
@@ -387,7 +402,7 @@ impl Inotify {
                 Some(name) if !linked => self.keys.entry(name.to_owned()).or_default().push(Key {
                     dir: parent_dir(path),
                     path: path.to_owned(),
-                    noted: false,
+                    noted_in: 0,
                 }),
                 _ => self.always.push(path.to_owned()),
             }
@@ -396,15 +411,13 @@ impl Inotify {
     }
 
     pub(in super::super) fn changed(&self) -> &HashSet<PathBuf> {
-        &self.changed
+        &self.changed.paths
     }
 
     pub(in super::super) fn clear_changed(&mut self) {
-        self.changed.clear();
-        self.changed.extend(self.always.iter().cloned());
-        for key in self.keys.values_mut().flatten() {
-            key.noted = false;
-        }
+        self.changed.paths.clear();
+        self.changed.paths.extend(self.always.iter().cloned());
+        self.changed.generation += 1;
     }
 
     pub(in super::super) fn take_overflowed(&mut self) -> bool {
