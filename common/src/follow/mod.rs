@@ -1090,13 +1090,10 @@ impl Follower {
                 continue;
             }
             let id = FileId::of(&meta);
-            let open = self.watches.iter().any(|watch| {
-                watch
-                    .current
-                    .iter()
-                    .chain(watch.retired.iter().map(|r| &r.source))
-                    .any(|s| s.id == id)
-            });
+            let open = self
+                .watches
+                .iter()
+                .any(|watch| watch.streams().any(|source| source.id == id));
             if open {
                 continue;
             }
@@ -2176,13 +2173,7 @@ impl Follower {
         let open_ids: std::collections::HashSet<FileId> = self
             .watches
             .iter()
-            .flat_map(|watch| {
-                watch
-                    .retired
-                    .iter()
-                    .map(|retired| retired.source.id)
-                    .chain(watch.current.as_ref().map(|source| source.id))
-            })
+            .flat_map(|watch| watch.streams().map(|source| source.id))
             .collect();
         // A copy a glob matches is followed by its own name, and placed by
         // its content there.
