@@ -38,6 +38,11 @@ pub enum LongLines {
     Cut,
     /// Hand it over in pieces of `max_line_bytes`, each but the last flagged `partial`.
     Split,
+    /// As `Split` for a line that spans chunks; the whole lines a chunk
+    /// holds besides go out together, as one run ([`Line::lines`] of
+    /// them, joined by `\n`), whatever their length: for a sink that copies
+    /// bytes, where one call per line is the cost (`tail`, plain output).
+    Runs,
 }
 
 /// A line (or a piece of one, in split mode) handed to the sink, without
@@ -51,6 +56,10 @@ pub struct Line<'a> {
     pub dropped: u64,
     /// Split mode: more of this line follows.
     pub partial: bool,
+    /// Runs mode: how many lines `bytes` holds, joined by `\n` (the last
+    /// one's newline left out, as for a single line); 1 otherwise, a piece
+    /// counting as one.
+    pub lines: usize,
 }
 
 /// How far a [`LineSplitter::feed`] got into its chunk.
@@ -147,7 +156,8 @@ impl LineSplitter {
         // every line.
         match self.long_lines {
             LongLines::Cut => self.cut(chunk, sink),
-            LongLines::Split => self.split(chunk, sink),
+            LongLines::Split => self.split(chunk, false, sink),
+            LongLines::Runs => self.split(chunk, true, sink),
         }
     }
 
@@ -166,6 +176,7 @@ impl LineSplitter {
             truncated: self.dropped > 0,
             dropped: self.dropped,
             partial: false,
+            lines: 1,
         })?;
         self.reset();
         Ok(Some(flow))
@@ -200,6 +211,7 @@ impl LineSplitter {
                 truncated: dropped > 0,
                 dropped,
                 partial,
+                lines: 1,
             });
         }
         self.pending.extend_from_slice(bytes);
@@ -208,6 +220,7 @@ impl LineSplitter {
             truncated: dropped > 0,
             dropped,
             partial,
+            lines: 1,
         });
         if result.is_err() {
             self.pending.truncate(kept);
@@ -258,9 +271,11 @@ impl LineSplitter {
         })
     }
 
+    /// `runs`: see [`LongLines::Runs`].
     fn split<E>(
         &mut self,
         chunk: &[u8],
+        mut runs: bool,
         mut sink: impl FnMut(Line<'_>) -> Result<Flow, E>,
     ) -> Result<Fed, Refused<E>> {
         let max = self.max_line_bytes;
@@ -272,6 +287,34 @@ impl LineSplitter {
         let accepted =
             |start: usize, piece_end: Option<usize>| piece_end.max((start > 0).then_some(start));
         while start < chunk.len() {
+            if runs && !self.holds_line() {
+                let Some(last) = memchr::memrchr(b'\n', &chunk[start..]) else {
+                    // No newline left: the incomplete last line, below.
+                    runs = false;
+                    continue;
+                };
+                let run = &chunk[start..start + last];
+                let line = Line {
+                    bytes: run,
+                    truncated: false,
+                    dropped: 0,
+                    partial: false,
+                    lines: memchr::memchr_iter(b'\n', run).count() + 1,
+                };
+                let flow = sink(line).map_err(|error| Refused {
+                    error,
+                    accepted: accepted(start, piece_end),
+                })?;
+                start += last + 1;
+                if flow == Flow::Pause {
+                    return Ok(Fed {
+                        flow,
+                        taken: start,
+                        accepted: Some(start),
+                    });
+                }
+                continue;
+            }
             let newline = memchr::memchr(b'\n', &chunk[start..]).map(|found| start + found);
             let end = newline.unwrap_or(chunk.len());
             // The bytes of the current line in this chunk not yet handed over.
@@ -448,6 +491,33 @@ mod tests {
     }
 
     #[test]
+    fn runs_mode_hands_the_whole_lines_of_a_chunk_at_once_counted() {
+        let mut splitter = LineSplitter::new(4, LongLines::Runs);
+        let mut runs = Vec::new();
+        let mut collect = |line: Line<'_>| {
+            runs.push((seen(line), line.lines));
+            Ok::<_, ()>(Flow::Continue)
+        };
+        for chunk in [&b"ab\ncdefgh\nij"[..], b"k\nl\nmnopqrs", b"t\n"] {
+            splitter.feed(chunk, &mut collect).unwrap();
+        }
+        assert_eq!(
+            runs,
+            [
+                // A long line inside a chunk is not cut into pieces.
+                (line("ab\ncdefgh"), 2),
+                // The line held from the chunk before, on its own...
+                (line("ijk"), 1),
+                // ...then the rest of the chunk's whole lines.
+                (line("l"), 1),
+                // A long incomplete last line goes in pieces, as in `Split`.
+                (("mnop".into(), false, true), 1),
+                (line("qrst"), 1),
+            ]
+        );
+    }
+
+    #[test]
     fn a_pause_mid_chunk_stops_just_after_the_accepted_line() {
         for long_lines in [LongLines::Cut, LongLines::Split] {
             let mut splitter = LineSplitter::new(4, long_lines);
@@ -589,7 +659,7 @@ mod tests {
                     let dropped = (whole.len() - kept) as u64;
                     lines.push(((text(&whole[..kept]), dropped > 0, false), dropped));
                 }
-                LongLines::Split => {
+                LongLines::Split | LongLines::Runs => {
                     let mut rest = whole;
                     while rest.len() > max {
                         lines.push(((text(&rest[..max]), false, true), 0));
@@ -611,9 +681,9 @@ mod tests {
             cuts in proptest::collection::vec(1usize..20, 1..10),
             answers in proptest::collection::vec(0u8..4, 1..16),
             max in 1usize..8,
-            split_mode in any::<bool>(),
+            mode in 0u8..3,
         ) {
-            let long_lines = if split_mode { LongLines::Split } else { LongLines::Cut };
+            let long_lines = [LongLines::Cut, LongLines::Split, LongLines::Runs][usize::from(mode)];
             let mut splitter = LineSplitter::new(max, long_lines);
             let mut lines = Vec::new();
             let mut calls = 0usize;
@@ -629,12 +699,12 @@ mod tests {
                         // Never twice in a row: the same line comes again.
                         0 if calls % 2 == 1 => return Err(()),
                         1 => {
-                            lines.push((seen(line), line.dropped));
+                            lines.extend(unrun(line, max));
                             return Ok(Flow::Pause);
                         }
                         _ => {}
                     }
-                    lines.push((seen(line), line.dropped));
+                    lines.extend(unrun(line, max));
                     Ok(Flow::Continue)
                 });
                 let taken = match result {
@@ -645,10 +715,31 @@ mod tests {
                 pos += taken;
             }
             splitter.finish(|line| {
-                lines.push((seen(line), line.dropped));
+                lines.extend(unrun(line, max));
                 Ok::<_, ()>(Flow::Continue)
             }).unwrap();
             prop_assert_eq!(lines, reference(&input, max, long_lines));
         }
+    }
+
+    /// The lines a run holds, each in the pieces `Split` mode would have
+    /// handed it over in (a run's lines are whole whatever their length),
+    /// so runs compare with the reference; a piece or a cut line as it is.
+    fn unrun(line: Line<'_>, max: usize) -> Vec<(Seen, u64)> {
+        if line.partial || line.truncated {
+            return vec![(seen(line), line.dropped)];
+        }
+        let whole: Vec<&[u8]> = line.bytes.split(|byte| *byte == b'\n').collect();
+        assert_eq!(whole.len(), line.lines, "a run counts its lines");
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        let mut pieces = Vec::new();
+        for mut rest in whole {
+            while rest.len() > max {
+                pieces.push(((text(&rest[..max]), false, true), 0));
+                rest = &rest[max..];
+            }
+            pieces.push(((text(rest), false, false), 0));
+        }
+        pieces
     }
 }

@@ -23,7 +23,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Parser;
 use sidecar_common::cli::{LogArgs, Tool};
-use sidecar_common::follow::StartAt;
+use sidecar_common::follow::{FollowOptions, StartAt};
 use sidecar_common::metrics::parse_listen_address;
 use sidecar_common::pipeline::convert::Converter;
 use sidecar_common::pipeline::encode::{Output as Encoder, Template};
@@ -638,6 +638,10 @@ impl Args {
         });
         let parse = self.converter(output)?;
         let otlp = self.has_sink(Sink::Otlp);
+        // Plain lines are only copied and counted: the whole lines of a
+        // read are rendered at once.
+        let line_runs =
+            output == Format::Plain && parse.is_none() && multiline.is_none() && ship.is_none();
         Ok(StreamConfig {
             patterns: self.sources,
             // OTLP takes each line's path from the prefixed rendering (the
@@ -658,11 +662,14 @@ impl Args {
             // pieces, never cut. A JSON record, a parsed record or a
             // multiline record must be whole, so there long lines are cut.
             // Shipped lines are messages: whole, like records.
-            follow: self.follow_flags.options(
-                matches!(output, Format::Plain | Format::Prefixed)
-                    && multiline.is_none()
-                    && ship.is_none(),
-            )?,
+            follow: FollowOptions {
+                line_runs,
+                ..self.follow_flags.options(
+                    matches!(output, Format::Plain | Format::Prefixed)
+                        && multiline.is_none()
+                        && ship.is_none(),
+                )?
+            },
             drain_timeout: self.drain_timeout,
             checkpoint_dir: self.checkpoint_dir,
             checkpoint_interval: self.checkpoint_interval,
@@ -929,6 +936,26 @@ mod tests {
         assert!(split(&["--output", "prefixed", "a.log"]));
         assert!(!split(&["--output", "json", "a.log"]));
         assert!(!split(&["--multiline-start", "^x", "a.log"]));
+    }
+
+    #[test]
+    fn only_plain_output_takes_the_lines_of_a_read_as_one_run() {
+        let runs = |args: &[&str]| stream(args).follow.line_runs;
+        assert!(runs(&["a.log"]));
+        assert!(
+            !runs(&["--output", "prefixed", "a.log"]),
+            "a prefix per line"
+        );
+        assert!(!runs(&["--output", "json", "a.log"]));
+        assert!(!runs(&["--multiline-start", "^x", "a.log"]));
+        let shipped = [
+            "--sink",
+            "relp",
+            "--ship-address",
+            "127.0.0.1:2514",
+            "a.log",
+        ];
+        assert!(!runs(&shipped), "a message per line");
     }
 
     #[test]

@@ -453,9 +453,12 @@ impl StreamSink {
 
     /// `partial`: a piece of a long line, more follows (plain and prefixed
     /// output, no multiline: see `split_long_lines` in [`crate::Args`]).
-    fn line(&mut self, path: &Path, line: &[u8], truncated: bool, partial: bool) {
-        let ended = u64::from(!partial);
-        self.metrics.line(path, ended, line.len() as u64 + ended);
+    /// `lines` > 1: a run of whole lines joined by `\n` (plain output only,
+    /// see `line_runs` in [`crate::Args`]).
+    fn line(&mut self, path: &Path, line: &[u8], lines: usize, truncated: bool, partial: bool) {
+        // A run holds its lines' newlines but the last one's.
+        let (ended, newline) = if partial { (0, 0) } else { (lines as u64, 1) };
+        self.metrics.line(path, ended, line.len() as u64 + newline);
         if truncated {
             self.metrics.lines_truncated.inc();
             self.warn_truncated(path);
@@ -556,8 +559,9 @@ impl follow::Sink for StreamSink {
                 line,
                 truncated,
                 partial,
+                lines,
             } => {
-                self.line(path, line, truncated, partial);
+                self.line(path, line, lines, truncated, partial);
                 self.after_accept()
             }
             Event::Notice { path, kind } => {

@@ -178,7 +178,12 @@ impl Args {
     pub fn into_config(self) -> anyhow::Result<Config> {
         // tail passes bytes through: a long line is written in pieces,
         // never cut.
-        let follow_options = self.follow.options(true)?;
+        let follow_options = FollowOptions {
+            // Lines are copied as they are: the whole lines of a read go
+            // out at once.
+            line_runs: true,
+            ..self.follow.options(true)?
+        };
         if self.pid.is_some() && self.no_follow {
             // GNU tail's words for the same flags.
             tracing::warn!("PID ignored; --pid=PID is useful only when following");

@@ -152,6 +152,7 @@ mod tests {
                     line: line.as_bytes(),
                     truncated: false,
                     partial: *partial,
+                    lines: 1,
                 })
                 .unwrap();
         }

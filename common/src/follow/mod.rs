@@ -119,6 +119,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::lines::LongLines;
 pub use checkpoint_store::{CheckpointError, CheckpointStore, DirLock, LockError};
 pub use driver::{Sink, WatcherFactory, run, run_with_watcher};
 use source::{Mark, OpenError, ReadEnd, Relation, Source};
@@ -197,6 +198,11 @@ pub struct FollowOptions {
     /// last flagged `partial`) instead of cutting it: for sinks that pass
     /// bytes through (`tail`), where a cut would lose data for nothing.
     pub split_long_lines: bool,
+    /// With `split_long_lines`: the whole lines of one read go to the sink
+    /// as one event (`Event::Line::lines` of them, joined by `\n`) instead
+    /// of one event each: for sinks that copy bytes and only count lines,
+    /// where a call per line would be most of the cost of a backlog.
+    pub line_runs: bool,
     /// The driver's periodic re-check, with or without inotify.
     pub poll_interval: Duration,
     /// Never use inotify: poll every `poll_interval` only.
@@ -215,11 +221,23 @@ pub struct FollowOptions {
     pub max_open_files: usize,
 }
 
+impl FollowOptions {
+    /// What the line splitter does with long lines and runs of lines.
+    pub fn long_lines(&self) -> LongLines {
+        match (self.split_long_lines, self.line_runs) {
+            (false, _) => LongLines::Cut,
+            (true, false) => LongLines::Split,
+            (true, true) => LongLines::Runs,
+        }
+    }
+}
+
 impl Default for FollowOptions {
     fn default() -> Self {
         Self {
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             split_long_lines: false,
+            line_runs: false,
             poll_interval: DEFAULT_POLL_INTERVAL,
             force_poll: false,
             rotate_wait: DEFAULT_ROTATE_WAIT,
@@ -312,11 +330,14 @@ pub enum Event<'a> {
     /// at most `max_line_bytes`, and the line's last piece, which may be
     /// empty, has `partial` false. Pieces of other files' lines may come in
     /// between when a long line is still being written.
+    /// `lines`: how many lines `line` holds, joined by `\n` (without the
+    /// last one's): more than 1 only with [`FollowOptions::line_runs`].
     Line {
         path: &'a Path,
         line: &'a [u8],
         truncated: bool,
         partial: bool,
+        lines: usize,
     },
     /// Something happened to the file at `path`.
     Notice { path: &'a Path, kind: NoticeKind },
@@ -2062,6 +2083,7 @@ impl Follower {
                     line: &line,
                     truncated,
                     partial: false,
+                    lines: 1,
                 };
                 if sink(event)? == Flow::Pause {
                     return Ok(PollOutcome::Paused);
@@ -2141,7 +2163,7 @@ impl Follower {
                 &watch.path,
                 buf,
                 options.max_line_bytes,
-                options.split_long_lines,
+                options.long_lines(),
                 options.read_budget,
                 sink,
             )? {
@@ -2305,7 +2327,7 @@ impl Follower {
                 &watch.path,
                 buf,
                 options.max_line_bytes,
-                options.split_long_lines,
+                options.long_lines(),
                 options.read_budget,
                 sink,
             )?;

@@ -24,7 +24,9 @@
 //!   own (its first piece is not marked as a continuation). The splitter
 //!   remembers that pieces of the current line went out, so the line is
 //!   still ended (by an empty last piece) when the file is let go right
-//!   after a piece.
+//!   after a piece. With [`super::FollowOptions::line_runs`] the whole
+//!   lines of a read go over as one run: `line_start` moves past all of
+//!   them at once.
 //!
 //! Content identity: `head` holds the file's first bytes (up to
 //! [`FINGERPRINT_BYTES`]) and `before` the bytes just before `line_start`
@@ -632,19 +634,19 @@ impl Source {
 
     /// Reads from `pos` until end of file, `budget` bytes, or a pause,
     /// handing every complete line to `sink`; a line longer than
-    /// `max_line_bytes` is cut, or with `split` handed over in pieces; then
+    /// `max_line_bytes` is cut, or handed over in pieces (`long_lines`); then
     /// refreshes what identifies the stream's content.
     pub(super) fn read(
         &mut self,
         path: &Path,
         buf: &mut [u8],
         max_line_bytes: usize,
-        split: bool,
+        long_lines: LongLines,
         budget: u64,
         sink: &mut dyn FnMut(Event<'_>) -> io::Result<Flow>,
     ) -> io::Result<ReadEnd> {
         let line_start = self.line_start;
-        let end = self.read_lines(path, buf, max_line_bytes, split, budget, sink);
+        let end = self.read_lines(path, buf, max_line_bytes, long_lines, budget, sink);
         if self.line_start != line_start {
             self.remember_before();
         }
@@ -659,15 +661,10 @@ impl Source {
         path: &Path,
         buf: &mut [u8],
         max_line_bytes: usize,
-        split: bool,
+        long_lines: LongLines,
         budget: u64,
         sink: &mut dyn FnMut(Event<'_>) -> io::Result<Flow>,
     ) -> io::Result<ReadEnd> {
-        let long_lines = if split {
-            LongLines::Split
-        } else {
-            LongLines::Cut
-        };
         self.lines.set_limit(max_line_bytes, long_lines);
         let mut read_total: u64 = 0;
         loop {
@@ -769,6 +766,7 @@ fn event<'a>(path: &'a Path, line: Line<'a>) -> Event<'a> {
         line: line.bytes,
         truncated: line.truncated,
         partial: line.partial,
+        lines: line.lines,
     }
 }
 
@@ -855,7 +853,7 @@ mod tests {
                         Path::new("f"),
                         &mut buf,
                         1 << 20,
-                        false,
+                        LongLines::Cut,
                         u64::MAX,
                         &mut |_| {
                             events += 1;
@@ -902,9 +900,14 @@ mod tests {
         };
         loop {
             let end = source
-                .read(path, &mut buf, max, true, u64::MAX, &mut |event| {
-                    sink(&mut pieces, event)
-                })
+                .read(
+                    path,
+                    &mut buf,
+                    max,
+                    LongLines::Split,
+                    u64::MAX,
+                    &mut |event| sink(&mut pieces, event),
+                )
                 .unwrap();
             // The checkpoint is just after everything handed over (a last
             // piece stands for its line's newline too), inside a line or not.
@@ -1003,7 +1006,14 @@ mod tests {
             }
             Ok(Flow::Pause)
         };
-        let end = source.read(Path::new("f"), &mut [0; 64], 4, true, u64::MAX, &mut sink);
+        let end = source.read(
+            Path::new("f"),
+            &mut [0; 64],
+            4,
+            LongLines::Split,
+            u64::MAX,
+            &mut sink,
+        );
         assert_eq!(end.unwrap(), ReadEnd::Paused);
         source.flush_pending(Path::new("f"), &mut sink).unwrap();
         assert_eq!(pieces, [(b"abcd".to_vec(), true), (Vec::new(), false)]);
@@ -1018,7 +1028,7 @@ mod tests {
                 Path::new("f"),
                 &mut [0; 3],
                 4,
-                false,
+                LongLines::Cut,
                 u64::MAX,
                 &mut |event| {
                     if let Event::Line {
@@ -1044,25 +1054,39 @@ mod tests {
         let mut buf = [0; 3];
         let mut calls = 0;
         let error = source
-            .read(Path::new("f"), &mut buf, 4, true, u64::MAX, &mut |_| {
-                calls += 1;
-                if calls == 2 {
-                    Err(io::Error::other("stdout full"))
-                } else {
-                    Ok(Flow::Continue)
-                }
-            })
+            .read(
+                Path::new("f"),
+                &mut buf,
+                4,
+                LongLines::Split,
+                u64::MAX,
+                &mut |_| {
+                    calls += 1;
+                    if calls == 2 {
+                        Err(io::Error::other("stdout full"))
+                    } else {
+                        Ok(Flow::Continue)
+                    }
+                },
+            )
             .unwrap_err();
         assert_eq!(error.to_string(), "stdout full");
         assert_eq!(source.line_start, 4, "only the first piece was accepted");
         let mut pieces = Pieces::new();
         source
-            .read(Path::new("f"), &mut buf, 4, true, u64::MAX, &mut |event| {
-                if let Event::Line { line, partial, .. } = event {
-                    pieces.push((line.to_vec(), partial));
-                }
-                Ok(Flow::Continue)
-            })
+            .read(
+                Path::new("f"),
+                &mut buf,
+                4,
+                LongLines::Split,
+                u64::MAX,
+                &mut |event| {
+                    if let Event::Line { line, partial, .. } = event {
+                        pieces.push((line.to_vec(), partial));
+                    }
+                    Ok(Flow::Continue)
+                },
+            )
             .unwrap();
         assert_eq!(pieces, [(b"efgh".to_vec(), true), (b"ij".to_vec(), false)]);
     }
