@@ -27,7 +27,7 @@ use sidecar_common::metrics::{Health, Registry};
 use sidecar_common::metrics::parse_listen_address;
 use sidecar_common::multiline::Multiline;
 use sidecar_common::pipeline::follow_args::FollowArgs;
-use sidecar_common::pipeline::output::{CHUNK_BYTES, OutputPipe, widen_stdout_pipe};
+use sidecar_common::pipeline::output::{CHUNK_BYTES, OutputPipe, stdout};
 use sidecar_common::shutdown::Shutdown;
 use sidecar_common::units::parse_duration;
 use tokio::io::AsyncReadExt;
@@ -350,8 +350,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<ExitCode>
         counters.clone(),
     );
     health.set_ready(true);
-    widen_stdout_pipe();
-    let mut pipe = OutputPipe::spawn(std::io::stdout()).context("starting the stdout writer")?;
+    let mut pipe = stdout()
+        .and_then(OutputPipe::spawn)
+        .context("starting the stdout writer")?;
     let result = match config.input {
         Input::Stdin => {
             let stdin = tokio::io::stdin();

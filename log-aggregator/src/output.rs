@@ -12,9 +12,7 @@ use std::path::Path;
 use sidecar_common::json::write_string as write_json_string;
 use sidecar_common::metrics::Counter;
 use sidecar_common::pipeline::convert::{Converted, Converter, Origin, decode};
-pub use sidecar_common::pipeline::output::{
-    CHUNK_BYTES, OutputPipe, PENDING_LIMIT_BYTES, widen_stdout_pipe,
-};
+pub use sidecar_common::pipeline::output::{CHUNK_BYTES, OutputPipe, PENDING_LIMIT_BYTES, stdout};
 /// How a line is written to stdout.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {

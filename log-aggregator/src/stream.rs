@@ -46,7 +46,7 @@ use sidecar_common::multiline::Multiline;
 use sidecar_common::pipeline::convert::Converter;
 use sidecar_common::shutdown::Shutdown;
 
-use crate::output::{CHUNK_BYTES, Format, Formatter, OutputPipe, widen_stdout_pipe};
+use crate::output::{CHUNK_BYTES, Format, Formatter, OutputPipe, stdout};
 use crate::ship::{OnAck, ShipConfig, Shipper};
 
 /// How often metrics that need the follower (files followed) are refreshed
@@ -1074,14 +1074,8 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
     };
     let pipe = match (shipper.as_mut().and_then(Shipper::writer), &saver) {
         (Some(ship), _) => OutputPipe::spawn(ship),
-        (None, Some(saver)) => {
-            widen_stdout_pipe();
-            OutputPipe::spawn(saver.counting(io::stdout()))
-        }
-        (None, None) => {
-            widen_stdout_pipe();
-            OutputPipe::spawn(io::stdout())
-        }
+        (None, Some(saver)) => OutputPipe::spawn(saver.counting(stdout()?)),
+        (None, None) => OutputPipe::spawn(stdout()?),
     }
     .context("starting the stdout writer")?;
     let mut sink = StreamSink {

@@ -29,7 +29,7 @@ use sidecar_common::cli::{LogArgs, Tool};
 use sidecar_common::follow::{self, FollowOptions, Follower, PollOutcome, Sink, StartAt};
 use sidecar_common::gone;
 use sidecar_common::pipeline::follow_args::FollowArgs;
-use sidecar_common::pipeline::output::{OutputPipe, widen_stdout_pipe};
+use sidecar_common::pipeline::output::{OutputPipe, stdout};
 use sidecar_common::shutdown::Shutdown;
 
 use crate::initial::Printed;
@@ -206,8 +206,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<ExitCode>
     // Watched from the start: `reader FILE | head -1` must end even if the
     // file stays quiet after the line `head` wanted.
     let stdout_closed = gone::stdout_closed();
-    widen_stdout_pipe();
-    let pipe = OutputPipe::spawn(std::io::stdout()).context("starting the stdout writer")?;
+    let pipe = stdout()
+        .and_then(OutputPipe::spawn)
+        .context("starting the stdout writer")?;
     let mut output = Output::new(pipe, config.headers);
     let mut follower = Follower::new(config.follow_options.clone());
     for path in &config.files {

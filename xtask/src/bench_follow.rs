@@ -16,7 +16,8 @@
 //!    same 1,000 names in one process.
 //! 4. Throughput from the start of a 200 MB file, stdout a pipe drained by
 //!    `head -n LINES` (small reads, like a container runtime): time until
-//!    head has every line, best of 3.
+//!    head has every line, best of 3; beside them, `head -n LINES` reading
+//!    the file itself: the floor no follower can go under.
 //!
 //! `--bin-dir DIR` (`BENCH_BIN_DIR`) runs the binaries in DIR instead of
 //! building this tree (a before/after comparison with the same harness).
@@ -547,6 +548,23 @@ fn pipe_step(
         let seconds = times.iter().copied().fold(f64::INFINITY, f64::min);
         best.push((which, seconds, cpu));
     }
+    // The floor: `head` reading the file itself, no pipe and no producer.
+    // No follower can get the lines to `head` faster than that.
+    let mut floor = Vec::new();
+    for _ in 0..rounds {
+        let start = Instant::now();
+        let head = Command::new("head")
+            .args(["-n", &input.lines.to_string()])
+            .arg(&input.path)
+            .stdout(Stdio::null())
+            .status()
+            .context("running head")?;
+        if !head.success() {
+            bail!("head failed with {head}");
+        }
+        floor.push(start.elapsed().as_secs_f64());
+    }
+    let floor = floor.iter().copied().fold(f64::INFINITY, f64::min);
     let gnu = best[0].1;
     out.push_str(&format!(
         "\nFrom the start of {:.0} MB ({} lines) into a pipe read by `head -n {}`, best of {rounds}\n| follower | seconds | MB/s | × GNU tail (speed) | CPU s |\n|---|---|---|---|---|\n",
@@ -564,6 +582,12 @@ fn pipe_step(
             cpu
         ));
     }
+    out.push_str(&format!(
+        "| floor: `head -n {}` reading the file itself, no pipe | {floor:.3} | {:.0} | {} | - |\n",
+        input.lines,
+        input.bytes as f64 / 1e6 / floor,
+        ratio(gnu, floor),
+    ));
     Ok(())
 }
 
