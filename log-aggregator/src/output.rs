@@ -152,7 +152,7 @@ impl Formatter {
                     self.json_head_path = path.to_owned();
                 }
                 out.extend_from_slice(&self.json_head);
-                write_json_string(&String::from_utf8_lossy(line), out);
+                write_json_string(&decode(line), out);
                 out.extend_from_slice(b",\"time\":\"");
                 out.extend_from_slice(self.time_text.as_bytes());
                 out.push(b'"');
