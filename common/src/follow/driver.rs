@@ -397,15 +397,30 @@ async fn drive<S: Sink>(
             full = true;
         }
         sink.idle()?;
-        let woken = tokio::select! {
-            _ = shutdown.requested() => false,
-            _ = watching.hint() => true,
-            handed = sink.held_back() => {
-                handed?;
-                true
-            }
-            _ = tokio::time::sleep(interval) => false,
-        };
+        if watching.hints()
+            && polled.elapsed() < gap
+            && Instant::now() >= eager_until
+            && !watching.names_pending()
+            && !follower.read_every_change()
+        {
+            // The coalescing pause (below) comes first when any wake-up
+            // would be followed by it anyway: a busy file's next write
+            // comes within it, and waiting for that write's event first
+            // would register the content instance with the reactor only to
+            // unregister it for the pause. Lines are polled when they would
+            // have been: at the pause's end, or at once after it.
+            pause(&mut watching, sink, shutdown, polled + gap).await?;
+        }
+        let woken = watching.queued()
+            || tokio::select! {
+                _ = shutdown.requested() => false,
+                _ = watching.hint() => true,
+                handed = sink.held_back() => {
+                    handed?;
+                    true
+                }
+                _ = tokio::time::sleep(interval) => false,
+            };
         (by_tick, found) = (!woken, false);
         if woken
             && polled.elapsed() < gap
@@ -441,17 +456,32 @@ async fn drive<S: Sink>(
                     }
                 }
             } else {
-                watching.quiet();
-                tokio::select! {
-                    _ = shutdown.requested() => {}
-                    _ = tokio::time::sleep_until(polled + gap) => {}
-                    _ = watching.name_hint() => {}
-                }
+                pause(&mut watching, sink, shutdown, polled + gap).await?;
             }
         }
     }
     watching.adopt(follower);
     drain(follower, sink, Instant::now() + drain_timeout).await
+}
+
+/// A coalescing pause until `until`: content events queue unheard (the
+/// instance is quiet); a name change or a stop ends it, and output kept
+/// back for want of room is handed over as soon as there is.
+async fn pause<S: Sink>(
+    watching: &mut Watching,
+    sink: &mut S,
+    shutdown: &Shutdown,
+    until: Instant,
+) -> io::Result<()> {
+    watching.quiet();
+    loop {
+        tokio::select! {
+            _ = shutdown.requested() => return Ok(()),
+            _ = tokio::time::sleep_until(until) => return Ok(()),
+            _ = watching.name_hint() => return Ok(()),
+            handed = sink.held_back() => handed?,
+        }
+    }
 }
 
 /// Reads every file to its end, then hands over incomplete last lines, all
@@ -700,6 +730,21 @@ impl Watching {
                 }
             }
         }
+    }
+
+    /// Whether content events are queued now (known only with our own
+    /// inotify instance), left for the next poll to read.
+    fn queued(&mut self) -> bool {
+        #[cfg(target_os = "linux")]
+        if let Backend::Direct(inotify) = &mut self.backend {
+            return inotify.queued();
+        }
+        false
+    }
+
+    /// Whether [`Watching::hint`] can complete (a watcher is running).
+    fn hints(&self) -> bool {
+        !matches!(self.backend, Backend::None)
     }
 
     /// Content changes stop waking the runtime until the next

@@ -540,6 +540,20 @@ impl Inotify {
         }
     }
 
+    /// Whether content events are queued, without reading them: after a
+    /// pause, the poll then reads them itself, and their reading counts in
+    /// its cost, which spaces the polls of many files.
+    #[allow(unsafe_code)]
+    pub(in super::super) fn queued(&mut self) -> bool {
+        use std::os::fd::AsRawFd;
+        let fd = self.content.inotify().as_raw_fd();
+        let mut bytes: libc::c_int = 0;
+        // SAFETY: FIONREAD on our own open inotify descriptor writes one
+        // int, to a local that outlives the call.
+        let result = unsafe { libc::ioctl(fd, libc::FIONREAD, &raw mut bytes) };
+        result == 0 && bytes > 0
+    }
+
     /// Stops content events from waking the runtime until the next
     /// [`Inotify::changed_hint`]: for a pause in which they are not awaited.
     pub(in super::super) fn quiet(&mut self) {
