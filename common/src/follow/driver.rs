@@ -397,18 +397,20 @@ async fn drive<S: Sink>(
             full = true;
         }
         sink.idle()?;
-        if watching.hints()
+        if found
+            && watching.hints()
             && polled.elapsed() < gap
             && Instant::now() >= eager_until
             && !watching.names_pending()
             && !follower.read_every_change()
         {
-            // The coalescing pause (below) comes first when any wake-up
-            // would be followed by it anyway: a busy file's next write
-            // comes within it, and waiting for that write's event first
-            // would register the content instance with the reactor only to
-            // unregister it for the pause. Lines are polled when they would
-            // have been: at the pause's end, or at once after it.
+            // After a poll that found lines, the coalescing pause (below)
+            // comes first when any wake-up would be followed by it anyway:
+            // a busy file's next write comes within it, and waiting for
+            // that write's event first would register the content instance
+            // with the reactor only to unregister it for the pause. Lines
+            // are polled when they would have been: at the pause's end, or
+            // at once after it. An idle file's tick keeps its plain wait.
             pause(&mut watching, sink, shutdown, polled + gap).await?;
         }
         let woken = watching.queued()
