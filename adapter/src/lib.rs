@@ -261,7 +261,7 @@ impl Args {
             )),
             None => None,
         };
-        let follow = self.follow.options(false)?;
+        let follow = self.follow.options(LongLines::Cut)?;
         let max_line_bytes = follow.max_line_bytes;
         let input = match self.file {
             Some(path) if path.as_os_str() != "-" => Input::File {

@@ -275,7 +275,7 @@ impl LineSplitter {
     fn split<E>(
         &mut self,
         chunk: &[u8],
-        mut runs: bool,
+        runs: bool,
         mut sink: impl FnMut(Line<'_>) -> Result<Flow, E>,
     ) -> Result<Fed, Refused<E>> {
         let max = self.max_line_bytes;
@@ -287,12 +287,11 @@ impl LineSplitter {
         let accepted =
             |start: usize, piece_end: Option<usize>| piece_end.max((start > 0).then_some(start));
         while start < chunk.len() {
-            if runs && !self.holds_line() {
-                let Some(last) = memchr::memrchr(b'\n', &chunk[start..]) else {
-                    // No newline left: the incomplete last line, below.
-                    runs = false;
-                    continue;
-                };
+            // With no newline left, the incomplete last line is below.
+            if runs
+                && !self.holds_line()
+                && let Some(last) = memchr::memrchr(b'\n', &chunk[start..])
+            {
                 let run = &chunk[start..start + last];
                 let line = Line {
                     bytes: run,

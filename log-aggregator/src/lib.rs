@@ -23,7 +23,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Parser;
 use sidecar_common::cli::{LogArgs, Tool};
-use sidecar_common::follow::{FollowOptions, StartAt};
+use sidecar_common::follow::{LongLines, StartAt};
 use sidecar_common::metrics::parse_listen_address;
 use sidecar_common::pipeline::convert::Converter;
 use sidecar_common::pipeline::encode::{Output as Encoder, Template};
@@ -638,10 +638,17 @@ impl Args {
         });
         let parse = self.converter(output)?;
         let otlp = self.has_sink(Sink::Otlp);
-        // Plain lines are only copied and counted: the whole lines of a
-        // read are rendered at once.
-        let line_runs =
-            output == Format::Plain && parse.is_none() && multiline.is_none() && ship.is_none();
+        // Plain and prefixed lines are bytes passed through: written in
+        // pieces, never cut; plain lines are only copied and counted, so the
+        // whole lines of a read are rendered at once. A JSON record, a
+        // parsed record or a multiline record must be whole, so there long
+        // lines are cut. Shipped lines are messages: whole, like records.
+        let long_lines = match output {
+            _ if multiline.is_some() || ship.is_some() => LongLines::Cut,
+            Format::Plain if parse.is_none() => LongLines::Runs,
+            Format::Plain | Format::Prefixed => LongLines::Split,
+            _ => LongLines::Cut,
+        };
         Ok(StreamConfig {
             patterns: self.sources,
             // OTLP takes each line's path from the prefixed rendering (the
@@ -658,18 +665,7 @@ impl Args {
                 From::Beginning => StartAt::Beginning,
                 From::End => StartAt::End,
             },
-            // Plain and prefixed lines are bytes passed through: written in
-            // pieces, never cut. A JSON record, a parsed record or a
-            // multiline record must be whole, so there long lines are cut.
-            // Shipped lines are messages: whole, like records.
-            follow: FollowOptions {
-                line_runs,
-                ..self.follow_flags.options(
-                    matches!(output, Format::Plain | Format::Prefixed)
-                        && multiline.is_none()
-                        && ship.is_none(),
-                )?
-            },
+            follow: self.follow_flags.options(long_lines)?,
             drain_timeout: self.drain_timeout,
             checkpoint_dir: self.checkpoint_dir,
             checkpoint_interval: self.checkpoint_interval,
@@ -892,7 +888,11 @@ mod tests {
             "127.0.0.1:2514",
             "a.log",
         ]);
-        assert!(!relp.follow.split_long_lines, "a message is a whole line");
+        assert_eq!(
+            relp.follow.long_lines,
+            LongLines::Cut,
+            "a message is a whole line"
+        );
         let ship = relp.ship.unwrap();
         assert_eq!(ship.sinks[0].protocol, Protocol::Relp);
         assert_eq!(ship.batch.max_lines, 1000);
@@ -931,7 +931,7 @@ mod tests {
 
     #[test]
     fn long_lines_are_split_where_bytes_pass_through_and_cut_where_records_must_be_whole() {
-        let split = |args: &[&str]| stream(args).follow.split_long_lines;
+        let split = |args: &[&str]| stream(args).follow.long_lines != LongLines::Cut;
         assert!(split(&["a.log"]));
         assert!(split(&["--output", "prefixed", "a.log"]));
         assert!(!split(&["--output", "json", "a.log"]));
@@ -940,7 +940,7 @@ mod tests {
 
     #[test]
     fn only_plain_output_takes_the_lines_of_a_read_as_one_run() {
-        let runs = |args: &[&str]| stream(args).follow.line_runs;
+        let runs = |args: &[&str]| stream(args).follow.long_lines == LongLines::Runs;
         assert!(runs(&["a.log"]));
         assert!(
             !runs(&["--output", "prefixed", "a.log"]),

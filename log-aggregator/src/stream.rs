@@ -452,9 +452,9 @@ impl StreamSink {
     }
 
     /// `partial`: a piece of a long line, more follows (plain and prefixed
-    /// output, no multiline: see `split_long_lines` in [`crate::Args`]).
+    /// output, no multiline: see `long_lines` in [`crate::Args`]).
     /// `lines` > 1: a run of whole lines joined by `\n` (plain output only,
-    /// see `line_runs` in [`crate::Args`]).
+    /// `LongLines::Runs`).
     fn line(&mut self, path: &Path, line: &[u8], lines: usize, truncated: bool, partial: bool) {
         // A run holds its lines' newlines but the last one's.
         let (ended, newline) = if partial { (0, 0) } else { (lines as u64, 1) };

@@ -26,7 +26,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use sidecar_common::cli::{LogArgs, Tool};
-use sidecar_common::follow::{self, FollowOptions, Follower, PollOutcome, Sink, StartAt};
+use sidecar_common::follow::{
+    self, FollowOptions, Follower, LongLines, PollOutcome, Sink, StartAt,
+};
 use sidecar_common::gone;
 use sidecar_common::pipeline::follow_args::FollowArgs;
 use sidecar_common::pipeline::output::{OutputPipe, stdout};
@@ -177,13 +179,8 @@ pub struct Config {
 impl Args {
     pub fn into_config(self) -> anyhow::Result<Config> {
         // tail passes bytes through: a long line is written in pieces,
-        // never cut.
-        let follow_options = FollowOptions {
-            // Lines are copied as they are: the whole lines of a read go
-            // out at once.
-            line_runs: true,
-            ..self.follow.options(true)?
-        };
+        // never cut, and the whole lines of a read go out at once.
+        let follow_options = self.follow.options(LongLines::Runs)?;
         if self.pid.is_some() && self.no_follow {
             // GNU tail's words for the same flags.
             tracing::warn!("PID ignored; --pid=PID is useful only when following");

@@ -64,7 +64,7 @@
 //!   or by [`Follower::finish`] at shutdown.
 //! - Memory is bounded whatever the file: reads use one 64 KiB buffer, and a
 //!   line longer than [`FollowOptions::max_line_bytes`] is cut (flagged
-//!   `truncated`) or, with [`FollowOptions::split_long_lines`], handed over in
+//!   `truncated`) or, with [`FollowOptions::long_lines`], handed over in
 //!   pieces. Each open file keeps at most 2 KiB of identity bytes.
 //! - Bytes pass through untouched: no UTF-8 decoding on the data path.
 //! - Backpressure: a sink returning [`Flow::Pause`] stops reading at once; the
@@ -119,7 +119,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::lines::LongLines;
+pub use crate::lines::LongLines;
 pub use checkpoint_store::{CheckpointError, CheckpointStore, DirLock, LockError};
 pub use driver::{Sink, WatcherFactory, run, run_with_watcher};
 use source::{Mark, OpenError, ReadEnd, Relation, Source};
@@ -190,19 +190,18 @@ pub enum StartAt {
 /// The follower's knobs; see the `DEFAULT_*` constants.
 #[derive(Clone, Debug)]
 pub struct FollowOptions {
-    /// Longer lines are cut here and flagged `truncated` (at least 1); with
-    /// `split_long_lines`, the size of the pieces they are handed over in.
-    /// Either way the most of one line held in memory.
+    /// Longer lines are cut here and flagged `truncated` (at least 1); when
+    /// they are split instead, the size of the pieces they are handed over
+    /// in. Either way the most of one line held in memory.
     pub max_line_bytes: usize,
-    /// Hand a line longer than `max_line_bytes` over in pieces (each but the
-    /// last flagged `partial`) instead of cutting it: for sinks that pass
-    /// bytes through (`tail`), where a cut would lose data for nothing.
-    pub split_long_lines: bool,
-    /// With `split_long_lines`: the whole lines of one read go to the sink
-    /// as one event (`Event::Line::lines` of them, joined by `\n`) instead
-    /// of one event each: for sinks that copy bytes and only count lines,
-    /// where a call per line would be most of the cost of a backlog.
-    pub line_runs: bool,
+    /// What a line longer than `max_line_bytes` becomes ([`LongLines`]):
+    /// cut (the default), or handed over in pieces (each but the last
+    /// flagged `partial`) for sinks that pass bytes through (`tail`), where
+    /// a cut would lose data for nothing. [`LongLines::Runs`] also hands the
+    /// whole lines of one read over as one event (`Event::Line::lines` of
+    /// them, joined by `\n`): for sinks that copy bytes and only count
+    /// lines, where a call per line would be most of the cost of a backlog.
+    pub long_lines: LongLines,
     /// The driver's periodic re-check, with or without inotify.
     pub poll_interval: Duration,
     /// Never use inotify: poll every `poll_interval` only.
@@ -221,23 +220,11 @@ pub struct FollowOptions {
     pub max_open_files: usize,
 }
 
-impl FollowOptions {
-    /// What the line splitter does with long lines and runs of lines.
-    pub fn long_lines(&self) -> LongLines {
-        match (self.split_long_lines, self.line_runs) {
-            (false, _) => LongLines::Cut,
-            (true, false) => LongLines::Split,
-            (true, true) => LongLines::Runs,
-        }
-    }
-}
-
 impl Default for FollowOptions {
     fn default() -> Self {
         Self {
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
-            split_long_lines: false,
-            line_runs: false,
+            long_lines: LongLines::Cut,
             poll_interval: DEFAULT_POLL_INTERVAL,
             force_poll: false,
             rotate_wait: DEFAULT_ROTATE_WAIT,
@@ -279,7 +266,7 @@ pub fn default_max_open_files() -> usize {
 
 /// A saved read position: `offset` is just after the last line handed to
 /// the sink in the file `id`, followed under `path`. With
-/// [`FollowOptions::split_long_lines`] it may be just after a piece of a
+/// long lines split ([`FollowOptions::long_lines`]) it may be just after a piece of a
 /// long line: resuming there hands over the rest of that line as a line.
 ///
 /// Its serde form is the checkpoint file's entry ([`checkpoint_store`]):
@@ -326,12 +313,12 @@ pub const FINGERPRINT_BYTES: u64 = 1024;
 pub enum Event<'a> {
     /// One line of `path`, without its `\n`; `truncated` when it was longer
     /// than `max_line_bytes` and cut. `partial`: more of this line follows
-    /// (only with [`FollowOptions::split_long_lines`]): `line` is a piece of
+    /// (only when [`FollowOptions::long_lines`] splits): `line` is a piece of
     /// at most `max_line_bytes`, and the line's last piece, which may be
     /// empty, has `partial` false. Pieces of other files' lines may come in
     /// between when a long line is still being written.
     /// `lines`: how many lines `line` holds, joined by `\n` (without the
-    /// last one's): more than 1 only with [`FollowOptions::line_runs`].
+    /// last one's): more than 1 only with [`LongLines::Runs`].
     Line {
         path: &'a Path,
         line: &'a [u8],
@@ -2163,7 +2150,7 @@ impl Follower {
                 &watch.path,
                 buf,
                 options.max_line_bytes,
-                options.long_lines(),
+                options.long_lines,
                 options.read_budget,
                 sink,
             )? {
@@ -2327,7 +2314,7 @@ impl Follower {
                 &watch.path,
                 buf,
                 options.max_line_bytes,
-                options.long_lines(),
+                options.long_lines,
                 options.read_budget,
                 sink,
             )?;

@@ -17,14 +17,14 @@
 //! - cut (the default): a line is handed over only whole, with its newline
 //!   (or by [`Source::flush_pending`] when the file will not be read
 //!   further), so `line_start` is always the start of a line.
-//! - split ([`super::FollowOptions::split_long_lines`]): each accepted
+//! - split ([`super::FollowOptions::long_lines`]): each accepted
 //!   piece moves `line_start` past it, so a checkpoint may fall inside a
 //!   line: everything before it was handed over (the line's first pieces),
 //!   and resuming there hands over the rest of that line as a line of its
 //!   own (its first piece is not marked as a continuation). The splitter
 //!   remembers that pieces of the current line went out, so the line is
 //!   still ended (by an empty last piece) when the file is let go right
-//!   after a piece. With [`super::FollowOptions::line_runs`] the whole
+//!   after a piece. With [`LongLines::Runs`] the whole
 //!   lines of a read go over as one run: `line_start` moves past all of
 //!   them at once.
 //!

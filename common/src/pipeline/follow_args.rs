@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use crate::follow::{FollowOptions, default_max_open_files};
+use crate::follow::{FollowOptions, LongLines, default_max_open_files};
 use crate::units::{parse_duration, parse_nonzero_bytes};
 
 /// Follow flags that do not fit together.
@@ -104,14 +104,15 @@ impl FollowArgs {
     }
 
     /// The one validation, and the mapping to the follower's options.
-    /// `split_long_lines`: whether this output passes bytes through.
-    pub fn options(&self, split_long_lines: bool) -> Result<FollowOptions, FollowArgsError> {
+    /// `long_lines`: what this output does with long lines (split or in
+    /// runs where it passes bytes through).
+    pub fn options(&self, long_lines: LongLines) -> Result<FollowOptions, FollowArgsError> {
         if self.poll_interval.is_zero() {
             return Err(FollowArgsError::ZeroPollInterval);
         }
         Ok(FollowOptions {
             max_line_bytes: self.max_line_bytes(),
-            split_long_lines,
+            long_lines,
             poll_interval: self.poll_interval,
             force_poll: self.poll,
             rotate_wait: self.rotate_wait,
@@ -168,20 +169,20 @@ mod tests {
         assert!(error.to_string().contains("at least 1 byte"), "{error}");
         let zero = parse("T_", &["--poll-interval", "0s"]).unwrap();
         assert_eq!(
-            zero.options(false).unwrap_err().to_string(),
+            zero.options(LongLines::Cut).unwrap_err().to_string(),
             "--poll-interval must be more than zero"
         );
         let options = parse("T_", &["--max-open-files", "3", "--rotate-wait", "1s"])
             .unwrap()
-            .options(true)
+            .options(LongLines::Split)
             .unwrap();
         assert_eq!(
             (
                 options.max_open_files,
                 options.rotate_wait,
-                options.split_long_lines
+                options.long_lines
             ),
-            (3, Duration::from_secs(1), true)
+            (3, Duration::from_secs(1), LongLines::Split)
         );
         assert!(parse("T_", &["--max-open-files", "0"]).is_err());
     }
