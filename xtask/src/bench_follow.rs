@@ -502,6 +502,33 @@ fn many_files(dir: &Path, line: Option<&str>) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Runs `producer` with its stdout a pipe read by `head -n lines`: the
+/// seconds until `head` has every line, and the producer's CPU seconds
+/// by then.
+fn drained_by_head(mut producer: Command, lines: u64, ticks: f64) -> anyhow::Result<(f64, f64)> {
+    let start = Instant::now();
+    let mut child = producer
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", util::describe(&producer)))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let head = Command::new("head")
+        .args(["-n", &lines.to_string()])
+        .stdin(stdout)
+        .stdout(Stdio::null())
+        .status()
+        .context("running head")?;
+    let seconds = start.elapsed().as_secs_f64();
+    let cpu = util::proc_stats(child.id(), ticks)
+        .map(|stats| stats.cpu_seconds)
+        .unwrap_or(f64::NAN);
+    util::stop(&mut child);
+    if !head.success() {
+        bail!("head failed with {head}");
+    }
+    Ok((seconds, cpu))
+}
+
 /// Time until `head -n LINES` has every line of `input` through a pipe.
 fn pipe_step(
     bins: &Bins,
@@ -517,32 +544,14 @@ fn pipe_step(
         Follower::AggregatorJson,
         Follower::Reader,
     ];
+    let lines = input.lines;
     let mut best = Vec::new();
     for which in followers {
         let mut times = Vec::new();
         let mut cpu = f64::NAN;
         for _ in 0..rounds {
-            let mut command = which.command(bins, &files, None);
-            let start = Instant::now();
-            let mut child = command
-                .stdout(Stdio::piped())
-                .spawn()
-                .with_context(|| format!("starting {}", util::describe(&command)))?;
-            let stdout = child.stdout.take().context("no stdout")?;
-            let head = Command::new("head")
-                .args(["-n", &input.lines.to_string()])
-                .stdin(stdout)
-                .stdout(Stdio::null())
-                .status()
-                .context("running head")?;
-            let seconds = start.elapsed().as_secs_f64();
-            cpu = util::proc_stats(child.id(), ticks)
-                .map(|stats| stats.cpu_seconds)
-                .unwrap_or(f64::NAN);
-            util::stop(&mut child);
-            if !head.success() {
-                bail!("head failed with {head}");
-            }
+            let seconds;
+            (seconds, cpu) = drained_by_head(which.command(bins, &files, None), lines, ticks)?;
             times.push(seconds);
         }
         let seconds = times.iter().copied().fold(f64::INFINITY, f64::min);
@@ -552,27 +561,11 @@ fn pipe_step(
     // (`dd bs=4096`), what a producer doing nothing else gets here.
     let mut copy = Vec::new();
     for _ in 0..rounds {
-        let start = Instant::now();
-        let mut dd = Command::new("dd")
-            .arg(format!("if={}", input.path.display()))
+        let mut dd = Command::new("dd");
+        dd.arg(format!("if={}", input.path.display()))
             .args(["bs=4096", "status=none"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting dd")?;
-        let stdout = dd.stdout.take().context("no stdout")?;
-        let head = Command::new("head")
-            .args(["-n", &input.lines.to_string()])
-            .stdin(stdout)
-            .stdout(Stdio::null())
-            .status()
-            .context("running head")?;
-        let seconds = start.elapsed().as_secs_f64();
-        util::stop(&mut dd);
-        if !head.success() {
-            bail!("head failed with {head}");
-        }
-        copy.push(seconds);
+            .stderr(Stdio::null());
+        copy.push(drained_by_head(dd, lines, ticks)?.0);
     }
     let copy = copy.iter().copied().fold(f64::INFINITY, f64::min);
     let gnu = best[0].1;
