@@ -332,6 +332,15 @@ impl Readiness {
         self.changed = true;
     }
 
+    /// Whether a refresh waits on the clock: a new error, no verdict yet,
+    /// or a path known unreadable (fixed without an event the follower
+    /// sees: a permission granted). A readable named path needs no tick:
+    /// a change to it is an event (`IN_ATTRIB` for a permission), and the
+    /// poll it brings is followed by a refresh.
+    fn rechecks(&self) -> bool {
+        self.changed || self.ready.is_none() || !self.unreadable.is_empty()
+    }
+
     fn due(&self, now: Instant) -> bool {
         self.changed
             || self.ready.is_none()
@@ -431,6 +440,8 @@ pub struct StreamSink {
     saver: Option<Saver>,
     checkpoint_interval: Duration,
     next_capture: Instant,
+    /// Events came since the last capture: the positions moved.
+    uncaptured: bool,
     readiness: Readiness,
     /// When the files-followed gauge is next refreshed.
     next_gauges: Instant,
@@ -553,6 +564,7 @@ impl StreamSink {
 
 impl follow::Sink for StreamSink {
     fn event(&mut self, event: Event<'_>) -> io::Result<Flow> {
+        self.uncaptured = true;
         match event {
             Event::Line {
                 path,
@@ -652,6 +664,7 @@ impl follow::Sink for StreamSink {
             return Ok(());
         }
         self.next_capture = now + self.checkpoint_interval;
+        self.uncaptured = false;
         let open_files = follower.open_files();
         self.metrics.files_followed.set(open_files as f64);
         self.metrics
@@ -672,6 +685,18 @@ impl follow::Sink for StreamSink {
             saver.offer(capture);
         }
         Ok(())
+    }
+
+    /// Ticks while a multiline record waits for its timeout, positions
+    /// moved since the last capture, or readiness has a path to look at
+    /// again; an idle sidecar needs none.
+    fn needs_ticks(&self) -> bool {
+        let records_pending = self.multiline.as_ref().is_some_and(|config| {
+            self.joiners
+                .values()
+                .any(|joiner| joiner.lines.deadline(config.timeout).is_some())
+        });
+        records_pending || (self.saver.is_some() && self.uncaptured) || self.readiness.rechecks()
     }
 
     fn polling_fallback(&mut self, _reason: &str) {
@@ -1099,6 +1124,7 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
         // after start already knows where this run began (with `--from
         // end`, that is what keeps it from skipping lines).
         next_capture: now,
+        uncaptured: true,
         readiness: Readiness::new(health.clone(), &config.patterns),
         next_gauges: now,
         multiline: config.multiline.clone(),

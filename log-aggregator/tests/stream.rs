@@ -738,20 +738,23 @@ fn an_incomplete_last_line_is_not_split_by_checkpoints() {
         .arg(&path);
     let running = spawn(command);
     running.wait_for_stdout_containing("first\n");
-    // Several saves pass while the line is incomplete.
     let saves = |expected: u64| {
-        eventually("checkpoints at the start of the incomplete line", || {
+        eventually(&format!("checkpoints at offset {expected}"), || {
             checkpoint_offset(&state) == Some(expected)
         })
     };
     saves(6);
-    std::fs::remove_file(state.join("checkpoints.json")).unwrap();
-    saves(6);
+    // More of the line, still incomplete: many intervals pass, and the
+    // position saved stays at the line's start.
+    append(&path, "long ");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(checkpoint_offset(&state), Some(6));
     append(&path, "line\n");
-    running.wait_for_stdout_containing("half of a line\n");
+    running.wait_for_stdout_containing("half of a long line\n");
+    saves(("first\nhalf of a long line\n").len() as u64);
     let (status, _, output) = running.terminate();
     assert!(status.success());
-    assert_eq!(output.stdout, "first\nhalf of a line\n");
+    assert_eq!(output.stdout, "first\nhalf of a long line\n");
 }
 
 #[test]

@@ -104,6 +104,11 @@ impl Sink for Output {
         self.pipe.hand_over(&mut self.chunk)
     }
 
+    /// Everything is handed over at once when idle, and nothing is timed.
+    fn needs_ticks(&self) -> bool {
+        false
+    }
+
     async fn ready(&mut self) -> io::Result<()> {
         self.wait_for_room().await
     }

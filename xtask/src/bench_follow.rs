@@ -227,6 +227,11 @@ impl Running {
             .unwrap_or(f64::NAN)
     }
 
+    /// CPU seconds to the nanosecond ([`util::cpu_seconds_precise`]).
+    fn cpu_precise(&self) -> f64 {
+        util::cpu_seconds_precise(self.child.id()).unwrap_or(f64::NAN)
+    }
+
     fn stop(mut self) -> Vec<u64> {
         util::stop(&mut self.child);
         if let Some(reader) = self.reader.take() {
@@ -451,7 +456,7 @@ fn idle_step(
         )?;
     }
     thread::sleep(Duration::from_secs(2));
-    let before: Vec<f64> = running.iter().map(|run| run.cpu(ticks)).collect();
+    let before: Vec<f64> = running.iter().map(Running::cpu_precise).collect();
     let rss_kib: Vec<u64> = running
         .iter()
         .map(|run| {
@@ -464,17 +469,17 @@ fn idle_step(
     let cpu: Vec<f64> = running
         .iter()
         .zip(&before)
-        .map(|(run, before)| run.cpu(ticks) - before)
+        .map(|(run, before)| run.cpu_precise() - before)
         .collect();
     let busybox = cpu[3];
     out.push_str(&format!(
-        "\nIdle over {} s (no writes)\n| follower | files | CPU s | × busybox tail -f (1 file) | RSS MiB |\n|---|---|---|---|---|\n",
+        "\nIdle over {} s (no writes)\n| follower | files | CPU s (schedstat) | × busybox tail -f (1 file) | RSS MiB |\n|---|---|---|---|---|\n",
         window.as_secs()
     ));
     for (index, run) in running.into_iter().enumerate() {
         let (which, _, what) = runs[index];
         out.push_str(&format!(
-            "| {} | {} | {:.3} | {} | {:.1} |\n",
+            "| {} | {} | {:.4} | {} | {:.1} |\n",
             which.label(),
             what,
             cpu[index],

@@ -83,8 +83,19 @@ pub trait Sink {
         std::future::pending()
     }
 
-    /// Called after every poll (at least every `poll_interval`, also under
-    /// continuous load), with the follower between two reads, so its
+    /// Whether the sink has work waiting on the clock (a record quiet for
+    /// its timeout, positions not yet captured, a check to repeat): then
+    /// the driver polls every `poll_interval` tick, calling
+    /// [`Sink::after_poll`] and [`Sink::idle`]. Otherwise, while events name
+    /// every change and every file is read in a plain state, an idle
+    /// driver sleeps until its next safety-net full poll. By default, yes.
+    fn needs_ticks(&self) -> bool {
+        true
+    }
+
+    /// Called after every poll (at least every `poll_interval` while
+    /// [`Sink::needs_ticks`], also under continuous load), with the
+    /// follower between two reads, so its
     /// [`Follower::checkpoints`] match the events handed so far: the place
     /// for periodic work (saving checkpoints, refreshing gauges). It is
     /// called often: check the clock before doing anything costly.
@@ -413,6 +424,23 @@ async fn drive<S: Sink>(
             // at once after it. An idle file's tick keeps its plain wait.
             pause(&mut watching, sink, shutdown, polled + gap).await?;
         }
+        // While events name every change and nothing in the follower or the
+        // sink waits on the clock, a tick would find nothing: the wait lasts
+        // until the safety net's full poll is due. An idle sidecar wakes
+        // about once a minute, not every `poll_interval`. Not while a full
+        // poll is owed (a directory watched only now: what changed in it
+        // before brought no event).
+        let tick = if !full
+            && watching.names_every_change()
+            && follower.settled()
+            && !sink.needs_ticks()
+        {
+            (last_full + full_every)
+                .saturating_duration_since(Instant::now())
+                .max(interval)
+        } else {
+            interval
+        };
         let woken = watching.queued()
             || tokio::select! {
                 _ = shutdown.requested() => false,
@@ -421,7 +449,7 @@ async fn drive<S: Sink>(
                     handed?;
                     true
                 }
-                _ = tokio::time::sleep(interval) => false,
+                _ = tokio::time::sleep(tick) => false,
             };
         (by_tick, found) = (!woken, false);
         if woken

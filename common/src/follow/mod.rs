@@ -795,8 +795,11 @@ impl Follower {
 
     /// Whether every file is in the plain state [`Follower::poll_changed`]
     /// needs, and every glob matches in a directory of its own (one whose
-    /// changes name the files that appear).
-    fn settled(&self) -> bool {
+    /// changes name the files that appear). Nothing then waits on the clock
+    /// (a rotated file's `rotate_wait`, a deleted file's quiet time, a
+    /// missing or failing path's next look): a driver told of every change
+    /// needs no tick.
+    pub fn settled(&self) -> bool {
         self.created.is_empty()
             && self.resume.is_empty()
             && self.cursor == 0

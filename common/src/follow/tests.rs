@@ -586,6 +586,8 @@ mod driver {
         idles: usize,
         readies: usize,
         pause: bool,
+        /// What [`Sink::needs_ticks`] says.
+        needs_ticks: bool,
         shutdown: Shutdown,
         /// Called on each line; may write to files, trigger the shutdown.
         on_line: Box<OnLine>,
@@ -603,6 +605,7 @@ mod driver {
                 idles: 0,
                 readies: 0,
                 pause: false,
+                needs_ticks: true,
                 shutdown: Shutdown::new(),
                 on_line: Box::new(on_line),
                 on_idle: Box::new(|_, _| {}),
@@ -631,6 +634,9 @@ mod driver {
         async fn ready(&mut self) -> io::Result<()> {
             self.readies += 1;
             Ok(())
+        }
+        fn needs_ticks(&self) -> bool {
+            self.needs_ticks
         }
         fn after_poll(&mut self, follower: &Follower) -> io::Result<()> {
             self.polls.push(tokio::time::Instant::now());
@@ -850,6 +856,60 @@ mod driver {
         .unwrap();
         assert_eq!(recorder.lines, ["created later"]);
         assert!(recorder.fallbacks.is_empty());
+    }
+
+    /// Ten minutes (of the paused clock) following a quiet file, with a line
+    /// written after five: the lines, and how many polls the driver made.
+    async fn ten_quiet_minutes(needs_ticks: bool) -> (Vec<String>, usize) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        write(&path, "before\n");
+        let mut follower = Follower::new(FollowOptions {
+            poll_interval: Duration::from_secs(1),
+            ..options()
+        });
+        follower.add_path(path.clone(), StartAt::Beginning);
+        let mut recorder = Recorder::new(|_, _| {});
+        recorder.needs_ticks = needs_ticks;
+        let start = tokio::time::Instant::now();
+        let mut written = false;
+        recorder.on_idle = Box::new(move |_, shutdown| {
+            let elapsed = start.elapsed();
+            if elapsed >= Duration::from_secs(300) && !std::mem::replace(&mut written, true) {
+                append(&path, "after five minutes\n");
+            }
+            if elapsed >= Duration::from_secs(600) {
+                shutdown.trigger();
+            }
+        });
+        let shutdown = recorder.shutdown.clone();
+        tokio::time::timeout(
+            Duration::from_secs(3600),
+            run(
+                &mut follower,
+                &mut recorder,
+                &shutdown,
+                Duration::from_secs(1),
+            ),
+        )
+        .await
+        .expect("the driver should stop after ten minutes")
+        .unwrap();
+        (recorder.lines, recorder.polls.len())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn told_of_every_change_an_idle_driver_wakes_only_for_the_full_poll() {
+        // Nothing timed in the sink or the follower: a wake-up a minute
+        // (the safety net's full poll), not one a second, and the line
+        // written in the meantime still comes by its event.
+        let (lines, polls) = ten_quiet_minutes(false).await;
+        assert_eq!(lines, ["before", "after five minutes"]);
+        assert!(polls <= 20, "{polls} polls in ten idle minutes");
+        // A sink with timed work of its own gets every tick.
+        let (lines, polls) = ten_quiet_minutes(true).await;
+        assert_eq!(lines, ["before", "after five minutes"]);
+        assert!(polls >= 590, "{polls} polls in ten minutes of 1 s ticks");
     }
 
     /// Whether this process holds a descriptor of `path`, deleted or not.

@@ -29,9 +29,12 @@ pub struct FollowArgs {
     pub poll: bool,
 
     /// The tick: how often the follower wakes without an event. With
-    /// --poll every tick re-checks every file; with inotify a tick re-checks
-    /// every file at most once a minute (every tick while it finds writes
-    /// no event announced), as a safety net: events are only hints.
+    /// --poll every tick re-checks every file. With inotify, ticks serve
+    /// what waits on the clock (a rotated file's --rotate-wait, a missing
+    /// file, a multiline timeout, a checkpoint to save); with nothing
+    /// waiting, an idle follower wakes only for its safety net: a re-check
+    /// of every file once a minute (every tick while it finds writes no
+    /// event announced), since events are only hints.
     #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
     pub poll_interval: Duration,
 
