@@ -106,6 +106,7 @@
 //! end before the new one is read from its start.
 
 pub mod checkpoint_store;
+mod dir_stamp;
 mod driver;
 #[cfg(test)]
 mod model_tests;
@@ -562,6 +563,10 @@ struct GlobSpec {
     compiled: glob::Pattern,
     /// The start for matches found at its first poll; `None` afterwards.
     initial: Option<StartAt>,
+    /// The directory of a glob that matches in one directory, as of a
+    /// listing that left none of its matches unfollowed: while it is
+    /// unchanged, a discovery has nothing to find there and skips it.
+    listed_quiet: Option<dir_stamp::DirStamp>,
 }
 
 /// Follows paths and globs; see the module documentation.
@@ -612,6 +617,9 @@ pub struct Follower {
     /// (discovery, each refresh, each read), to rename files mid-poll.
     #[cfg(test)]
     test_hook: Option<(usize, Box<dyn FnMut() + Send>)>,
+    /// Tests: how many times a glob's matches were listed.
+    #[cfg(test)]
+    listings: usize,
 }
 
 impl Follower {
@@ -642,6 +650,8 @@ impl Follower {
             pass: 0,
             #[cfg(test)]
             test_hook: None,
+            #[cfg(test)]
+            listings: 0,
         }
     }
 
@@ -717,6 +727,7 @@ impl Follower {
             pattern: pattern.to_owned(),
             compiled,
             initial: Some(start),
+            listed_quiet: None,
         });
         Ok(())
     }
@@ -1285,6 +1296,22 @@ impl Follower {
     fn discover(&mut self) {
         for spec_index in 0..self.globs.len() {
             let initial = self.globs[spec_index].initial.take();
+            // The safety net's full poll every minute, and every tick when
+            // polling, would otherwise read a directory of a thousand files
+            // to find nothing: a stamp of it is one `stat`.
+            let listed_at = std::time::SystemTime::now();
+            let stamp = glob_dir(&self.globs[spec_index].pattern)
+                .and_then(|dir| dir_stamp::DirStamp::of(&dir));
+            let unchanged = stamp.is_some() && stamp == self.globs[spec_index].listed_quiet;
+            self.globs[spec_index].listed_quiet = None;
+            if unchanged {
+                self.globs[spec_index].listed_quiet = stamp;
+                continue;
+            }
+            #[cfg(test)]
+            {
+                self.listings += 1;
+            }
             let Some(paths) = expand_glob(&self.globs[spec_index].pattern) else {
                 continue;
             };
@@ -1299,6 +1326,8 @@ impl Follower {
                 })
                 .collect();
             if found.is_empty() {
+                self.globs[spec_index].listed_quiet =
+                    stamp.filter(|stamp| stamp.vouches_after(listed_at));
                 continue;
             }
             found.sort();
@@ -2454,6 +2483,22 @@ fn has_glob_syntax(text: &str) -> bool {
 /// (so `*.log` matches `caf\xe9.log`), keeping the real name. Deeper
 /// patterns go through `glob`, where such names stay unmatched. `None`: a
 /// bad pattern.
+/// The one directory a glob matches in (its name has glob syntax, its
+/// directory none), or `None`.
+fn glob_dir(pattern: &str) -> Option<PathBuf> {
+    let path = Path::new(pattern);
+    let last = path.file_name()?.to_string_lossy();
+    let parent = path.parent().unwrap_or(Path::new(""));
+    if !has_glob_syntax(&last) || has_glob_syntax(&parent.to_string_lossy()) {
+        return None;
+    }
+    Some(if parent.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        parent.to_path_buf()
+    })
+}
+
 fn expand_glob(pattern: &str) -> Option<Vec<PathBuf>> {
     let path = Path::new(pattern);
     let last = path.file_name().map(|name| name.to_string_lossy());

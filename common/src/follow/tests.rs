@@ -561,6 +561,46 @@ fn read_budget_bounds_one_poll() {
 }
 
 #[test]
+fn a_glob_directory_unchanged_since_a_quiet_listing_is_not_read_again_until_a_file_comes() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("a.log"), "a\n");
+    let mut follower = Follower::new(options());
+    follower
+        .add_glob(
+            &format!("{}/*.log", dir.path().display()),
+            StartAt::Beginning,
+        )
+        .unwrap();
+    let mut seen = Seen::default();
+    // Listed right after a change, the directory's times cannot vouch for
+    // the listing (a file made in the same clock tick would keep them):
+    // it is read again, and a file made at once is found.
+    assert_eq!(poll(&mut follower, &mut seen), ["a"]);
+    write(&dir.path().join("b.log"), "b\n");
+    assert_eq!(poll(&mut follower, &mut seen), ["!Appeared", "b"]);
+    std::thread::sleep(dir_stamp::STAMP_MARGIN + Duration::from_millis(100));
+    // Old enough: one more listing finds nothing new, the next polls skip it.
+    assert!(poll(&mut follower, &mut seen).is_empty());
+    let listed = follower.listings;
+    for _ in 0..3 {
+        assert!(poll(&mut follower, &mut seen).is_empty());
+    }
+    assert_eq!(follower.listings, listed);
+    // A file renamed into it changes its times: listed again, and read.
+    let outside = dir.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    write(&outside.join("c.txt"), "c\n");
+    std::thread::sleep(dir_stamp::STAMP_MARGIN + Duration::from_millis(100));
+    assert!(poll(&mut follower, &mut seen).is_empty());
+    let listed = follower.listings;
+    assert!(poll(&mut follower, &mut seen).is_empty());
+    assert_eq!(follower.listings, listed);
+    fs::rename(outside.join("c.txt"), dir.path().join("c.log")).unwrap();
+    assert_eq!(poll(&mut follower, &mut seen), ["!Appeared", "c"]);
+    assert!(follower.listings > listed);
+}
+
+#[test]
 fn glob_base_is_the_fixed_leading_directory() {
     assert_eq!(glob_base("/var/log/*.log"), PathBuf::from("/var/log"));
     assert_eq!(glob_base("/var/log/*/0.log"), PathBuf::from("/var/log"));
