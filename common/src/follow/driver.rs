@@ -553,12 +553,7 @@ type Created = Arc<std::sync::Mutex<Vec<(PathBuf, std::fs::File)>>>;
 /// Opens a file inotify says was just created, without blocking (a FIFO),
 /// so a file deleted before the next poll is still read.
 fn open_created(path: &std::path::Path) -> Option<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .ok()?;
+    let file = super::source::open_to_read(path).ok()?;
     file.metadata().ok()?.is_file().then_some(file)
 }
 

@@ -277,16 +277,28 @@ pub(super) struct Mark {
     pub(super) before: Option<u64>,
 }
 
+/// Opens a followed file for reading: non-blocking, so a FIFO cannot hang
+/// the open, and without access-time updates where the kernel allows it
+/// (`O_NOATIME`: the file's owner, or `CAP_FOWNER`). A log read while it is
+/// written would otherwise have its inode dirtied and journaled at every
+/// read (`relatime` updates an access time older than the last write), a
+/// tenth of the follower's CPU with 1,000 busy files. Refused (`EPERM`,
+/// another user's file), it is opened without.
+pub(super) fn open_to_read(path: &Path) -> io::Result<File> {
+    let open = |flags| OpenOptions::new().read(true).custom_flags(flags).open(path);
+    match open(libc::O_NONBLOCK | libc::O_NOATIME) {
+        Err(error) if error.raw_os_error() == Some(libc::EPERM) => open(libc::O_NONBLOCK),
+        opened => opened,
+    }
+}
+
 impl Source {
     /// Opens `path` for reading; returns the source (at offset 0) and the
     /// metadata of the descriptor actually opened (the path may have been
     /// replaced between a `stat` and this `open`). Non-blocking, so a FIFO
     /// cannot hang the open; anything but a regular file is refused.
     pub(super) fn open(path: &Path, serial: u64) -> Result<(Self, Metadata), OpenError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(path)?;
+        let file = open_to_read(path)?;
         let meta = file.metadata()?;
         if let Some(kind) = special_kind(&meta) {
             return Err(OpenError::NotRegular(kind));
@@ -790,6 +802,34 @@ mod tests {
         named.write_all(bytes).unwrap();
         let (source, _) = Source::open(named.path(), 1).unwrap();
         (named, source)
+    }
+
+    #[test]
+    fn reading_a_followed_file_leaves_its_access_time_alone() {
+        use std::time::{Duration, SystemTime};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        std::fs::write(&path, "one\ntwo\n").unwrap();
+        // An access time older than the last write: `relatime` updates it
+        // at the next read.
+        let long_ago = SystemTime::now() - Duration::from_secs(3600);
+        let set_old = || {
+            let file = File::options().write(true).open(&path).unwrap();
+            file.set_times(std::fs::FileTimes::new().set_accessed(long_ago))
+                .unwrap();
+        };
+        let accessed = || std::fs::metadata(&path).unwrap().accessed().unwrap();
+        set_old();
+        std::fs::read(&path).unwrap();
+        if accessed() == long_ago {
+            eprintln!("this file system does not update access times: nothing to compare");
+            return;
+        }
+        set_old();
+        let file = open_to_read(&path).unwrap();
+        let mut buffer = [0u8; 64];
+        assert_eq!(file.read_at(&mut buffer, 0).unwrap(), 8);
+        assert_eq!(accessed(), long_ago);
     }
 
     /// gzip fills a file between our `stat` and our first read of it: it is

@@ -546,12 +546,16 @@ impl Inotify {
     #[allow(unsafe_code)]
     pub(in super::super) fn queued(&mut self) -> bool {
         use std::os::fd::AsRawFd;
-        let fd = self.content.inotify().as_raw_fd();
-        let mut bytes: libc::c_int = 0;
-        // SAFETY: FIONREAD on our own open inotify descriptor writes one
-        // int, to a local that outlives the call.
-        let result = unsafe { libc::ioctl(fd, libc::FIONREAD, &raw mut bytes) };
-        result == 0 && bytes > 0
+        // poll(2), not FIONREAD: the ioctl sums the size of every queued
+        // event, and a thousand busy files queue thousands per pause.
+        let mut watched = libc::pollfd {
+            fd: self.content.inotify().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd, a local that outlives the call; no wait.
+        let result = unsafe { libc::poll(&raw mut watched, 1, 0) };
+        result > 0 && watched.revents & libc::POLLIN != 0
     }
 
     /// Stops content events from waking the runtime until the next
