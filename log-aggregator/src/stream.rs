@@ -333,10 +333,10 @@ impl Readiness {
     }
 
     /// Whether a refresh waits on the clock: a new error, no verdict yet,
-    /// or a path known unreadable (fixed without an event the follower
-    /// sees: a permission granted). A readable named path needs no tick:
-    /// a change to it is an event (`IN_ATTRIB` for a permission), and the
-    /// poll it brings is followed by a refresh.
+    /// or a path known unreadable (looked at again every
+    /// [`UNREADABLE_RECHECK`] until it reads). A readable named path needs
+    /// no tick: a change to it is an event (`IN_ATTRIB` for a permission),
+    /// and the poll it brings is followed by a refresh.
     fn rechecks(&self) -> bool {
         self.changed || self.ready.is_none() || !self.unreadable.is_empty()
     }

@@ -2476,13 +2476,6 @@ fn has_glob_syntax(text: &str) -> bool {
     text.contains(['*', '?', '['])
 }
 
-/// The paths matching `pattern`. The `glob` crate skips names that are not
-/// UTF-8 (Linux file names are bytes); when only the last component has
-/// glob syntax (`/var/log/*.log`, the usual case), the directory is read
-/// here instead and each name matched as text with invalid bytes replaced
-/// (so `*.log` matches `caf\xe9.log`), keeping the real name. Deeper
-/// patterns go through `glob`, where such names stay unmatched. `None`: a
-/// bad pattern.
 /// The one directory a glob matches in (its name has glob syntax, its
 /// directory none), or `None`.
 fn glob_dir(pattern: &str) -> Option<PathBuf> {
@@ -2499,33 +2492,33 @@ fn glob_dir(pattern: &str) -> Option<PathBuf> {
     })
 }
 
+/// The paths matching `pattern`. The `glob` crate skips names that are not
+/// UTF-8 (Linux file names are bytes); when only the last component has
+/// glob syntax (`/var/log/*.log`, the usual case: [`glob_dir`]), the
+/// directory is read here instead and each name matched as text with
+/// invalid bytes replaced (so `*.log` matches `caf\xe9.log`), keeping the
+/// real name. Deeper patterns go through `glob`, where such names stay
+/// unmatched. `None`: a bad pattern.
 fn expand_glob(pattern: &str) -> Option<Vec<PathBuf>> {
+    let Some(dir) = glob_dir(pattern) else {
+        return Some(glob::glob(pattern).ok()?.filter_map(Result::ok).collect());
+    };
     let path = Path::new(pattern);
-    let last = path.file_name().map(|name| name.to_string_lossy());
+    let compiled = glob::Pattern::new(&path.file_name()?.to_string_lossy()).ok()?;
+    // Matches keep the pattern's spelling: `*.log` gives `app.log`, not
+    // `./app.log`.
     let parent = path.parent().unwrap_or(Path::new(""));
-    let literal_parent = !has_glob_syntax(&parent.to_string_lossy());
-    match last {
-        Some(last) if literal_parent && has_glob_syntax(&last) => {
-            let compiled = glob::Pattern::new(&last).ok()?;
-            let dir = if parent.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                parent
-            };
-            let Ok(entries) = std::fs::read_dir(dir) else {
-                return Some(Vec::new());
-            };
-            Some(
-                entries
-                    .filter_map(Result::ok)
-                    .map(|entry| entry.file_name())
-                    .filter(|name| compiled.matches(&name.to_string_lossy()))
-                    .map(|name| parent.join(name))
-                    .collect(),
-            )
-        }
-        _ => Some(glob::glob(pattern).ok()?.filter_map(Result::ok).collect()),
-    }
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Some(Vec::new());
+    };
+    Some(
+        entries
+            .filter_map(Result::ok)
+            .map(|entry| entry.file_name())
+            .filter(|name| compiled.matches(&name.to_string_lossy()))
+            .map(|name| parent.join(name))
+            .collect(),
+    )
 }
 
 /// Whether the file a checkpoint was taken of is still at its path with the

@@ -881,21 +881,33 @@ mod driver {
                 write(&path, "created later\n");
             }
         });
-        let shutdown = recorder.shutdown.clone();
-        tokio::time::timeout(
+        run_within(
             Duration::from_secs(20),
-            run(
-                &mut follower,
-                &mut recorder,
-                &shutdown,
-                Duration::from_secs(1),
-            ),
+            &mut follower,
+            &mut recorder,
+            "inotify should wake the driver before the one-hour tick",
         )
-        .await
-        .expect("inotify should wake the driver before the one-hour tick")
-        .unwrap();
+        .await;
         assert_eq!(recorder.lines, ["created later"]);
         assert!(recorder.fallbacks.is_empty());
+    }
+
+    /// Runs the driver (a one-second drain) until the recorder's shutdown;
+    /// fails with `why` if it has not stopped within `limit`.
+    async fn run_within(
+        limit: Duration,
+        follower: &mut Follower,
+        recorder: &mut Recorder,
+        why: &str,
+    ) {
+        let shutdown = recorder.shutdown.clone();
+        tokio::time::timeout(
+            limit,
+            run(follower, recorder, &shutdown, Duration::from_secs(1)),
+        )
+        .await
+        .expect(why)
+        .unwrap();
     }
 
     /// Ten minutes (of the paused clock) following a quiet file, with a line
@@ -922,19 +934,13 @@ mod driver {
                 shutdown.trigger();
             }
         });
-        let shutdown = recorder.shutdown.clone();
-        tokio::time::timeout(
+        run_within(
             Duration::from_secs(3600),
-            run(
-                &mut follower,
-                &mut recorder,
-                &shutdown,
-                Duration::from_secs(1),
-            ),
+            &mut follower,
+            &mut recorder,
+            "the driver should stop after ten minutes",
         )
-        .await
-        .expect("the driver should stop after ten minutes")
-        .unwrap();
+        .await;
         (recorder.lines, recorder.polls.len())
     }
 
@@ -991,19 +997,13 @@ mod driver {
             }
             fs::remove_file(&path).unwrap();
         });
-        let shutdown = recorder.shutdown.clone();
-        tokio::time::timeout(
+        run_within(
             Duration::from_secs(20),
-            run(
-                &mut follower,
-                &mut recorder,
-                &shutdown,
-                Duration::from_secs(1),
-            ),
+            &mut follower,
+            &mut recorder,
+            "the deleted file's line should be read long before the hourly tick",
         )
-        .await
-        .expect("the deleted file's line should be read long before the hourly tick")
-        .unwrap();
+        .await;
         assert_eq!(recorder.lines, ["short-lived"]);
     }
 
