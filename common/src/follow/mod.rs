@@ -563,9 +563,12 @@ struct GlobSpec {
     compiled: glob::Pattern,
     /// The start for matches found at its first poll; `None` afterwards.
     initial: Option<StartAt>,
-    /// The directory of a glob that matches in one directory, as of a
-    /// listing that left none of its matches unfollowed: while it is
-    /// unchanged, a discovery has nothing to find there and skips it.
+    /// The one directory it matches in ([`glob_dir`]), or `None` for a
+    /// pattern with glob syntax in its directories.
+    dir: Option<PathBuf>,
+    /// That directory as of a listing that left none of its matches
+    /// unfollowed: while it is unchanged, a discovery has nothing to find
+    /// there and skips it.
     listed_quiet: Option<dir_stamp::DirStamp>,
 }
 
@@ -727,6 +730,7 @@ impl Follower {
             pattern: pattern.to_owned(),
             compiled,
             initial: Some(start),
+            dir: glob_dir(pattern),
             listed_quiet: None,
         });
         Ok(())
@@ -815,15 +819,10 @@ impl Follower {
             && self.resume.is_empty()
             && self.cursor == 0
             && self.waiting == 0
-            && self.globs.iter().all(|spec| {
-                spec.initial.is_none()
-                    && !has_glob_syntax(
-                        &Path::new(&spec.pattern)
-                            .parent()
-                            .unwrap_or(Path::new(""))
-                            .to_string_lossy(),
-                    )
-            })
+            && self
+                .globs
+                .iter()
+                .all(|spec| spec.initial.is_none() && spec.dir.is_some())
             && self.watches.iter().all(|watch| {
                 watch.initial.is_none()
                     && watch.seen != Seen::Never
@@ -1299,22 +1298,20 @@ impl Follower {
             // The safety net's full poll every minute, and every tick when
             // polling, would otherwise read a directory of a thousand files
             // to find nothing: a stamp of it is one `stat`.
+            let spec = &mut self.globs[spec_index];
             let listed_at = std::time::SystemTime::now();
-            let stamp = glob_dir(&self.globs[spec_index].pattern)
-                .and_then(|dir| dir_stamp::DirStamp::of(&dir));
-            let unchanged = stamp.is_some() && stamp == self.globs[spec_index].listed_quiet;
-            self.globs[spec_index].listed_quiet = None;
-            if unchanged {
-                self.globs[spec_index].listed_quiet = stamp;
+            let stamp = spec.dir.as_deref().and_then(dir_stamp::DirStamp::of);
+            if stamp.is_some() && stamp == spec.listed_quiet {
                 continue;
             }
+            spec.listed_quiet = None;
+            let Some(paths) = expand_glob(&spec.pattern, spec.dir.as_deref()) else {
+                continue;
+            };
             #[cfg(test)]
             {
                 self.listings += 1;
             }
-            let Some(paths) = expand_glob(&self.globs[spec_index].pattern) else {
-                continue;
-            };
             let mut found: Vec<PathBuf> = paths
                 .into_iter()
                 .filter(|path| !self.watched_paths.contains(path))
@@ -2492,15 +2489,15 @@ fn glob_dir(pattern: &str) -> Option<PathBuf> {
     })
 }
 
-/// The paths matching `pattern`. The `glob` crate skips names that are not
-/// UTF-8 (Linux file names are bytes); when only the last component has
-/// glob syntax (`/var/log/*.log`, the usual case: [`glob_dir`]), the
-/// directory is read here instead and each name matched as text with
-/// invalid bytes replaced (so `*.log` matches `caf\xe9.log`), keeping the
-/// real name. Deeper patterns go through `glob`, where such names stay
-/// unmatched. `None`: a bad pattern.
-fn expand_glob(pattern: &str) -> Option<Vec<PathBuf>> {
-    let Some(dir) = glob_dir(pattern) else {
+/// The paths matching `pattern`, whose one directory is `dir`
+/// ([`glob_dir`]). The `glob` crate skips names that are not UTF-8 (Linux
+/// file names are bytes); when only the last component has glob syntax
+/// (`/var/log/*.log`, the usual case), the directory is read here instead
+/// and each name matched as text with invalid bytes replaced (so `*.log`
+/// matches `caf\xe9.log`), keeping the real name. Deeper patterns go
+/// through `glob`, where such names stay unmatched. `None`: a bad pattern.
+fn expand_glob(pattern: &str, dir: Option<&Path>) -> Option<Vec<PathBuf>> {
+    let Some(dir) = dir else {
         return Some(glob::glob(pattern).ok()?.filter_map(Result::ok).collect());
     };
     let path = Path::new(pattern);
@@ -2508,7 +2505,7 @@ fn expand_glob(pattern: &str) -> Option<Vec<PathBuf>> {
     // Matches keep the pattern's spelling: `*.log` gives `app.log`, not
     // `./app.log`.
     let parent = path.parent().unwrap_or(Path::new(""));
-    let Ok(entries) = std::fs::read_dir(&dir) else {
+    let Ok(entries) = std::fs::read_dir(dir) else {
         return Some(Vec::new());
     };
     Some(
