@@ -88,14 +88,18 @@ fn lines(events: &[String]) -> Vec<&String> {
 
 /// `DIR/app.log` holding `one`, followed through the glob `DIR/app.log*`
 /// from the beginning, its line read.
+/// A follower of one glob, and what it has seen.
+fn follow_glob(pattern: &str, start: StartAt, options: FollowOptions) -> (Follower, Seen) {
+    let mut follower = Follower::new(options);
+    follower.add_glob(pattern, start).unwrap();
+    (follower, Seen::default())
+}
+
 fn glob_app_log(dir: &Path, options: FollowOptions) -> (PathBuf, Follower, Seen) {
     let log = dir.join("app.log");
     write(&log, "one\n");
-    let mut follower = Follower::new(options);
-    follower
-        .add_glob(&format!("{}*", log.display()), StartAt::Beginning)
-        .unwrap();
-    let mut seen = Seen::default();
+    let (mut follower, mut seen) =
+        follow_glob(&format!("{}*", log.display()), StartAt::Beginning, options);
     assert_eq!(poll(&mut follower, &mut seen), ["one"]);
     (log, follower, seen)
 }
@@ -387,11 +391,11 @@ fn resume_reads_a_file_replaced_while_down_from_its_start() {
 fn glob_discovers_new_files_and_reads_them_from_their_start() {
     let dir = tempfile::tempdir().unwrap();
     write(&dir.path().join("a.log"), "a-old\n");
-    let mut follower = Follower::new(options());
-    follower
-        .add_glob(&format!("{}/*.log", dir.path().display()), StartAt::End)
-        .unwrap();
-    let mut seen = Seen::default();
+    let (mut follower, mut seen) = follow_glob(
+        &format!("{}/*.log", dir.path().display()),
+        StartAt::End,
+        options(),
+    );
     assert!(poll(&mut follower, &mut seen).is_empty());
     write(&dir.path().join("b.log"), "b1\n");
     write(&dir.path().join("b.txt"), "ignored\n");
@@ -404,17 +408,14 @@ fn a_rotated_file_renamed_into_the_glob_is_not_read_twice() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.log");
     write(&path, "1\n");
-    let mut follower = Follower::new(FollowOptions {
-        rotate_wait: Duration::from_secs(3600),
-        ..FollowOptions::default()
-    });
-    follower
-        .add_glob(
-            &format!("{}/app.log*", dir.path().display()),
-            StartAt::Beginning,
-        )
-        .unwrap();
-    let mut seen = Seen::default();
+    let (mut follower, mut seen) = follow_glob(
+        &format!("{}/app.log*", dir.path().display()),
+        StartAt::Beginning,
+        FollowOptions {
+            rotate_wait: Duration::from_secs(3600),
+            ..FollowOptions::default()
+        },
+    );
     assert_eq!(poll(&mut follower, &mut seen), ["1"]);
     append(&path, "2\n");
     fs::rename(&path, dir.path().join("app.log.1")).unwrap();
@@ -431,14 +432,11 @@ fn a_rotated_file_let_go_then_matched_by_the_glob_is_not_read_again() {
     let rotated = dir.path().join("app.log.1");
     write(&path, "1\n");
     // No rotate wait: the renamed file is let go as soon as it is drained.
-    let mut follower = Follower::new(options());
-    follower
-        .add_glob(
-            &format!("{}/app.log*", dir.path().display()),
-            StartAt::Beginning,
-        )
-        .unwrap();
-    let mut seen = Seen::default();
+    let (mut follower, mut seen) = follow_glob(
+        &format!("{}/app.log*", dir.path().display()),
+        StartAt::Beginning,
+        options(),
+    );
     assert_eq!(poll(&mut follower, &mut seen), ["1"]);
     append(&path, "2\n");
     fs::rename(&path, &rotated).unwrap();
@@ -458,17 +456,14 @@ fn a_glob_over_a_rotation_chain_reads_every_line_once() {
         let dir = tempfile::tempdir().unwrap();
         let name = |suffix: &str| dir.path().join(format!("app.log{suffix}"));
         append(&name(""), "1\n2\n3\n");
-        let mut follower = Follower::new(FollowOptions {
-            rotate_wait,
-            ..FollowOptions::default()
-        });
-        follower
-            .add_glob(
-                &format!("{}/app.log*", dir.path().display()),
-                StartAt::Beginning,
-            )
-            .unwrap();
-        let mut seen = Seen::default();
+        let (mut follower, mut seen) = follow_glob(
+            &format!("{}/app.log*", dir.path().display()),
+            StartAt::Beginning,
+            FollowOptions {
+                rotate_wait,
+                ..FollowOptions::default()
+            },
+        );
         let mut lines = poll(&mut follower, &mut seen);
         fs::rename(name(""), name(".1")).unwrap();
         append(&name(""), "4\n5\n6\n");
@@ -564,14 +559,11 @@ fn read_budget_bounds_one_poll() {
 fn a_glob_directory_unchanged_since_a_quiet_listing_is_not_read_again_until_a_file_comes() {
     let dir = tempfile::tempdir().unwrap();
     write(&dir.path().join("a.log"), "a\n");
-    let mut follower = Follower::new(options());
-    follower
-        .add_glob(
-            &format!("{}/*.log", dir.path().display()),
-            StartAt::Beginning,
-        )
-        .unwrap();
-    let mut seen = Seen::default();
+    let (mut follower, mut seen) = follow_glob(
+        &format!("{}/*.log", dir.path().display()),
+        StartAt::Beginning,
+        options(),
+    );
     // Listed right after a change, the directory's times cannot vouch for
     // the listing (a file made in the same clock tick would keep them):
     // it is read again, and a file made at once is found.
@@ -1207,14 +1199,11 @@ fn a_new_file_that_only_begins_like_another_is_read_whole() {
     let a = dir.path().join("a.log");
     let b = dir.path().join("b.log");
     write(&a, "2026-11-28T10:00:00Z first file\n");
-    let mut follower = Follower::new(options());
-    follower
-        .add_glob(
-            &format!("{}/*.log", dir.path().display()),
-            StartAt::Beginning,
-        )
-        .unwrap();
-    let mut seen = Seen::default();
+    let (mut follower, mut seen) = follow_glob(
+        &format!("{}/*.log", dir.path().display()),
+        StartAt::Beginning,
+        options(),
+    );
     assert_eq!(
         poll(&mut follower, &mut seen),
         ["2026-11-28T10:00:00Z first file"]
@@ -1251,17 +1240,14 @@ fn poll_changed_reads_only_the_files_named_until_a_rotation_needs_a_full_poll() 
     let b = dir.path().join("b.log");
     write(&a, "a0\n");
     write(&b, "b0\n");
-    let mut follower = Follower::new(FollowOptions {
-        rotate_wait: Duration::from_secs(3600),
-        ..options()
-    });
-    follower
-        .add_glob(
-            &format!("{}/*.log", dir.path().display()),
-            StartAt::Beginning,
-        )
-        .unwrap();
-    let mut seen = Seen::default();
+    let (mut follower, mut seen) = follow_glob(
+        &format!("{}/*.log", dir.path().display()),
+        StartAt::Beginning,
+        FollowOptions {
+            rotate_wait: Duration::from_secs(3600),
+            ..options()
+        },
+    );
     assert_eq!(poll(&mut follower, &mut seen).len(), 2);
     append(&a, "a1\n");
     append(&b, "b1\n");
@@ -1391,14 +1377,11 @@ fn a_glob_matches_and_reads_a_file_whose_name_is_not_utf8() {
     let path = dir.path().join(name);
     write(&path, "from a latin-1 name\n");
     write(&dir.path().join("plain.log"), "from a plain name\n");
-    let mut follower = Follower::new(options());
-    follower
-        .add_glob(
-            &format!("{}/*.log", dir.path().display()),
-            StartAt::Beginning,
-        )
-        .unwrap();
-    let mut seen = Seen::default();
+    let (mut follower, mut seen) = follow_glob(
+        &format!("{}/*.log", dir.path().display()),
+        StartAt::Beginning,
+        options(),
+    );
     let mut got = poll(&mut follower, &mut seen);
     got.sort();
     assert_eq!(got, ["from a latin-1 name", "from a plain name"]);
@@ -1410,11 +1393,11 @@ fn a_copy_found_a_poll_after_the_truncation_continues_the_old_stream() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("app.log");
     write(&log, "one\ntwo\n");
-    let mut follower = Follower::new(options());
-    follower
-        .add_glob(&format!("{}*", log.display()), StartAt::Beginning)
-        .unwrap();
-    let mut seen = Seen::default();
+    let (mut follower, mut seen) = follow_glob(
+        &format!("{}*", log.display()),
+        StartAt::Beginning,
+        options(),
+    );
     assert_eq!(poll(&mut follower, &mut seen), ["one", "two"]);
     // Truncated and written again; the copy shows up only at the next look.
     fs::write(&log, "four\n").unwrap();
@@ -1459,17 +1442,14 @@ fn a_copy_whose_name_goes_while_its_original_is_read_repeats_nothing() {
     let copy = dir.path().join("app.log.1");
     let elsewhere = tempfile::tempdir().unwrap();
     write(&path, "1\n2\n");
-    let mut follower = Follower::new(FollowOptions {
-        rotate_wait: Duration::from_secs(3600),
-        ..FollowOptions::default()
-    });
-    follower
-        .add_glob(
-            &format!("{}/app.log*", dir.path().display()),
-            StartAt::Beginning,
-        )
-        .unwrap();
-    let mut seen = Seen::default();
+    let (mut follower, mut seen) = follow_glob(
+        &format!("{}/app.log*", dir.path().display()),
+        StartAt::Beginning,
+        FollowOptions {
+            rotate_wait: Duration::from_secs(3600),
+            ..FollowOptions::default()
+        },
+    );
     assert_eq!(poll(&mut follower, &mut seen), ["1", "2"]);
     append(&path, "3\n");
     fs::copy(&path, &copy).unwrap();
@@ -1494,14 +1474,11 @@ fn files_that_only_hold_the_same_bytes_are_each_read() {
         .map(|n| format!("starting worker step {n}\n"))
         .collect();
     write(&dir.path().join("worker-1.log"), &lines);
-    let mut follower = Follower::new(options());
-    follower
-        .add_glob(
-            &format!("{}/*.log", dir.path().display()),
-            StartAt::Beginning,
-        )
-        .unwrap();
-    let mut seen = Seen::default();
+    let (mut follower, mut seen) = follow_glob(
+        &format!("{}/*.log", dir.path().display()),
+        StartAt::Beginning,
+        options(),
+    );
     assert_eq!(poll(&mut follower, &mut seen).len(), 40);
     write(&dir.path().join("worker-2.log"), &lines);
     write(&dir.path().join("worker-3.log"), &lines);
@@ -1547,14 +1524,11 @@ fn only_an_empty_file_named_like_a_copy_of_a_file_with_lines_expects_a_truncatio
     for name in ["a.log", "b.log", "c.log"] {
         write(&dir.path().join(name), "");
     }
-    let mut follower = Follower::new(options());
-    follower
-        .add_glob(
-            &format!("{}/*.log*", dir.path().display()),
-            StartAt::Beginning,
-        )
-        .unwrap();
-    let mut seen = Seen::default();
+    let (mut follower, mut seen) = follow_glob(
+        &format!("{}/*.log*", dir.path().display()),
+        StartAt::Beginning,
+        options(),
+    );
     assert!(poll(&mut follower, &mut seen).is_empty());
     assert!(!follower.truncation_expected(), "empty logs found at start");
 
