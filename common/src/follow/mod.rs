@@ -1155,16 +1155,27 @@ impl Follower {
     /// Whether a copy of a file being read appeared just now
     /// ([`COPY_TRUNCATE_WINDOW`]): logrotate's `copytruncate` is under way,
     /// and the lines written until the truncation must be read before it.
+    /// A copy of a file no longer read as the newest of its name (a rotated
+    /// file compressed, then deleted) announces no truncation.
     pub fn truncation_expected(&self) -> bool {
         let now = Instant::now();
-        self.watches.iter().any(|watch| {
-            watch.current.as_ref().is_some_and(|source| {
-                (source.shadow_of.is_some() || source.unidentified)
-                    && source
-                        .shadow_since
-                        .is_some_and(|since| now < since + COPY_TRUNCATE_WINDOW)
-            })
+        self.currents().any(|source| {
+            source
+                .shadow_since
+                .is_some_and(|since| now < since + COPY_TRUNCATE_WINDOW)
+                && (source.unidentified
+                    || source.shadow_of.is_some_and(|original| {
+                        self.currents()
+                            .any(|current| current.serial == original && current.is_newest())
+                    }))
         })
+    }
+
+    /// Each name's current file.
+    fn currents(&self) -> impl Iterator<Item = &Source> {
+        self.watches
+            .iter()
+            .filter_map(|watch| watch.current.as_ref())
     }
 
     /// Whether a followed file is rotated by truncation (copytruncate): its
@@ -1182,9 +1193,10 @@ impl Follower {
 
     /// While [`Follower::truncation_expected`]: reads the files whose copy
     /// just appeared (any file, while a new empty file may be a copy not
-    /// identified yet), and nothing else (no glob, no stat of other files),
-    /// so the driver can look again at every write until logrotate
-    /// truncates them.
+    /// identified yet) and those rotated by truncation before (read at
+    /// every change anyway, [`Follower::read_every_change`]), and nothing
+    /// else (no glob, no stat of other files), so the driver can look again
+    /// at every write until logrotate truncates them.
     pub fn read_originals(&mut self, sink: &mut SinkFn<'_>) -> io::Result<PollOutcome> {
         let copied: std::collections::HashSet<u64> = self
             .watches
@@ -1197,7 +1209,9 @@ impl Follower {
                 .as_ref()
                 .is_some_and(|current| current.unidentified)
         });
-        self.read_currents(sink, |current| any_copy || copied.contains(&current.serial))
+        self.read_currents(sink, |current| {
+            any_copy || copied.contains(&current.serial) || current.truncated_before
+        })
     }
 
     /// Between two full polls: reads the files rotated by truncation
@@ -1216,13 +1230,10 @@ impl Follower {
         let mut outcome = PollOutcome::Idle;
         self.pass += 1;
         for index in 0..self.watches.len() {
-            let chosen = self.watches[index].current.as_ref().is_some_and(|current| {
-                current.shadow_of.is_none()
-                    && !current.unidentified
-                    && !current.truncated
-                    && !current.older
-                    && pick(current)
-            });
+            let chosen = self.watches[index]
+                .current
+                .as_ref()
+                .is_some_and(|current| current.is_newest() && pick(current));
             if chosen {
                 match self.read_current(index, sink)? {
                     PollOutcome::Idle => {}

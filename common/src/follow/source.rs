@@ -343,6 +343,13 @@ impl Source {
         Ok(source)
     }
 
+    /// Whether this file is read as the newest of its name: not a copy
+    /// whose bytes come from its original, not waiting to be identified,
+    /// not truncated with a copy to read first, not an older file.
+    pub(super) fn is_newest(&self) -> bool {
+        self.shadow_of.is_none() && !self.unidentified && !self.truncated && !self.older
+    }
+
     /// Whether this is a gzip file, read decompressed.
     pub(super) fn is_compressed(&self) -> bool {
         self.gzip.is_some()

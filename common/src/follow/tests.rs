@@ -1551,3 +1551,89 @@ fn only_an_empty_file_named_like_a_copy_of_a_file_with_lines_expects_a_truncatio
         "a copy of a.log may be made"
     );
 }
+
+/// A copytruncate of `path`: its bytes copied to `copy`, then it is
+/// truncated in place.
+fn copy_and_truncate(path: &Path, copy: &Path) {
+    fs::copy(path, copy).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
+/// logrotate's `compress` of a rotated copy (`delaycompress` at the next
+/// run) makes a compressed copy of a file that is not read as the newest
+/// of its name any more: no truncation is coming, and the file still
+/// written (truncated in place before, so read at every change) is not
+/// left unread behind it.
+#[test]
+fn a_compressed_rotated_copy_announces_no_truncation() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let copy = dir.path().join("app.log.1");
+    write(&log, "l1\nl2\n");
+    let (mut follower, mut seen) = follow_glob(
+        &format!("{}/app.log*", dir.path().display()),
+        StartAt::Beginning,
+        options(),
+    );
+    assert_eq!(poll(&mut follower, &mut seen), ["l1", "l2"]);
+    copy_and_truncate(&log, &copy);
+    append(&log, "l3\n");
+    assert_eq!(poll(&mut follower, &mut seen), ["!Truncated", "l3"]);
+    assert!(
+        follower.read_every_change(),
+        "app.log is truncated in place"
+    );
+
+    // gzip writes the compressed file next to the copy, then deletes it.
+    let compressed = dir.path().join("app.log.1.gz");
+    fs::write(&compressed, gzip_bytes("l1\nl2\n")).unwrap();
+    assert!(poll(&mut follower, &mut seen).is_empty(), "read already");
+    fs::remove_file(&copy).unwrap();
+    assert_eq!(poll(&mut follower, &mut seen), ["!Removed"]);
+    assert!(
+        !follower.truncation_expected(),
+        "the copy of a deleted file announces no truncation"
+    );
+    append(&log, "l4\n");
+    follower.read_truncated_before(&mut seen.sink()).unwrap();
+    assert_eq!(seen.take(), ["l4"]);
+}
+
+/// While one file's copy is being made, another file known to be rotated
+/// by truncation is still read at every change: its own copy may come
+/// next, and its lines written before that truncation are read only now.
+#[test]
+fn while_a_copy_is_made_files_truncated_in_place_before_are_read_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.log");
+    let b = dir.path().join("b.log");
+    write(&a, "a1\n");
+    write(&b, "b1\n");
+    let (mut follower, mut seen) = follow_glob(
+        &format!("{}/*.log*", dir.path().display()),
+        StartAt::Beginning,
+        options(),
+    );
+    assert_eq!(poll(&mut follower, &mut seen).len(), 2);
+    copy_and_truncate(&b, &dir.path().join("b.log.1"));
+    append(&b, "b2\n");
+    assert_eq!(poll(&mut follower, &mut seen), ["!Truncated", "b2"]);
+
+    fs::copy(&a, dir.path().join("a.log.1")).unwrap();
+    assert!(
+        poll(&mut follower, &mut seen).is_empty(),
+        "a copy, read once"
+    );
+    assert!(follower.truncation_expected(), "a.log is being rotated");
+    append(&a, "a2\n");
+    append(&b, "b3\n");
+    follower.read_originals(&mut seen.sink()).unwrap();
+    let mut read = seen.take();
+    read.sort();
+    assert_eq!(read, ["a2", "b3"]);
+}
