@@ -57,6 +57,15 @@ fn poll(follower: &mut Follower, seen: &mut Seen) -> Vec<String> {
     seen.take()
 }
 
+fn truncate_in_place(path: &Path) {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
 fn write(path: &Path, text: &str) {
     fs::write(path, text).unwrap();
 }
@@ -245,12 +254,7 @@ fn truncation_then_new_writes_reads_again_from_the_start() {
     let (_dir, path, mut follower, mut seen) = setup(StartAt::Beginning);
     write(&path, "one\ntwo\n");
     assert_eq!(poll(&mut follower, &mut seen), ["one", "two"]);
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate_in_place(&path);
     append(&path, "three\n");
     assert_eq!(poll(&mut follower, &mut seen), ["!Truncated", "three"]);
 }
@@ -359,12 +363,7 @@ fn resume_in_a_file_truncated_while_down_reads_it_from_its_start() {
     assert_eq!(poll(&mut follower, &mut seen), ["one", "two"]);
     let saved = follower.checkpoints();
     drop(follower);
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate_in_place(&path);
     append(&path, "3\n");
     let mut restarted = Follower::new(options());
     restarted.add_path(path.clone(), StartAt::End);
@@ -1556,12 +1555,7 @@ fn only_an_empty_file_named_like_a_copy_of_a_file_with_lines_expects_a_truncatio
 /// truncated in place.
 fn copy_and_truncate(path: &Path, copy: &Path) {
     fs::copy(path, copy).unwrap();
-    fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate_in_place(path);
 }
 
 /// logrotate's `compress` of a rotated copy (`delaycompress` at the next
