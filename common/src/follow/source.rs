@@ -503,11 +503,24 @@ impl Source {
         }
         let common = self.head.len().min(stream.head.len());
         let window = offset.min(FINGERPRINT_BYTES);
-        let before = self.content(offset - window, window as usize)?;
-        if before.len() as u64 == window && before == stream.before {
-            return Ok(Relation::Continues(offset));
+        // Its length before its bytes: logrotate writes its copy while we
+        // compare, and a copy whose bytes before `offset` were not there
+        // yet, then long enough a moment later, would be taken for another
+        // file (and read again from its start). What a length once showed
+        // stays there to read.
+        let len = self.content_len()?;
+        if len.is_none_or(|len| len >= offset) {
+            let before = self.content(offset - window, window as usize)?;
+            if before.len() as u64 == window && before == stream.before {
+                return Ok(Relation::Continues(offset));
+            }
         }
-        let Some(len) = self.content_len()? else {
+        // A compressed file's length is known once decoded to its end.
+        let len = match len {
+            Some(len) => Some(len),
+            None => self.content_len()?,
+        };
+        let Some(len) = len else {
             return Ok(Relation::Unrelated);
         };
         if len >= offset {
