@@ -1183,12 +1183,7 @@ impl Follower {
     /// truncation, so it is read at every change, as GNU `tail -F` does,
     /// rather than in coalesced batches.
     pub fn read_every_change(&self) -> bool {
-        self.watches.iter().any(|watch| {
-            watch
-                .current
-                .as_ref()
-                .is_some_and(|source| source.truncated_before)
-        })
+        self.currents().any(|source| source.truncated_before)
     }
 
     /// While [`Follower::truncation_expected`]: reads the files whose copy
@@ -1199,16 +1194,10 @@ impl Follower {
     /// at every write until logrotate truncates them.
     pub fn read_originals(&mut self, sink: &mut SinkFn<'_>) -> io::Result<PollOutcome> {
         let copied: std::collections::HashSet<u64> = self
-            .watches
-            .iter()
-            .filter_map(|watch| watch.current.as_ref()?.shadow_of)
+            .currents()
+            .filter_map(|source| source.shadow_of)
             .collect();
-        let any_copy = self.watches.iter().any(|watch| {
-            watch
-                .current
-                .as_ref()
-                .is_some_and(|current| current.unidentified)
-        });
+        let any_copy = self.currents().any(|source| source.unidentified);
         self.read_currents(sink, |current| {
             any_copy || copied.contains(&current.serial) || current.truncated_before
         })
