@@ -626,7 +626,7 @@ impl Args {
         for pattern in self
             .sources
             .iter()
-            .filter(|pattern| stream::is_glob(pattern))
+            .filter(|pattern| sidecar_common::follow::has_glob_syntax(pattern))
         {
             glob::Pattern::new(pattern).with_context(|| format!("bad glob pattern {pattern:?}"))?;
         }

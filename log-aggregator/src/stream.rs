@@ -91,11 +91,6 @@ pub struct StreamConfig {
     pub ship: Option<ShipConfig>,
 }
 
-/// Whether `pattern` is a glob rather than a plain path.
-pub fn is_glob(pattern: &str) -> bool {
-    pattern.contains(['*', '?', '['])
-}
-
 /// The metrics stream mode exposes.
 struct Metrics {
     registry: Arc<Registry>,
@@ -317,7 +312,7 @@ impl Readiness {
             health,
             named: patterns
                 .iter()
-                .filter(|pattern| !is_glob(pattern))
+                .filter(|pattern| !follow::has_glob_syntax(pattern))
                 .map(PathBuf::from)
                 .collect(),
             unreadable: HashMap::new(),
@@ -1055,7 +1050,7 @@ pub async fn run(config: StreamConfig, shutdown: Shutdown) -> anyhow::Result<Exi
 
     let mut follower = Follower::new(config.follow.clone());
     for pattern in &config.patterns {
-        if is_glob(pattern) {
+        if follow::has_glob_syntax(pattern) {
             follower.add_glob(pattern, from)?;
         } else {
             follower.add_path(PathBuf::from(pattern), from);
@@ -1238,14 +1233,6 @@ async fn acknowledged(shipper: &Shipper, handed: u64, deadline: Instant) -> bool
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn globs_are_told_from_paths() {
-        assert!(is_glob("/var/log/*.log"));
-        assert!(is_glob("/var/log/app-?.log"));
-        assert!(is_glob("/var/log/[ab].log"));
-        assert!(!is_glob("/var/log/app.log"));
-    }
 
     fn capture(handed: u64, offset: u64) -> Capture {
         Capture {

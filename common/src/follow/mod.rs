@@ -2468,8 +2468,10 @@ fn file_name_bytes(path: &Path) -> Option<&[u8]> {
     (!matches!(name, b"" | b"." | b"..")).then_some(name)
 }
 
-/// Whether a path component holds glob syntax.
-fn has_glob_syntax(text: &str) -> bool {
+/// Whether a pattern, or one component of it, holds glob syntax (`*`,
+/// `?`, `[`): followed as a glob ([`Follower::add_glob`]) rather than as a
+/// path.
+pub fn has_glob_syntax(text: &str) -> bool {
     text.contains(['*', '?', '['])
 }
 

@@ -1624,3 +1624,11 @@ fn while_a_copy_is_made_files_truncated_in_place_before_are_read_too() {
     read.sort();
     assert_eq!(read, ["a2", "b3"]);
 }
+
+#[test]
+fn globs_are_told_from_paths() {
+    assert!(has_glob_syntax("/var/log/*.log"));
+    assert!(has_glob_syntax("/var/log/app-?.log"));
+    assert!(has_glob_syntax("/var/log/[ab].log"));
+    assert!(!has_glob_syntax("/var/log/app.log"));
+}
