@@ -123,7 +123,7 @@ use std::time::{Duration, Instant};
 pub use crate::lines::LongLines;
 pub use checkpoint_store::{CheckpointError, CheckpointStore, DirLock, LockError};
 pub use driver::{Sink, WatcherFactory, run, run_with_watcher};
-use source::{Mark, OpenError, ReadEnd, Relation, Source};
+use source::{ContentStamp, Mark, OpenError, ReadEnd, Relation, Source, content_stamp};
 
 /// Default for [`FollowOptions::max_line_bytes`]: Docker's and Kubernetes'
 /// own log line limit is 16 KiB per chunk; 64 KiB keeps a stack trace line.
@@ -466,7 +466,7 @@ struct Watch {
     failing: Option<ReadFailure>,
     /// A file at this path that is not read (compressed and matching no
     /// stream read, or not a regular file): left alone while it stays.
-    skipped: Option<FileId>,
+    skipped: Option<Skipped>,
     /// The current file was let go to be placed again (it was empty): no
     /// notice for it.
     reidentify: bool,
@@ -480,6 +480,24 @@ struct Watch {
     waiting: bool,
 }
 
+/// A file a glob matched that is not read: compressed and continuing no
+/// stream read, or not a regular file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Skipped {
+    id: FileId,
+    /// A compressed file's stamp when it was skipped: if it changes (gzip
+    /// was still writing it), it is looked at again. `None` for a file that
+    /// is not regular, skipped whatever is written to it.
+    stamp: Option<ContentStamp>,
+}
+
+impl Skipped {
+    /// Whether `meta` describes the file skipped, unchanged.
+    fn still(&self, meta: &Metadata) -> bool {
+        FileId::of(meta) == self.id && self.stamp.is_none_or(|stamp| stamp == content_stamp(meta))
+    }
+}
+
 /// A file closed while read to its end and quiet: opened again by name when
 /// its (mtime, size) changes, with the state it had (position, the bytes
 /// that identify its stream), so a truncation or a copy is told as if it
@@ -487,7 +505,7 @@ struct Watch {
 /// while closed, and is remembered like a file let go.
 struct Parked {
     checkpoint: Checkpoint,
-    stamp: (i64, i64, u64),
+    stamp: ContentStamp,
     /// The source's `older`, `serial`, `head` and `before`.
     older: bool,
     serial: u64,
@@ -590,6 +608,10 @@ pub struct Follower {
     watched_paths: std::collections::HashSet<PathBuf>,
     /// Compressed files skipped because they continue no stream read.
     skipped_compressed: u64,
+    /// The files skipped under any name: one renamed is still skipped,
+    /// not opened and decompressed again (logrotate renames every `.gz` at
+    /// each run, right before it copies and truncates the live file).
+    skipped_files: std::collections::HashMap<FileId, Skipped>,
     /// Files opened by the driver the moment inotify said they were
     /// created ([`Follower::adopt_created`]), not placed yet.
     created: Vec<(PathBuf, std::fs::File)>,
@@ -641,6 +663,7 @@ impl Follower {
             excludes: Vec::new(),
             watched_paths: std::collections::HashSet::new(),
             skipped_compressed: 0,
+            skipped_files: std::collections::HashMap::new(),
             created: Vec::new(),
             cursor: 0,
             open_now: 0,
@@ -932,13 +955,24 @@ impl Follower {
                 && watch.parked.is_none()
                 && !watch.waiting
                 && watch.retired.is_empty()
-                && watch.notice.is_none();
+                && watch.notice.is_none()
+                && watch.skipped.is_none();
             if gone {
                 watched_paths.remove(&watch.path);
                 forgotten.push(std::mem::take(&mut watch.path));
             }
             !gone
         });
+        if !self.skipped_files.is_empty() {
+            // Every name was looked at: a skipped file no name holds any
+            // more was deleted.
+            let named: std::collections::HashSet<FileId> = self
+                .watches
+                .iter()
+                .filter_map(|watch| watch.skipped.map(|skipped| skipped.id))
+                .collect();
+            self.skipped_files.retain(|id, _| named.contains(id));
+        }
         if self.waiting > 0 && self.park_idle() {
             // There is room for files waiting: open them now.
             outcome = PollOutcome::Busy;
@@ -992,7 +1026,7 @@ impl Follower {
                 watch.current = Some(source);
                 continue;
             };
-            let stamp = (meta.mtime(), meta.mtime_nsec(), meta.len());
+            let stamp = content_stamp(&meta);
             let mark = source.mark();
             watch.parked = Some(Parked {
                 checkpoint: Checkpoint {
@@ -1675,11 +1709,22 @@ impl Follower {
             Ok(meta) if meta.is_dir() => {
                 report_failure(watch, io::ErrorKind::IsADirectory.into());
             }
-            Ok(meta) if watch.skipped == Some(FileId::of(&meta)) => {}
+            Ok(meta) if watch.skipped.is_some_and(|skipped| skipped.still(&meta)) => {}
+            Ok(meta)
+                if watch.current.is_none()
+                    && watch.parked.is_none()
+                    && let Some(skipped) = self
+                        .skipped_files
+                        .get(&FileId::of(&meta))
+                        .filter(|skipped| skipped.still(&meta)) =>
+            {
+                // Skipped under another name, renamed here.
+                watch.skipped = Some(*skipped);
+            }
             Ok(meta) => {
                 let id = FileId::of(&meta);
                 watch.skipped = None;
-                let stamp = (meta.mtime(), meta.mtime_nsec(), meta.len());
+                let stamp = content_stamp(&meta);
                 if let Some(parked) = watch.parked.as_ref().filter(|_| watch.current.is_none()) {
                     if parked.checkpoint.id != id {
                         // Renamed or deleted while closed.
@@ -1774,6 +1819,7 @@ impl Follower {
                     remember_released(&mut self.released, parked.checkpoint);
                     watch.notice = Some(NoticeKind::Removed);
                 }
+                watch.skipped = None;
                 watch.seen = Seen::Missing;
             }
             Err(error) => report_failure(watch, ReadFailure::of(&error)),
@@ -1814,7 +1860,12 @@ impl Follower {
                 Err(OpenError::Io(error)) => report_failure(watch, ReadFailure::of(&error)),
                 Err(OpenError::NotRegular(kind)) => {
                     if let Ok(meta) = std::fs::metadata(&watch.path) {
-                        watch.skipped = Some(FileId::of(&meta));
+                        let skipped = Skipped {
+                            id: FileId::of(&meta),
+                            stamp: None,
+                        };
+                        watch.skipped = Some(skipped);
+                        self.skipped_files.insert(skipped.id, skipped);
                     }
                     if watch.from_glob {
                         tracing::warn!(path = %watch.path.display(), "skipping {kind}: only regular files are followed");
@@ -1931,7 +1982,12 @@ impl Follower {
                     path = %watch.path.display(),
                     "skipping compressed file: it continues no file read"
                 );
-                watch.skipped = Some(id);
+                let skipped = Skipped {
+                    id,
+                    stamp: Some(content_stamp(&source.file.metadata()?)),
+                };
+                watch.skipped = Some(skipped);
+                self.skipped_files.insert(id, skipped);
                 if watch.seen == Seen::Never {
                     watch.seen = Seen::Missing;
                 }

@@ -58,6 +58,14 @@ fn begins_with_gzip_magic(file: &File) -> bool {
     file.read_exact_at(&mut magic, 0).is_ok() && magic == GZIP_MAGIC
 }
 
+/// A file's (mtime seconds, mtime nanoseconds, size): what a write or a
+/// truncation changes, and a rename does not.
+pub(super) type ContentStamp = (i64, i64, u64);
+
+pub(super) fn content_stamp(meta: &Metadata) -> ContentStamp {
+    (meta.mtime(), meta.mtime_nsec(), meta.len())
+}
+
 /// Why a path was not opened as a followed file.
 #[derive(Debug)]
 pub(super) enum OpenError {
@@ -242,10 +250,10 @@ pub(super) struct Source {
     /// again from its start, after the copy holding its unread lines.
     pub(super) truncated: bool,
     /// The file's (mtime, size) at the last [`Source::modified_since_check`].
-    checked: Option<(i64, i64, u64)>,
+    checked: Option<ContentStamp>,
     /// The (mtime, size) at which the first bytes were last found equal to
     /// `head`: until the file changes they are not read again.
-    intact_stamp: Option<(i64, i64, u64)>,
+    intact_stamp: Option<ContentStamp>,
     /// Placed as a new file while empty: a copy or a compressed file being
     /// created looks like that, so it is not read before it has bytes to be
     /// identified by (it is then placed again).
@@ -445,7 +453,7 @@ impl Source {
     /// Whether the file's first bytes are still `head` (read only if the
     /// file changed since they last were).
     fn head_unchanged(&mut self, meta: &Metadata) -> io::Result<bool> {
-        let stamp = (meta.mtime(), meta.mtime_nsec(), meta.len());
+        let stamp = content_stamp(meta);
         if self.intact_stamp == Some(stamp) {
             return Ok(true);
         }
@@ -457,7 +465,7 @@ impl Source {
     /// Whether the file was written (or truncated) since the last call:
     /// its first bytes are worth comparing again only then.
     pub(super) fn modified_since_check(&mut self, meta: &Metadata) -> bool {
-        let stamp = (meta.mtime(), meta.mtime_nsec(), meta.len());
+        let stamp = content_stamp(meta);
         let changed = self.checked != Some(stamp);
         self.checked = Some(stamp);
         changed

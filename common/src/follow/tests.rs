@@ -1106,6 +1106,54 @@ fn a_file_empty_when_found_that_fills_with_gzip_is_never_read_as_text() {
 }
 
 #[test]
+fn a_skipped_compressed_file_is_looked_at_once_while_it_stays() {
+    // Counted and mentioned once, and not opened, decompressed and judged
+    // again at every poll that lists the directory.
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("app.log.2.gz"), gzip_bytes("unrelated\n")).unwrap();
+    let (log, mut follower, mut seen) = glob_app_log(dir.path(), options());
+    assert_eq!(follower.skipped_compressed(), 1);
+    std::thread::sleep(dir_stamp::STAMP_MARGIN + Duration::from_millis(100));
+    for line in ["two", "three", "four"] {
+        append(&log, &format!("{line}\n"));
+        assert_eq!(poll(&mut follower, &mut seen), [line]);
+    }
+    assert_eq!(follower.skipped_compressed(), 1);
+    // Nothing new in the directory: the polls after a quiet listing skip it.
+    let listed = follower.listings;
+    assert!(poll(&mut follower, &mut seen).is_empty());
+    assert_eq!(follower.listings, listed);
+    // Nothing waits: an idle driver sleeps until the minute's full poll.
+    assert!(follower.settled());
+}
+
+#[test]
+fn skipped_compressed_files_renamed_by_a_rotation_stay_skipped_unopened() {
+    // logrotate's every run shifts each `.gz` one name up, right before it
+    // copies and truncates the live file: none is opened again then.
+    let dir = tempfile::tempdir().unwrap();
+    let gz = |n: u32| dir.path().join(format!("app.log.{n}.gz"));
+    for n in 2..6 {
+        fs::write(gz(n), gzip_bytes(&format!("old {n}\n"))).unwrap();
+    }
+    let (log, mut follower, mut seen) = glob_app_log(dir.path(), options());
+    assert_eq!(follower.skipped_compressed(), 4);
+    for n in (2..6).rev() {
+        fs::rename(gz(n), gz(n + 1)).unwrap();
+    }
+    append(&log, "two\n");
+    assert_eq!(poll(&mut follower, &mut seen), ["two"]);
+    assert_eq!(follower.skipped_compressed(), 4);
+    // A new one is judged; the oldest, deleted, is forgotten.
+    fs::write(gz(2), gzip_bytes("new\n")).unwrap();
+    fs::remove_file(gz(6)).unwrap();
+    append(&log, "three\n");
+    assert_eq!(poll(&mut follower, &mut seen), ["three"]);
+    assert_eq!(follower.skipped_compressed(), 5);
+    assert_eq!(follower.skipped_files.len(), 4);
+}
+
+#[test]
 fn a_file_empty_when_found_that_fills_with_gzip_and_is_renamed_is_never_read_as_text() {
     // gzip creates `app.log.1.gz` empty and fills it; logrotate renames it
     // to `app.log.2.gz` at the next rotation, maybe before we look again:
