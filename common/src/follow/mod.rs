@@ -777,9 +777,12 @@ impl Follower {
 
     /// A [`Follower::poll_once`] of the followed paths `changed` holds
     /// alone (no glob expansion, no stat or read of the others), when every
-    /// file is in a plain state: read as the newest of its name, no rotated
-    /// file being drained, no copy being resolved, no file closed or
-    /// waiting, no error, no file created unplaced. Otherwise a full poll.
+    /// file is in a plain state: no rotated file being drained under the
+    /// name it left, no copy being resolved, no file closed or waiting, no
+    /// error, no file created unplaced. A rotated file read under a name of
+    /// its own (`app.log.1` through a glob) is plain: its lines still come
+    /// before the newer file's in the poll's two passes. Otherwise a full
+    /// poll.
     /// For a driver that learns from inotify which files changed: a file
     /// nobody wrote costs nothing here. Name changes (creation, rename,
     /// deletion) need a full poll: they are not for this.
@@ -857,10 +860,7 @@ impl Follower {
                     && !watch.waiting
                     && !watch.reidentify
                     && watch.current.as_ref().is_none_or(|source| {
-                        source.shadow_of.is_none()
-                            && !source.unidentified
-                            && !source.truncated
-                            && !source.older
+                        source.shadow_of.is_none() && !source.unidentified && !source.truncated
                     })
             })
     }

@@ -1318,6 +1318,44 @@ fn poll_changed_reads_only_the_files_named_until_a_rotation_needs_a_full_poll() 
     assert_eq!(seen.take(), ["b2"]);
 }
 
+/// logrotate's copy (`app.log.1`) or a renamed file holds lines older than
+/// `app.log`'s and stays until the next rotation, a day in production. Read
+/// to its end it is in a plain state: an idle driver sleeps until the
+/// minute's full poll instead of looking at every file at each tick, and a
+/// late write to it is read when an event names it.
+#[test]
+fn a_rotated_file_read_to_its_end_leaves_the_follower_settled() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, mut follower, mut seen) = glob_app_log(dir.path(), options());
+    append(&log, "two\n");
+    copy_and_truncate(&log, &dir.path().join("app.log.1"));
+    append(&log, "three\n");
+    let mut read = Vec::new();
+    for _ in 0..3 {
+        read.extend(lines(&poll(&mut follower, &mut seen)).into_iter().cloned());
+    }
+    assert_eq!(read, ["two", "three"]);
+    assert!(follower.settled());
+
+    let renamed = dir.path().join("app.log.2");
+    fs::rename(&log, &renamed).unwrap();
+    write(&log, "four\n");
+    let mut read = Vec::new();
+    for _ in 0..3 {
+        read.extend(lines(&poll(&mut follower, &mut seen)).into_iter().cloned());
+    }
+    assert_eq!(read, ["four"]);
+    assert!(follower.settled());
+    append(&renamed, "late\n");
+    follower
+        .poll_changed(
+            &std::collections::HashSet::from([renamed]),
+            &mut seen.sink(),
+        )
+        .unwrap();
+    assert_eq!(seen.take(), ["late"]);
+}
+
 /// Many files, few descriptors: files read to their end are closed and the
 /// others read in turn; a closed file that grows continues where it was
 /// left, one truncated or replaced meanwhile is read from its start.
