@@ -29,7 +29,10 @@
 //! - While inotify names every change (every directory watched, no queue
 //!   overflow), a poll looks only at the files events named
 //!   ([`Follower::poll_changed`]): a file nobody wrote is neither stat'ed nor
-//!   read. A full poll comes after a name change and, as a safety net for
+//!   read. A full poll comes after a name change (with files rotated by
+//!   truncation, after the burst of them a rotation makes, up to
+//!   [`NAME_BURST_MAX`]: logrotate renames every kept `.gz` before it copies
+//!   and truncates) and, as a safety net for
 //!   writes inotify cannot see (a hard link written in another directory, a
 //!   network file system written from another host), at most
 //!   [`FULL_POLL_EVERY`] apart; one that finds lines no event announced
@@ -158,6 +161,14 @@ const ORIGINAL_READS_PER_POLL: usize = 20;
 /// waits for a write before reading anyway (an event may be lost to a full
 /// queue).
 const ORIGINAL_READ_WAIT: Duration = Duration::from_millis(1);
+
+/// A burst of name changes (a rotation) has ended once none came for this
+/// long: logrotate renames a kept file every few microseconds.
+const NAME_BURST_QUIET: Duration = Duration::from_millis(1);
+
+/// The longest the full poll after a name change waits for the burst to
+/// end, while files rotated by truncation are read at every write.
+const NAME_BURST_MAX: Duration = Duration::from_millis(10);
 
 /// How long after a poll's start the next event-driven poll may start:
 /// `base_gap` more for every poll in a row that found lines (`streak`), up
@@ -288,6 +299,37 @@ async fn drive<S: Sink>(
         let cpu_before = measure_cpu.then(thread_cpu_time);
         watching.adopt(follower);
         let names_changed = watching.take_names_changed();
+        if names_changed && follower.read_every_change() && watching.names_every_change() {
+            // A rotation's names change in a burst: logrotate renames every
+            // kept file one name up, then copies and truncates. One full
+            // poll after the burst, not one per rename: with many `.gz`
+            // files kept, those polls kept us busy right while logrotate
+            // copied and truncated. Meanwhile the files rotated by
+            // truncation are read at every write, as between polls.
+            let burst_end = polled + NAME_BURST_MAX;
+            let mut last_name = Instant::now();
+            loop {
+                if follower.read_truncated_before(&mut |event| sink.event(event))?
+                    == PollOutcome::Paused
+                {
+                    break;
+                }
+                let quiet_until = (last_name + NAME_BURST_QUIET).min(burst_end);
+                if Instant::now() >= quiet_until {
+                    break;
+                }
+                tokio::select! {
+                    _ = shutdown.requested() => break,
+                    _ = tokio::time::sleep_until(quiet_until) => {}
+                    _ = watching.hint() => {}
+                }
+                if watching.take_names_changed() {
+                    last_name = Instant::now();
+                }
+                // Files created meanwhile, opened at their creation.
+                watching.adopt(follower);
+            }
+        }
         if names_changed {
             eager_until = polled + EAGER_AFTER_NAME_CHANGE;
         }

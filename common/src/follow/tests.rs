@@ -998,6 +998,89 @@ mod driver {
         assert_eq!(recorder.lines, ["short-lived"]);
     }
 
+    /// logrotate with copytruncate, `compress` and many rotations kept
+    /// renames every `.gz` one name up at each run, then copies and
+    /// truncates the live file. The renames make one full poll, after their
+    /// burst, not one each; the live file, rotated by truncation before, is
+    /// read at every write meanwhile.
+    #[tokio::test]
+    async fn a_burst_of_renames_makes_one_full_poll_and_the_truncated_file_is_read_meanwhile() {
+        const KEPT: u32 = 60;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        let gz = {
+            let dir = dir.path().to_path_buf();
+            move |n: u32| dir.join(format!("app.log.{n}.gz"))
+        };
+        for n in 2..KEPT + 2 {
+            fs::write(gz(n), gzip_bytes(&format!("kept {n}\n"))).unwrap();
+        }
+        write(&log, "one\n");
+        let mut follower = Follower::new(options());
+        follower
+            .add_glob(&format!("{}*", log.display()), StartAt::Beginning)
+            .unwrap();
+        let burst = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let mut recorder = Recorder::new({
+            let (log, burst) = (log.clone(), burst.clone());
+            move |line, shutdown| match line {
+                "one" => {
+                    copy_and_truncate(&log, &log.with_file_name("app.log.1"));
+                    append(&log, "2\n");
+                }
+                // Rotated by truncation: now the renames, a write after each.
+                "2" => {
+                    let (log, gz, burst) = (log.clone(), gz.clone(), burst.clone());
+                    std::thread::spawn(move || {
+                        let start = tokio::time::Instant::now();
+                        // Gaps long enough to end a burst (a loaded machine).
+                        let mut slow = 0;
+                        let mut renamed = start;
+                        for n in (2..KEPT + 2).rev() {
+                            fs::rename(gz(n), gz(n + 1)).unwrap();
+                            slow += usize::from(renamed.elapsed() > Duration::from_micros(800));
+                            renamed = tokio::time::Instant::now();
+                            append(&log, &format!("during {n}\n"));
+                            std::thread::sleep(Duration::from_micros(200));
+                        }
+                        *burst.lock().unwrap() = Some((start, renamed, slow));
+                        append(&log, "last\n");
+                    });
+                }
+                "last" => shutdown.trigger(),
+                _ => {}
+            }
+        });
+        run_within(
+            Duration::from_secs(20),
+            &mut follower,
+            &mut recorder,
+            "every line should be read within seconds",
+        )
+        .await;
+        let expected: Vec<String> = ["one".to_owned(), "2".to_owned()]
+            .into_iter()
+            .chain((2..KEPT + 2).rev().map(|n| format!("during {n}")))
+            .chain(["last".to_owned()])
+            .collect();
+        assert_eq!(recorder.lines, expected);
+        let (start, end, slow) = burst.lock().unwrap().expect("the renames ran");
+        let polls = recorder
+            .polls
+            .iter()
+            .filter(|at| (start..=end).contains(*at))
+            .count();
+        // One poll per `NAME_BURST_MAX` and per gap that ended the burst,
+        // and a little room for a loaded machine; one every rename or two
+        // without the burst's wait.
+        let allowed = 3 + slow + ((end - start).as_millis() / 10) as usize;
+        assert!(
+            polls <= allowed,
+            "{polls} polls during {KEPT} renames in {:?} ({slow} slow gaps)",
+            end - start
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn shutdown_drains_to_the_end_and_hands_over_the_partial_line() {
         let dir = tempfile::tempdir().unwrap();
