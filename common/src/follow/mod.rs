@@ -964,8 +964,9 @@ impl Follower {
             !gone
         });
         if !self.skipped_files.is_empty() {
-            // Every name was looked at: a skipped file no name holds any
-            // more was deleted.
+            // A skipped file no watch holds any more, after the names it
+            // could have moved to were looked at, was deleted or went out
+            // of every followed name.
             let named: std::collections::HashSet<FileId> = self
                 .watches
                 .iter()
