@@ -548,6 +548,17 @@ impl Watch {
             .chain(self.current.as_mut())
     }
 
+    /// Leaves the file `skipped` alone at this name, and under any name it
+    /// is renamed to (`skipped_files`).
+    fn skip(
+        &mut self,
+        skipped: Skipped,
+        skipped_files: &mut std::collections::HashMap<FileId, Skipped>,
+    ) {
+        self.skipped = Some(skipped);
+        skipped_files.insert(skipped.id, skipped);
+    }
+
     /// Whether a file named `name` may hold a copy of this one
     /// ([`named_like_copy`]).
     fn may_be_copied_to(&self, name: &[u8]) -> bool {
@@ -894,10 +905,12 @@ impl Follower {
             }
             self.step_done();
         }
+        let mut every_name = only.is_none();
         if only.is_some() && !self.settled() {
             // A change named turned out to be a rotation (truncated or
             // replaced): the rest of a full poll, so its copy or its new
             // file is found as a full poll would find it.
+            every_name = true;
             self.discover();
             for index in 0..self.watches.len() {
                 if !chosen.get(index).copied().unwrap_or(false) {
@@ -963,10 +976,11 @@ impl Follower {
             }
             !gone
         });
-        if !self.skipped_files.is_empty() {
-            // A skipped file no watch holds any more, after the names it
-            // could have moved to were looked at, was deleted or went out
-            // of every followed name.
+        if every_name && !self.skipped_files.is_empty() {
+            // A skipped file no watch holds any more, after every name it
+            // could have moved to was looked at, was deleted or went out of
+            // every followed name. (A poll of named changes alone moves no
+            // skipped file: a change at a skipped name is a full poll.)
             let named: std::collections::HashSet<FileId> = self
                 .watches
                 .iter()
@@ -1865,8 +1879,7 @@ impl Follower {
                             id: FileId::of(&meta),
                             stamp: None,
                         };
-                        watch.skipped = Some(skipped);
-                        self.skipped_files.insert(skipped.id, skipped);
+                        watch.skip(skipped, &mut self.skipped_files);
                     }
                     if watch.from_glob {
                         tracing::warn!(path = %watch.path.display(), "skipping {kind}: only regular files are followed");
@@ -1987,8 +2000,7 @@ impl Follower {
                     id,
                     stamp: Some(content_stamp(&source.file.metadata()?)),
                 };
-                watch.skipped = Some(skipped);
-                self.skipped_files.insert(id, skipped);
+                watch.skip(skipped, &mut self.skipped_files);
                 if watch.seen == Seen::Never {
                     watch.seen = Seen::Missing;
                 }
