@@ -309,9 +309,7 @@ async fn drive<S: Sink>(
             let burst_end = polled + NAME_BURST_MAX;
             let mut last_name = Instant::now();
             loop {
-                if follower.read_truncated_before(&mut |event| sink.event(event))?
-                    == PollOutcome::Paused
-                {
+                if !read_truncated_now(follower, sink)? {
                     break;
                 }
                 let quiet_until = (last_name + NAME_BURST_QUIET).min(burst_end);
@@ -512,12 +510,9 @@ async fn drive<S: Sink>(
                 // lines written after logrotate's copy are gone at its
                 // truncation.
                 loop {
-                    if follower.read_truncated_before(&mut |event| sink.event(event))?
-                        == PollOutcome::Paused
-                    {
+                    if !read_truncated_now(follower, sink)? {
                         break;
                     }
-                    sink.idle()?;
                     let changed = tokio::select! {
                         _ = shutdown.requested() => false,
                         _ = tokio::time::sleep_until(polled + gap) => false,
@@ -534,6 +529,17 @@ async fn drive<S: Sink>(
     }
     watching.adopt(follower);
     drain(follower, sink, Instant::now() + drain_timeout).await
+}
+
+/// Reads the files rotated by truncation ([`Follower::read_truncated_before`])
+/// and hands what was read over at once, between two polls. Returns false if
+/// the sink paused.
+fn read_truncated_now<S: Sink>(follower: &mut Follower, sink: &mut S) -> io::Result<bool> {
+    if follower.read_truncated_before(&mut |event| sink.event(event))? == PollOutcome::Paused {
+        return Ok(false);
+    }
+    sink.idle()?;
+    Ok(true)
 }
 
 /// A coalescing pause until `until`: content events queue unheard (the
