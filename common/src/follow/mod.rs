@@ -850,7 +850,8 @@ impl Follower {
     /// changes name the files that appear). Nothing then waits on the clock
     /// (a rotated file's `rotate_wait`, a deleted file's quiet time, a
     /// missing or failing path's next look): a driver told of every change
-    /// needs no tick.
+    /// needs no tick. A copy whose lines were all read in its original
+    /// ([`Source::covered`]) is plain too: it may stay for a day.
     pub fn settled(&self) -> bool {
         self.created.is_empty()
             && self.resume.is_empty()
@@ -871,7 +872,9 @@ impl Follower {
                     && !watch.waiting
                     && !watch.reidentify
                     && watch.current.as_ref().is_none_or(|source| {
-                        source.shadow_of.is_none() && !source.unidentified && !source.truncated
+                        (source.shadow_of.is_none() || source.covered)
+                            && !source.unidentified
+                            && !source.truncated
                     })
             })
     }
@@ -1666,6 +1669,11 @@ impl Follower {
                     // after copying): the lengths and bytes compared were
                     // the new file's; the copy is placed as below.
                     if !grew_apart || stream.intact()? {
+                        copy.covered = !grew_apart
+                            && copy_len.is_some_and(|len| len <= stream.line_start)
+                            && copy
+                                .shadow_since
+                                .is_none_or(|since| since.elapsed() >= COPY_TRUNCATE_WINDOW);
                         return Ok(grew_apart.then_some(0));
                     }
                 }

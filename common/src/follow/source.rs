@@ -241,6 +241,11 @@ pub(super) struct Source {
     pub(super) shadow_of: Option<u64>,
     /// When this file was found to be a copy of a stream still intact.
     pub(super) shadow_since: Option<std::time::Instant>,
+    /// A copy past logrotate's window whose bytes were all read in its
+    /// original (logrotate's `copy`, a backup made by hand): nothing waits
+    /// on the clock for it. A write to either file, or the original's
+    /// truncation, is an event that looks at it again.
+    pub(super) covered: bool,
     /// Holds lines older than a file being read under some name (rotated
     /// away, or the copy of a truncated file): read first in a poll.
     pub(super) older: bool,
@@ -339,6 +344,7 @@ impl Source {
             serial,
             shadow_of: None,
             shadow_since: None,
+            covered: false,
             older: false,
             checked: None,
             intact_stamp: None,

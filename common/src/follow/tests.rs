@@ -1439,6 +1439,47 @@ fn a_rotated_file_read_to_its_end_leaves_the_follower_settled() {
     assert_eq!(seen.take(), ["late"]);
 }
 
+/// A copy never followed by a truncation (logrotate's `copy`, a backup
+/// made by hand) holds only lines read in its original: it is not read,
+/// and once logrotate's window has passed it leaves the follower settled,
+/// so no tick comes every second for as long as the copy stays. The
+/// original's truncation, however late, is still handled as a rotation.
+#[test]
+fn a_copy_of_lines_already_read_leaves_the_follower_settled() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, mut follower, mut seen) = glob_app_log(dir.path(), options());
+    append(&log, "two\n");
+    assert_eq!(poll(&mut follower, &mut seen), ["two"]);
+    fs::copy(&log, dir.path().join("app.log.bak")).unwrap();
+    assert!(poll(&mut follower, &mut seen).is_empty());
+    assert!(!follower.settled(), "a truncation may follow the copy");
+    std::thread::sleep(COPY_TRUNCATE_WINDOW);
+    assert!(poll(&mut follower, &mut seen).is_empty());
+    assert!(follower.settled());
+
+    append(&log, "three\n");
+    follower
+        .poll_changed(
+            &std::collections::HashSet::from([log.clone()]),
+            &mut seen.sink(),
+        )
+        .unwrap();
+    assert_eq!(seen.take(), ["three"]);
+    assert!(follower.settled());
+
+    truncate_in_place(&log);
+    append(&log, "four\n");
+    follower
+        .poll_changed(
+            &std::collections::HashSet::from([log.clone()]),
+            &mut seen.sink(),
+        )
+        .unwrap();
+    let mut events = seen.take();
+    events.extend(poll(&mut follower, &mut seen));
+    assert_eq!(lines(&events), ["four"]);
+}
+
 /// Many files, few descriptors: files read to their end are closed and the
 /// others read in turn; a closed file that grows continues where it was
 /// left, one truncated or replaced meanwhile is read from its start.
