@@ -131,12 +131,14 @@ pub const FULL_POLL_EVERY: Duration = Duration::from_secs(60);
 
 /// Event-driven polls are spaced by at least this many times the last
 /// poll's duration (and `event_coalesce`), so a follower of many busy files
-/// spends at most about 1/40 of a core on polling: every file then has
-/// several lines per read instead of one, and a file's `stat` and `read`
-/// are paid per several lines. A poll of one busy file takes tens of
-/// microseconds, so this spacing only shows with hundreds of files written
-/// at once, up to [`MAX_COST_COALESCE`].
-const COALESCE_COST_FACTOR: u32 = 40;
+/// spends at most about 1/100 of a core on polling, what a sidecar's CPU
+/// request is commonly sized for (10m): every file then has several lines
+/// per read instead of one, and a file's `stat` and `read` are paid per
+/// several lines. A poll of one busy file takes tens of microseconds, and
+/// only the cost of looking at more than one file counts, so this spacing
+/// shows with dozens of files written at once (50 busy files: ~100 ms),
+/// up to [`MAX_COST_COALESCE`] with about 500 and more.
+const COALESCE_COST_FACTOR: u32 = 100;
 
 /// The longest spacing [`COALESCE_COST_FACTOR`] gives: with a thousand
 /// files written at once, a line waits about this long at most, as with
@@ -199,7 +201,7 @@ fn many_files_share(cost: Duration, files: usize) -> Duration {
 /// (`cpu_before`), else its wall time, but then never enough to space polls
 /// beyond `busy_gap`. The wall clock also counts the time a poll was
 /// preempted: on a loaded machine, one poll of one file can take
-/// milliseconds, and its lines would wait 40 times that. The CPU clock
+/// milliseconds, and its lines would wait 100 times that. The CPU clock
 /// costs two syscalls, so it is read only after a poll that took long.
 fn poll_cost(wall: Duration, cpu_before: Option<Duration>, busy_gap: Duration) -> Duration {
     match cpu_before {
