@@ -99,8 +99,11 @@ fn checkpoints_start_at_once_and_stay_within_an_interval_of_stdout() {
         first < INTERVAL * 3 / 2,
         "first checkpoint after {first:?}, interval {INTERVAL:?}"
     );
-    // Sampled over three intervals: stdout first, then the checkpoint.
-    let allowed = BYTES_PER_SECOND * 3 / 2;
+    // Sampled over three intervals: stdout first, then the checkpoint. A
+    // save holding the capture before would fall two intervals behind; a
+    // quarter interval beyond one and a half is slack for a sync that a
+    // loaded disk delays (1.53 intervals were seen once in CI).
+    let allowed = BYTES_PER_SECOND * 7 / 4;
     let mut worst = 0;
     let sampling = Instant::now();
     while sampling.elapsed() < INTERVAL * 3 {
@@ -110,7 +113,7 @@ fn checkpoints_start_at_once_and_stay_within_an_interval_of_stdout() {
         worst = worst.max(behind);
         assert!(
             behind <= allowed,
-            "checkpoint at {saved} with {on_stdout} bytes on stdout: {behind} behind, more than {allowed} (1.5 intervals)"
+            "checkpoint at {saved} with {on_stdout} bytes on stdout: {behind} behind, more than {allowed} (1.75 intervals)"
         );
         thread::sleep(Duration::from_millis(20)); // The sampling period.
     }
