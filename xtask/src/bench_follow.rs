@@ -3,7 +3,9 @@
 //!
 //! 1. Rates: `writer --rate N --duration 10s --format text FILE` (one
 //!    `write(2)` per line) at 1k, 10k and 100k lines/s, every follower on the
-//!    same file. CPU is utime + stime from `/proc/PID/stat`, from just
+//!    same file. CPU is every thread's time on a CPU
+//!    (`/proc/PID/task/*/schedstat`, to the nanosecond; clock ticks are
+//!    10 ms, a quarter of what a follower spends at 1k lines/s), from just
 //!    before the writer starts until the follower printed its last line.
 //!    Lag: each line carries the writer's clock (`--time-format unix`, ms)
 //!    taken just before its `write(2)`; a thread per follower reads the
@@ -17,7 +19,8 @@
 //! 4. Throughput from the start of a 200 MB file, stdout a pipe drained by
 //!    `head -n LINES` (small reads, like a container runtime): time until
 //!    head has every line, best of 3; beside them, a bare copy (`dd
-//!    bs=4096`) into the same pipe, for what the harness allows.
+//!    bs=4096`) into the same pipe, for what the harness allows, and `head`
+//!    reading the file itself, the ceiling no producer can pass.
 //!
 //! `--bin-dir DIR` (`BENCH_BIN_DIR`) runs the binaries in DIR instead of
 //! building this tree (a before/after comparison with the same harness).
@@ -221,12 +224,6 @@ impl Running {
         self.lines.load(Ordering::Relaxed)
     }
 
-    fn cpu(&self, ticks: f64) -> f64 {
-        util::proc_stats(self.child.id(), ticks)
-            .map(|stats| stats.cpu_seconds)
-            .unwrap_or(f64::NAN)
-    }
-
     /// CPU seconds to the nanosecond ([`util::cpu_seconds_precise`]).
     fn cpu_precise(&self) -> f64 {
         util::cpu_seconds_precise(self.child.id()).unwrap_or(f64::NAN)
@@ -319,7 +316,6 @@ fn follow_step(
     glob: Option<&str>,
     rate: u64,
     duration: Duration,
-    ticks: f64,
 ) -> anyhow::Result<Vec<Row>> {
     for file in files {
         std::fs::write(file, b"").with_context(|| format!("creating {}", file.display()))?;
@@ -346,7 +342,7 @@ fn follow_step(
     }
     // Let start-up work (glob expansion, watches) settle out of the window.
     thread::sleep(Duration::from_millis(300));
-    let before: Vec<f64> = running.iter().map(|run| run.cpu(ticks)).collect();
+    let before: Vec<f64> = running.iter().map(Running::cpu_precise).collect();
     let status = writer(bins, rate, duration, files)
         .status()
         .context("running writer")?;
@@ -357,7 +353,7 @@ fn follow_step(
     let done = wait_lines(&running, expected, Duration::from_secs(15));
     let mut rows = Vec::new();
     for ((run, before), (lines, _)) in running.into_iter().zip(before).zip(done) {
-        let cpu = run.cpu(ticks) - before;
+        let cpu = run.cpu_precise() - before;
         let which = run.which;
         let lags = run.stop();
         rows.push(Row {
@@ -391,7 +387,7 @@ fn print_rows(title: &str, rows: &[Row], reference: Follower, out: &mut String) 
         .map(|row| row.cpu)
         .unwrap_or(f64::NAN);
     let text = format!(
-        "\n{title}\n| follower | CPU s | × {} | lag p50 ms | p99 ms | max ms | lines |\n|---|---|---|---|---|---|---|\n",
+        "\n{title}\n| follower | CPU s (schedstat) | × {} | lag p50 ms | p99 ms | max ms | lines |\n|---|---|---|---|---|---|---|\n",
         reference.label()
     );
     out.push_str(&text);
@@ -573,6 +569,25 @@ fn pipe_step(
         copy.push(drained_by_head(dd, lines, ticks)?.0);
     }
     let copy = copy.iter().copied().fold(f64::INFINITY, f64::min);
+    // The ceiling: `head` reading the file itself, with no pipe and no
+    // producer. No follower can deliver faster than its reader consumes.
+    let mut alone = Vec::new();
+    for _ in 0..rounds {
+        let input_file = std::fs::File::open(&input.path)
+            .with_context(|| format!("opening {}", input.path.display()))?;
+        let start = Instant::now();
+        let head = Command::new("head")
+            .args(["-n", &lines.to_string()])
+            .stdin(input_file)
+            .stdout(Stdio::null())
+            .status()
+            .context("running head")?;
+        if !head.success() {
+            bail!("head failed with {head}");
+        }
+        alone.push(start.elapsed().as_secs_f64());
+    }
+    let alone = alone.iter().copied().fold(f64::INFINITY, f64::min);
     let gnu = best[0].1;
     out.push_str(&format!(
         "\nFrom the start of {:.0} MB ({} lines) into a pipe read by `head -n {}`, best of {rounds}\n| follower | seconds | MB/s | × GNU tail (speed) | CPU s |\n|---|---|---|---|---|\n",
@@ -594,6 +609,11 @@ fn pipe_step(
         "| reference: `dd bs=4096`, a copy and nothing else | {copy:.3} | {:.0} | {} | - |\n",
         input.bytes as f64 / 1e6 / copy,
         ratio(gnu, copy),
+    ));
+    out.push_str(&format!(
+        "| ceiling: `head` reading the file itself, no pipe, no producer | {alone:.3} | {:.0} | {} | - |\n",
+        input.bytes as f64 / 1e6 / alone,
+        ratio(gnu, alone),
     ));
     Ok(())
 }
@@ -631,7 +651,6 @@ pub fn run(quick: bool, bin_dir: Option<&Path>) -> anyhow::Result<()> {
             None,
             rate,
             settings.duration,
-            ticks,
         )?;
         print_rows(
             &format!(
@@ -662,7 +681,6 @@ pub fn run(quick: bool, bin_dir: Option<&Path>) -> anyhow::Result<()> {
         Some(&glob),
         10,
         settings.many_duration,
-        ticks,
     )?;
     print_rows(
         &format!(
