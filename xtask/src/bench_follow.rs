@@ -513,21 +513,28 @@ fn drained_by_head(mut producer: Command, lines: u64, ticks: f64) -> anyhow::Res
         .spawn()
         .with_context(|| format!("starting {}", util::describe(&producer)))?;
     let stdout = child.stdout.take().context("no stdout")?;
-    let head = Command::new("head")
-        .args(["-n", &lines.to_string()])
-        .stdin(stdout)
-        .stdout(Stdio::null())
-        .status()
-        .context("running head")?;
+    let head = head(stdout, lines);
     let seconds = start.elapsed().as_secs_f64();
     let cpu = util::proc_stats(child.id(), ticks)
         .map(|stats| stats.cpu_seconds)
         .unwrap_or(f64::NAN);
     util::stop(&mut child);
-    if !head.success() {
-        bail!("head failed with {head}");
-    }
+    head?;
     Ok((seconds, cpu))
+}
+
+/// Runs `head -n lines` on `input` (its output discarded) to its end.
+fn head(input: impl Into<Stdio>, lines: u64) -> anyhow::Result<()> {
+    let status = Command::new("head")
+        .args(["-n", &lines.to_string()])
+        .stdin(input)
+        .stdout(Stdio::null())
+        .status()
+        .context("running head")?;
+    if !status.success() {
+        bail!("head failed with {status}");
+    }
+    Ok(())
 }
 
 /// Time until `head -n LINES` has every line of `input` through a pipe.
@@ -576,15 +583,7 @@ fn pipe_step(
         let input_file = std::fs::File::open(&input.path)
             .with_context(|| format!("opening {}", input.path.display()))?;
         let start = Instant::now();
-        let head = Command::new("head")
-            .args(["-n", &lines.to_string()])
-            .stdin(input_file)
-            .stdout(Stdio::null())
-            .status()
-            .context("running head")?;
-        if !head.success() {
-            bail!("head failed with {head}");
-        }
+        head(input_file, lines)?;
         alone.push(start.elapsed().as_secs_f64());
     }
     let alone = alone.iter().copied().fold(f64::INFINITY, f64::min);
