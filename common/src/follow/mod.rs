@@ -640,9 +640,10 @@ pub struct Follower {
     bound_warned: bool,
     /// Where the next search for idle files to close starts (round-robin).
     park_cursor: usize,
-    /// What [`Follower::rotated_among`] found at the changed paths (watch
-    /// index, metadata), for their refresh in the same call.
-    stat_now: Vec<(usize, std::fs::Metadata)>,
+    /// What [`Follower::rotated_among`] found at the changed paths, by
+    /// watch index, for their refresh in the same call (a lookup each: a
+    /// thousand changed files are not a thousand scans of a thousand).
+    stat_now: std::collections::HashMap<usize, std::fs::Metadata>,
     /// Counts polls and quick reads ([`Follower::read_currents`]): a file
     /// looked at in this one ([`Source::checked_in`]) needs no second look
     /// before it is read.
@@ -683,7 +684,7 @@ impl Follower {
             bound_warned: false,
             park_cursor: 0,
             forgotten: Vec::new(),
-            stat_now: Vec::new(),
+            stat_now: std::collections::HashMap::new(),
             pass: 0,
             #[cfg(test)]
             test_hook: None,
@@ -832,7 +833,7 @@ impl Follower {
             let rotated = match (&watch.current, std::fs::metadata(&watch.path)) {
                 (Some(current), Ok(meta)) => {
                     let rotated = FileId::of(&meta) != current.id || meta.len() < current.pos;
-                    self.stat_now.push((index, meta));
+                    self.stat_now.insert(index, meta);
                     rotated
                 }
                 (None, Ok(_)) | (Some(_), Err(_)) => true,
@@ -1715,11 +1716,7 @@ impl Follower {
     /// exists now: one that is deleted next is still read.
     fn refresh_watch(&mut self, index: usize, now: Instant) -> io::Result<()> {
         let options = &self.options;
-        let known = self
-            .stat_now
-            .iter()
-            .position(|(at, _)| *at == index)
-            .map(|at| self.stat_now.swap_remove(at).1);
+        let known = self.stat_now.remove(&index);
         let watch = &mut self.watches[index];
         let initial = watch.initial.take();
         let mut open_new = false;
