@@ -958,8 +958,14 @@ impl Follower {
         self.cursor = 0;
         if self.waiting == 0 {
             // Checkpoints are for the files present at start; a file that
-            // waited for a descriptor is placed with them when it opens.
-            self.resume.clear();
+            // waited for a descriptor is placed with them when it opens. One
+            // no name led to may have been renamed while the names were
+            // listed (logrotate shifting every rotation one name up): it is
+            // remembered as a stream let go, so wherever it shows up it
+            // continues where it was left, not read again from its start.
+            for checkpoint in std::mem::take(&mut self.resume) {
+                remember_released(&mut self.released, checkpoint);
+            }
         }
         // Glob matches that are gone and drained are forgotten; if the name
         // comes back it is a new file.

@@ -356,6 +356,37 @@ fn checkpoints_and_resume_give_no_loss_and_no_duplicate() {
     assert_eq!(poll(&mut restarted, &mut seen), ["3", "4"]);
 }
 
+/// A checkpointed file that no followed name leads to when the follower
+/// starts (logrotate was shifting every rotation one name up while the glob
+/// was listed) continues where it was left once it shows up under one,
+/// instead of being read again from its start.
+#[test]
+fn a_checkpointed_file_renamed_while_resuming_continues_where_it_was_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, mut follower, mut seen) = glob_app_log(dir.path(), options());
+    append(&log, "two\n");
+    assert_eq!(poll(&mut follower, &mut seen), ["two"]);
+    let saved = follower.checkpoints();
+    drop(follower);
+    let moving = dir.path().join("moving");
+    fs::rename(&log, &moving).unwrap();
+    append(&moving, "three\n");
+    write(&log, "new\n");
+    let (mut restarted, mut seen) = follow_glob(
+        &format!("{}*", log.display()),
+        StartAt::Beginning,
+        options(),
+    );
+    restarted.resume(&saved);
+    assert_eq!(lines(&poll(&mut restarted, &mut seen)), ["new"]);
+    fs::rename(&moving, dir.path().join("app.log.1")).unwrap();
+    let mut read = Vec::new();
+    for _ in 0..3 {
+        read.extend(lines(&poll(&mut restarted, &mut seen)).into_iter().cloned());
+    }
+    assert_eq!(read, ["three"]);
+}
+
 #[test]
 fn resume_in_a_file_truncated_while_down_reads_it_from_its_start() {
     let (_dir, path, mut follower, mut seen) = setup(StartAt::Beginning);
