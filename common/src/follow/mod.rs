@@ -2136,7 +2136,11 @@ impl Follower {
                 {
                     Some(checkpoint.offset)
                 }
-                None if same_inode && checkpoint.offset == 0 => Some(0),
+                // Nothing read of it: a text file starts at 0. A compressed
+                // one was empty when saved (gzip had just created it): what
+                // its content continues tells where it starts, as for a file
+                // never seen (a rotation already read is not read again).
+                None if same_inode && checkpoint.offset == 0 && !source.is_compressed() => Some(0),
                 None => None,
             };
             if let Some(offset) = offset {

@@ -387,6 +387,55 @@ fn a_checkpointed_file_renamed_while_resuming_continues_where_it_was_left() {
     assert_eq!(read, ["three"]);
 }
 
+/// A compressed rotation saved while gzip had only created it (empty,
+/// nothing read) is placed by its content after a restart: it holds the
+/// lines of a stream read already, so it is not read again from its start.
+#[test]
+fn a_compressed_file_saved_empty_is_placed_by_content_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, mut follower, mut seen) = glob_app_log(dir.path(), options());
+    append(&log, "two\n");
+    assert_eq!(poll(&mut follower, &mut seen), ["two"]);
+    let gz = dir.path().join("app.log.1.gz");
+    write(&gz, "");
+    assert!(lines(&poll(&mut follower, &mut seen)).is_empty());
+    let saved = follower.checkpoints();
+    assert!(
+        saved
+            .iter()
+            .any(|saved| saved.path == gz && saved.offset == 0)
+    );
+    drop(follower);
+    // Restarted while gzip has written its header only: compressed, with
+    // nothing to compare yet.
+    let compressed = gzip_bytes("one\ntwo\n");
+    let (header, rest) = compressed.split_at(10);
+    let add = |bytes: &[u8]| {
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&gz)
+            .unwrap()
+            .write_all(bytes)
+            .unwrap();
+    };
+    add(header);
+    let (mut restarted, mut seen) = follow_glob(
+        &format!("{}*", log.display()),
+        StartAt::Beginning,
+        options(),
+    );
+    restarted.resume(&saved);
+    let mut read = lines(&poll(&mut restarted, &mut seen))
+        .into_iter()
+        .cloned()
+        .collect::<Vec<_>>();
+    add(rest);
+    for _ in 0..3 {
+        read.extend(lines(&poll(&mut restarted, &mut seen)).into_iter().cloned());
+    }
+    assert!(read.is_empty(), "{read:?}");
+}
+
 #[test]
 fn resume_in_a_file_truncated_while_down_reads_it_from_its_start() {
     let (_dir, path, mut follower, mut seen) = setup(StartAt::Beginning);
