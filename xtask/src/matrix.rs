@@ -60,8 +60,9 @@ pub struct MatrixArgs {
     #[arg(long)]
     rerun_failed: bool,
 
-    /// The CI subset: rates 1k and max, restarts none and SIGKILL, every
-    /// rotation mode, 3 s per run (about three minutes on two cores).
+    /// The CI subset: rates 1k and max, every restart (none, SIGTERM,
+    /// SIGKILL: a run's followers run side by side), every rotation mode,
+    /// 3 s per run (about three minutes on two cores).
     #[arg(long, conflicts_with = "full")]
     quick: bool,
 
@@ -79,8 +80,7 @@ pub struct MatrixArgs {
     #[arg(long, value_delimiter = ',', value_name = "LINES_PER_S")]
     rates: Vec<u64>,
 
-    /// Only these restarts of our follower [default: none,sigkill with
-    /// --quick, else none,sigterm,sigkill].
+    /// Only these restarts of our follower [default: none,sigterm,sigkill].
     #[arg(long, value_delimiter = ',', value_name = "RESTART")]
     restarts: Vec<Restart>,
 
@@ -319,10 +319,9 @@ pub fn run(args: MatrixArgs) -> anyhow::Result<()> {
         ([], false) => vec![1000, 100_000, 0],
         (rates, _) => rates.to_vec(),
     };
-    let restarts = match (&args.restarts[..], args.quick) {
-        ([], true) => vec![Restart::None, Restart::Kill],
-        ([], false) => vec![Restart::None, Restart::Term, Restart::Kill],
-        (restarts, _) => restarts.to_vec(),
+    let restarts = match &args.restarts[..] {
+        [] => vec![Restart::None, Restart::Term, Restart::Kill],
+        restarts => restarts.to_vec(),
     };
     let seconds = args.seconds.unwrap_or(if args.quick { 3.0 } else { 5.0 });
     let max_lines = args
