@@ -537,6 +537,15 @@ fn head(input: impl Into<Stdio>, lines: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The shortest of `rounds` timings, in seconds.
+fn best_of(rounds: usize, mut seconds: impl FnMut() -> anyhow::Result<f64>) -> anyhow::Result<f64> {
+    let mut best = f64::INFINITY;
+    for _ in 0..rounds {
+        best = best.min(seconds()?);
+    }
+    Ok(best)
+}
+
 /// Time until `head -n LINES` has every line of `input` through a pipe.
 fn pipe_step(
     bins: &Bins,
@@ -555,38 +564,32 @@ fn pipe_step(
     let lines = input.lines;
     let mut best = Vec::new();
     for which in followers {
-        let mut times = Vec::new();
         let mut cpu = f64::NAN;
-        for _ in 0..rounds {
+        let seconds = best_of(rounds, || {
             let seconds;
             (seconds, cpu) = drained_by_head(which.command(bins, &files, None), lines, ticks)?;
-            times.push(seconds);
-        }
-        let seconds = times.iter().copied().fold(f64::INFINITY, f64::min);
+            Ok(seconds)
+        })?;
         best.push((which, seconds, cpu));
     }
     // For reference: a bare copy into the same pipe, a page per write
     // (`dd bs=4096`), what a producer doing nothing else gets here.
-    let mut copy = Vec::new();
-    for _ in 0..rounds {
+    let copy = best_of(rounds, || {
         let mut dd = Command::new("dd");
         dd.arg(format!("if={}", input.path.display()))
             .args(["bs=4096", "status=none"])
             .stderr(Stdio::null());
-        copy.push(drained_by_head(dd, lines, ticks)?.0);
-    }
-    let copy = copy.iter().copied().fold(f64::INFINITY, f64::min);
+        Ok(drained_by_head(dd, lines, ticks)?.0)
+    })?;
     // The ceiling: `head` reading the file itself, with no pipe and no
     // producer. No follower can deliver faster than its reader consumes.
-    let mut alone = Vec::new();
-    for _ in 0..rounds {
+    let alone = best_of(rounds, || {
         let input_file = std::fs::File::open(&input.path)
             .with_context(|| format!("opening {}", input.path.display()))?;
         let start = Instant::now();
         head(input_file, lines)?;
-        alone.push(start.elapsed().as_secs_f64());
-    }
-    let alone = alone.iter().copied().fold(f64::INFINITY, f64::min);
+        Ok(start.elapsed().as_secs_f64())
+    })?;
     let gnu = best[0].1;
     out.push_str(&format!(
         "\nFrom the start of {:.0} MB ({} lines) into a pipe read by `head -n {}`, best of {rounds}\n| follower | seconds | MB/s | × GNU tail (speed) | CPU s |\n|---|---|---|---|---|\n",

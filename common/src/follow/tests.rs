@@ -57,6 +57,17 @@ fn poll(follower: &mut Follower, seen: &mut Seen) -> Vec<String> {
     seen.take()
 }
 
+/// One poll of what inotify would name: a write to `path` alone.
+fn poll_named(follower: &mut Follower, seen: &mut Seen, path: &Path) -> Vec<String> {
+    follower
+        .poll_changed(
+            &std::collections::HashSet::from([path.to_path_buf()]),
+            &mut seen.sink(),
+        )
+        .unwrap();
+    seen.take()
+}
+
 fn truncate_in_place(path: &Path) {
     fs::OpenOptions::new()
         .write(true)
@@ -1510,13 +1521,7 @@ fn a_rotated_file_read_to_its_end_leaves_the_follower_settled() {
     assert_eq!(read, ["four"]);
     assert!(follower.settled());
     append(&renamed, "late\n");
-    follower
-        .poll_changed(
-            &std::collections::HashSet::from([renamed]),
-            &mut seen.sink(),
-        )
-        .unwrap();
-    assert_eq!(seen.take(), ["late"]);
+    assert_eq!(poll_named(&mut follower, &mut seen, &renamed), ["late"]);
 }
 
 /// A copy never followed by a truncation (logrotate's `copy`, a backup
@@ -1538,24 +1543,12 @@ fn a_copy_of_lines_already_read_leaves_the_follower_settled() {
     assert!(follower.settled());
 
     append(&log, "three\n");
-    follower
-        .poll_changed(
-            &std::collections::HashSet::from([log.clone()]),
-            &mut seen.sink(),
-        )
-        .unwrap();
-    assert_eq!(seen.take(), ["three"]);
+    assert_eq!(poll_named(&mut follower, &mut seen, &log), ["three"]);
     assert!(follower.settled());
 
     truncate_in_place(&log);
     append(&log, "four\n");
-    follower
-        .poll_changed(
-            &std::collections::HashSet::from([log.clone()]),
-            &mut seen.sink(),
-        )
-        .unwrap();
-    let mut events = seen.take();
+    let mut events = poll_named(&mut follower, &mut seen, &log);
     events.extend(poll(&mut follower, &mut seen));
     assert_eq!(lines(&events), ["four"]);
 }
