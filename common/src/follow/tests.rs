@@ -57,6 +57,26 @@ fn poll(follower: &mut Follower, seen: &mut Seen) -> Vec<String> {
     seen.take()
 }
 
+/// The lines (not the notices) of `polls` polls in a row.
+fn lines_of_polls(follower: &mut Follower, seen: &mut Seen, polls: usize) -> Vec<String> {
+    let mut read = Vec::new();
+    for _ in 0..polls {
+        read.extend(lines(&poll(follower, seen)).into_iter().cloned());
+    }
+    read
+}
+
+/// A follower of `app.log*` next to `log`, started again from `saved`.
+fn restart_glob_app_log(log: &Path, saved: &[Checkpoint]) -> (Follower, Seen) {
+    let (mut restarted, seen) = follow_glob(
+        &format!("{}*", log.display()),
+        StartAt::Beginning,
+        options(),
+    );
+    restarted.resume(saved);
+    (restarted, seen)
+}
+
 /// One poll of what inotify would name: a write to `path` alone.
 fn poll_named(follower: &mut Follower, seen: &mut Seen, path: &Path) -> Vec<String> {
     follower
@@ -383,19 +403,10 @@ fn a_checkpointed_file_renamed_while_resuming_continues_where_it_was_left() {
     fs::rename(&log, &moving).unwrap();
     append(&moving, "three\n");
     write(&log, "new\n");
-    let (mut restarted, mut seen) = follow_glob(
-        &format!("{}*", log.display()),
-        StartAt::Beginning,
-        options(),
-    );
-    restarted.resume(&saved);
+    let (mut restarted, mut seen) = restart_glob_app_log(&log, &saved);
     assert_eq!(lines(&poll(&mut restarted, &mut seen)), ["new"]);
     fs::rename(&moving, dir.path().join("app.log.1")).unwrap();
-    let mut read = Vec::new();
-    for _ in 0..3 {
-        read.extend(lines(&poll(&mut restarted, &mut seen)).into_iter().cloned());
-    }
-    assert_eq!(read, ["three"]);
+    assert_eq!(lines_of_polls(&mut restarted, &mut seen, 3), ["three"]);
 }
 
 /// A compressed rotation saved while gzip had only created it (empty,
@@ -430,20 +441,10 @@ fn a_compressed_file_saved_empty_is_placed_by_content_after_a_restart() {
             .unwrap();
     };
     add(header);
-    let (mut restarted, mut seen) = follow_glob(
-        &format!("{}*", log.display()),
-        StartAt::Beginning,
-        options(),
-    );
-    restarted.resume(&saved);
-    let mut read = lines(&poll(&mut restarted, &mut seen))
-        .into_iter()
-        .cloned()
-        .collect::<Vec<_>>();
+    let (mut restarted, mut seen) = restart_glob_app_log(&log, &saved);
+    let mut read = lines_of_polls(&mut restarted, &mut seen, 1);
     add(rest);
-    for _ in 0..3 {
-        read.extend(lines(&poll(&mut restarted, &mut seen)).into_iter().cloned());
-    }
+    read.extend(lines_of_polls(&mut restarted, &mut seen, 3));
     assert!(read.is_empty(), "{read:?}");
 }
 
@@ -1504,21 +1505,16 @@ fn a_rotated_file_read_to_its_end_leaves_the_follower_settled() {
     append(&log, "two\n");
     copy_and_truncate(&log, &dir.path().join("app.log.1"));
     append(&log, "three\n");
-    let mut read = Vec::new();
-    for _ in 0..3 {
-        read.extend(lines(&poll(&mut follower, &mut seen)).into_iter().cloned());
-    }
-    assert_eq!(read, ["two", "three"]);
+    assert_eq!(
+        lines_of_polls(&mut follower, &mut seen, 3),
+        ["two", "three"]
+    );
     assert!(follower.settled());
 
     let renamed = dir.path().join("app.log.2");
     fs::rename(&log, &renamed).unwrap();
     write(&log, "four\n");
-    let mut read = Vec::new();
-    for _ in 0..3 {
-        read.extend(lines(&poll(&mut follower, &mut seen)).into_iter().cloned());
-    }
-    assert_eq!(read, ["four"]);
+    assert_eq!(lines_of_polls(&mut follower, &mut seen, 3), ["four"]);
     assert!(follower.settled());
     append(&renamed, "late\n");
     assert_eq!(poll_named(&mut follower, &mut seen, &renamed), ["late"]);
