@@ -923,7 +923,7 @@ impl Follower {
             }
             chosen.clear();
         }
-        self.resolve_shadows()?;
+        self.resolve_shadows(&chosen)?;
         self.place_created(now)?;
         let count = self.watches.len();
         for index in 0..count {
@@ -1590,15 +1590,20 @@ impl Follower {
     /// gone): a copy continues the stream where it was left (the lines
     /// written between our last read and the truncation are only there),
     /// or was all read already; one that grew apart is a file of its own.
-    fn resolve_shadows(&mut self) -> io::Result<()> {
+    /// A covered copy ([`Source::covered`]) is looked at again only by a
+    /// poll that looks at its name (`chosen`, empty when every name is):
+    /// its original growing keeps it covered, and its original truncated or
+    /// replaced makes the poll look at every name.
+    fn resolve_shadows(&mut self, chosen: &[bool]) -> io::Result<()> {
         // Where the shadows are: a watch's current file (`None`) or one of
         // its rotated-away files (a copy whose name went, e.g. compressed).
         let mut places: Vec<(usize, Option<usize>)> = Vec::new();
         for (index, watch) in self.watches.iter().enumerate() {
+            let looked_at = chosen.get(index).copied().unwrap_or(true);
             if watch
                 .current
                 .as_ref()
-                .is_some_and(|s| s.shadow_of.is_some())
+                .is_some_and(|s| s.shadow_of.is_some() && (looked_at || !s.covered))
             {
                 places.push((index, None));
             }
