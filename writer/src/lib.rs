@@ -428,20 +428,29 @@ async fn write(config: WriteConfig, shutdown: Shutdown) -> anyhow::Result<ExitCo
     }
     let stop = Arc::new(Stop::new());
     let plan = config.plan;
-    let handles: Vec<_> = workers
-        .into_iter()
-        .map(|worker| {
-            let stop = stop.clone();
-            tokio::task::spawn_blocking(move || {
-                let outcome = worker.run(&plan, &stop);
+    // A thread of its own per target, not tokio's blocking pool: the pool
+    // runs 512 at a time, so with more targets the rest started only when
+    // the first ones had finished.
+    let mut handles = Vec::with_capacity(workers.len());
+    for worker in workers {
+        let stop_worker = stop.clone();
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("writer-target".into())
+            .spawn(move || {
+                let outcome = worker.run(&plan, &stop_worker);
                 if outcome.is_err() {
                     // One target failing ends the run: its error is the exit status.
-                    stop.trigger();
+                    stop_worker.trigger();
                 }
-                outcome
-            })
-        })
-        .collect();
+                let _ = done.send(outcome);
+            });
+        if let Err(error) = spawned {
+            stop.trigger();
+            return Err(error).context("starting a writing thread");
+        }
+        handles.push(outcome);
+    }
     let all_done = async {
         let mut reports = Vec::with_capacity(handles.len());
         for handle in handles {

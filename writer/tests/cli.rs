@@ -97,6 +97,29 @@ fn count_writes_exactly_n_lines_and_the_first_at_once() {
 }
 
 #[test]
+fn every_target_gets_its_first_line_at_once_even_past_512_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    let targets: Vec<_> = (0..600)
+        .map(|index| dir.path().join(format!("{index:03}.log")))
+        .collect();
+    // With an hour between lines, a target not started at once has nothing.
+    let running = spawn({
+        let mut command = writer();
+        command
+            .args(["--interval", "1h", "--count", "2"])
+            .args(&targets);
+        command
+    });
+    eventually("a first line in each of the 600 targets", || {
+        targets
+            .iter()
+            .all(|path| std::fs::read_to_string(path).is_ok_and(|t| t.ends_with('\n')))
+    });
+    let (status, _, _) = running.terminate();
+    assert!(status.success());
+}
+
+#[test]
 fn three_containers_layout_puts_the_name_before_the_date() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data.txt");
