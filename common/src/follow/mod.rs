@@ -818,8 +818,9 @@ impl Follower {
         }
     }
 
-    /// Whether a file `changed` names was replaced, removed, created or
-    /// shrunk (one stat each, before anything else is looked at): a
+    /// Whether a file `changed` names was deleted, created, shrunk or
+    /// written for the first time (one stat each, before anything else is
+    /// looked at): a
     /// rotation, handled by a full poll, whose order (every name refreshed
     /// in turn before any copy is placed) tells a copy from a new file.
     /// The metadata looked at is kept for the refresh that follows at once
@@ -830,14 +831,24 @@ impl Follower {
             if !changed.contains(&watch.path) {
                 continue;
             }
-            let rotated = match (&watch.current, std::fs::metadata(&watch.path)) {
-                (Some(current), Ok(meta)) => {
-                    let rotated = FileId::of(&meta) != current.id || meta.len() < current.pos;
-                    self.stat_now.insert(index, meta);
-                    rotated
-                }
-                (None, Ok(_)) | (Some(_), Err(_)) => true,
-                (None, Err(_)) => false,
+            let rotated = match &watch.current {
+                // The name still leads to the open file: a rename, a
+                // creation or a deletion brings a full poll, not this one.
+                // So the descriptor is asked, not the path (no path walk
+                // per busy file and poll).
+                Some(current) => match current.file.metadata() {
+                    Ok(meta) => {
+                        // An empty file written at last is identified (a
+                        // copy, or a file of its own) as a new one is.
+                        let rotated = Source::unlinked(&meta)
+                            || meta.len() < current.pos
+                            || (current.unidentified && meta.len() > 0);
+                        self.stat_now.insert(index, meta);
+                        rotated
+                    }
+                    Err(_) => true,
+                },
+                None => std::fs::metadata(&watch.path).is_ok(),
             };
             if rotated {
                 return true;
@@ -852,7 +863,9 @@ impl Follower {
     /// (a rotated file's `rotate_wait`, a deleted file's quiet time, a
     /// missing or failing path's next look): a driver told of every change
     /// needs no tick. A copy whose lines were all read in its original
-    /// ([`Source::covered`]) is plain too: it may stay for a day.
+    /// ([`Source::covered`]) is plain too: it may stay for a day. So is an
+    /// empty file ([`Source::awaits_first_bytes`]): one in a glob made every
+    /// poll a full one, and an idle follower poll every file each second.
     pub fn settled(&self) -> bool {
         self.created.is_empty()
             && self.resume.is_empty()
@@ -874,7 +887,7 @@ impl Follower {
                     && !watch.reidentify
                     && watch.current.as_ref().is_none_or(|source| {
                         (source.shadow_of.is_none() || source.covered)
-                            && !source.unidentified
+                            && (!source.unidentified || source.awaits_first_bytes())
                             && !source.truncated
                     })
             })

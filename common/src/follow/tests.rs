@@ -1549,6 +1549,40 @@ fn a_copy_of_lines_already_read_leaves_the_follower_settled() {
     assert_eq!(lines(&events), ["four"]);
 }
 
+/// An application's log nothing was written to yet (an error log that
+/// stays empty, a thousand files created at start) is no copy in the
+/// making once logrotate's window has passed: the follower is settled (no
+/// tick every second, polls look only at the files events name) and the
+/// first write to it is read when an event names it. An empty file filled
+/// later with a copy of a followed file is still recognised as that copy.
+#[test]
+fn an_empty_file_leaves_the_follower_settled_until_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, mut follower, mut seen) = glob_app_log(dir.path(), options());
+    let errors = dir.path().join("app.log.errors");
+    let copy = dir.path().join("app.log.1");
+    write(&errors, "");
+    write(&copy, "");
+    assert!(lines(&poll(&mut follower, &mut seen)).is_empty());
+    std::thread::sleep(COPY_TRUNCATE_WINDOW);
+    assert!(lines(&poll(&mut follower, &mut seen)).is_empty());
+    assert!(follower.settled());
+
+    append(&log, "two\n");
+    assert_eq!(poll_named(&mut follower, &mut seen, &log), ["two"]);
+    assert!(follower.settled());
+    append(&errors, "first error\n");
+    let events = poll_named(&mut follower, &mut seen, &errors);
+    assert_eq!(lines(&events), ["first error"]);
+
+    fs::copy(&log, &copy).unwrap();
+    truncate_in_place(&log);
+    append(&log, "three\n");
+    let mut events = poll_named(&mut follower, &mut seen, &copy);
+    events.extend(poll(&mut follower, &mut seen));
+    assert_eq!(lines(&events), ["three"]);
+}
+
 /// Many files, few descriptors: files read to their end are closed and the
 /// others read in turn; a closed file that grows continues where it was
 /// left, one truncated or replaced meanwhile is read from its start.
