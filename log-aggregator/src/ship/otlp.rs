@@ -574,6 +574,8 @@ const MAX_RESPONSE_BODY: usize = 64 * 1024;
 
 /// OTLP/HTTP over one keep-alive connection.
 pub struct Otlp {
+    /// The TLS setup of an `https://` URL.
+    tls: Option<TlsClient>,
     url: HttpUrl,
     resource: Vec<(String, String)>,
     options: OtlpOptions,
@@ -618,6 +620,7 @@ impl Otlp {
         };
         let stream = connect_stream(&url.authority, tls, timeouts)?;
         Ok(Self {
+            tls: tls.cloned(),
             url: url.clone(),
             resource: resource.to_vec(),
             options: options.clone(),
@@ -750,10 +753,10 @@ impl Transport for Otlp {
                 )
             });
         }
-        let early_in_tls = self.url.tls && !self.answered;
+        let early_in_tls = !self.answered;
         let answer = self
             .post()
-            .map_err(|error| failed(closed(error, early_in_tls), None, false))?;
+            .map_err(|error| failed(closed(error, self.tls.as_ref(), early_in_tls), None, false))?;
         self.answered = true;
         self.closed = answer.close;
         match verdict(answer.status) {

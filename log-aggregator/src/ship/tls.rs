@@ -57,6 +57,37 @@ pub fn no_tls(address: &str) -> String {
 pub struct TlsClient {
     #[cfg(feature = "tls")]
     config: std::sync::Arc<rustls::ClientConfig>,
+    /// Set when a server asked for a client certificate and none is
+    /// configured ([`NoClientCertificate`]).
+    #[cfg(feature = "tls")]
+    certificate_asked: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The client-certificate side when none is configured: sends none, as
+/// rustls' `with_no_client_auth` does, and remembers that a server asked.
+/// Over TLS 1.3 such a server refuses us only after our handshake is done:
+/// its alert may be lost to the reset of a connection we were writing to,
+/// and this is what still names the cause.
+#[cfg(feature = "tls")]
+#[derive(Debug)]
+struct NoClientCertificate {
+    asked: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[cfg(feature = "tls")]
+impl rustls::client::ResolvesClientCert for NoClientCertificate {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _schemes: &[rustls::SignatureScheme],
+    ) -> Option<std::sync::Arc<rustls::sign::CertifiedKey>> {
+        self.asked.store(true, std::sync::atomic::Ordering::Relaxed);
+        None
+    }
+
+    fn has_certs(&self) -> bool {
+        false
+    }
 }
 
 impl std::fmt::Debug for TlsClient {
@@ -99,8 +130,11 @@ impl TlsClient {
         .with_safe_default_protocol_versions()
         .map_err(|error| TlsError::Config(error.to_string()))?
         .with_root_certificates(roots);
+        let certificate_asked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let config = match &files.client_cert {
-            None => builder.with_no_client_auth(),
+            None => builder.with_client_cert_resolver(std::sync::Arc::new(NoClientCertificate {
+                asked: certificate_asked.clone(),
+            })),
             Some((cert_path, key_path)) => {
                 let cert = file_error("--ship-client-cert", cert_path);
                 let chain = CertificateDer::pem_file_iter(cert_path)
@@ -126,7 +160,20 @@ impl TlsClient {
         };
         Ok(Self {
             config: std::sync::Arc::new(config),
+            certificate_asked,
         })
+    }
+
+    /// Whether a server asked for a client certificate, none being
+    /// configured: its closing or resetting a connection is then most
+    /// likely its refusal.
+    pub fn certificate_asked_for_none(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self
+            .certificate_asked
+            .load(std::sync::atomic::Ordering::Relaxed);
+        #[cfg(not(feature = "tls"))]
+        false
     }
 
     /// The default build has no TLS.

@@ -164,13 +164,15 @@ pub fn connect_stream(
     Stream::over(connect(address, timeouts)?, tls, address)
 }
 
-/// `error` when the server closed or reset the connection, with a hint
-/// when that happened right at the start of a TLS session: then it most
-/// likely refused our client certificate, or wanted one. Over TLS 1.3 the
-/// server checks the client's certificate after the client's handshake is
-/// done, so its refusal shows as a close before the first batch or while
-/// it is written (or, for OTLP, as the first request's failure).
-pub fn closed(error: io::Error, early_in_tls: bool) -> io::Error {
+/// `error` with a hint when the server asked for a client certificate and
+/// none is configured (`tls`), or when it closed or reset the connection
+/// right at the start of a TLS session (`early_in_tls`): then it most
+/// likely refused our client certificate.
+/// Over TLS 1.3 the server checks the client's certificate after the
+/// client's handshake is done, so its refusal shows as a close before the
+/// first batch or while one is written (or, for OTLP, as the first
+/// request's failure).
+pub fn closed(error: io::Error, tls: Option<&TlsClient>, early_in_tls: bool) -> io::Error {
     let closing = matches!(
         error.kind(),
         io::ErrorKind::UnexpectedEof
@@ -178,22 +180,26 @@ pub fn closed(error: io::Error, early_in_tls: bool) -> io::Error {
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::BrokenPipe
     );
-    if !(closing && early_in_tls) {
+    let Some(tls) = tls else {
         return error;
-    }
-    io::Error::new(
-        error.kind(),
-        format!(
-            "{error} right after the TLS handshake (does it require a client certificate it \
-             did not get or accept? see --ship-client-cert)"
-        ),
-    )
+    };
+    // Whatever shows the refusal: the server's alert, or a reset.
+    let hint = if tls.certificate_asked_for_none() {
+        "the server asked for a client certificate and none is configured: see \
+         --ship-client-cert and --ship-client-key"
+    } else if closing && early_in_tls {
+        "right after the TLS handshake (does it require a client certificate it did not \
+         accept? see --ship-client-cert)"
+    } else {
+        return error;
+    };
+    io::Error::new(error.kind(), format!("{error} ({hint})"))
 }
 
 /// Syslog over TCP, RFC 6587 octet counting; over TLS, RFC 5425.
 pub struct TcpSyslog {
     stream: Stream,
-    tls: bool,
+    tls: Option<TlsClient>,
     /// Batches written on this connection.
     batches: u64,
     frames: Vec<u8>,
@@ -203,7 +209,7 @@ impl TcpSyslog {
     pub fn connect(address: &str, tls: Option<&TlsClient>, timeouts: Timeouts) -> io::Result<Self> {
         Ok(Self {
             stream: connect_stream(address, tls, timeouts)?,
-            tls: tls.is_some(),
+            tls: tls.cloned(),
             batches: 0,
             frames: Vec::new(),
         })
@@ -216,7 +222,7 @@ impl Transport for TcpSyslog {
             return Err(SendError {
                 acknowledged: from,
                 unanswered: 0,
-                error: closed(error, self.tls && self.batches <= 1),
+                error: closed(error, self.tls.as_ref(), self.batches <= 1),
                 retry_after: None,
                 permanent: false,
             });
@@ -226,14 +232,15 @@ impl Transport for TcpSyslog {
             octet_counted(&mut self.frames, messages.get(index));
         }
         self.batches += 1;
-        let early_in_tls = self.tls && self.batches <= 1;
+        let early_in_tls = self.batches <= 1;
+        let tls = self.tls.as_ref();
         self.stream
             .write_all(&self.frames)
             .and_then(|()| self.stream.flush())
             .map_err(|error| SendError {
                 acknowledged: from,
                 unanswered: messages.len() - from,
-                error: closed(error, early_in_tls),
+                error: closed(error, tls, early_in_tls),
                 retry_after: None,
                 permanent: false,
             })
@@ -267,9 +274,7 @@ impl Relp {
         relp_frame(&mut session.frames, txnr, "open", RELP_OFFERS);
         session.write_frames()?;
         session.frames.clear();
-        let (answered, data) = session
-            .answer()
-            .map_err(|error| closed(error, tls.is_some()))?;
+        let (answered, data) = session.answer().map_err(|error| closed(error, tls, true))?;
         if answered != txnr || !data.starts_with(b"200") {
             return Err(protocol(format!(
                 "RELP open refused: {}",
