@@ -294,6 +294,7 @@ async fn drive<S: Sink>(
     let mut full_every = FULL_POLL_EVERY.max(interval);
     let mut last_full = Instant::now();
     let mut settled_before = false;
+    let alarm = watching.alarm();
     // Lines found by a tick's full poll in files no event named.
     let mut unannounced: Vec<PathBuf> = Vec::new();
     while !shutdown.is_requested() {
@@ -464,7 +465,7 @@ async fn drive<S: Sink>(
             // with the reactor only to unregister it for the pause. Lines
             // are polled when they would have been: at the pause's end, or
             // at once after it. An idle file's tick keeps its plain wait.
-            pause(&mut watching, sink, shutdown, polled + gap).await?;
+            pause(&mut watching, alarm.as_ref(), sink, shutdown, polled + gap).await?;
         }
         // While events name every change and nothing in the follower or the
         // sink waits on the clock, a tick would find nothing: the wait lasts
@@ -517,7 +518,7 @@ async fn drive<S: Sink>(
                     }
                     let changed = tokio::select! {
                         _ = shutdown.requested() => false,
-                        _ = tokio::time::sleep_until(polled + gap) => false,
+                        _ = sleep_until(alarm.as_ref(), polled + gap) => false,
                         _ = watching.hint() => true,
                     };
                     if !changed || watching.names_pending() {
@@ -525,7 +526,7 @@ async fn drive<S: Sink>(
                     }
                 }
             } else {
-                pause(&mut watching, sink, shutdown, polled + gap).await?;
+                pause(&mut watching, alarm.as_ref(), sink, shutdown, polled + gap).await?;
             }
         }
     }
@@ -549,6 +550,7 @@ fn read_truncated_now<S: Sink>(follower: &mut Follower, sink: &mut S) -> io::Res
 /// back for want of room is handed over as soon as there is.
 async fn pause<S: Sink>(
     watching: &mut Watching,
+    alarm: Option<&Alarm>,
     sink: &mut S,
     shutdown: &Shutdown,
     until: Instant,
@@ -557,7 +559,7 @@ async fn pause<S: Sink>(
     loop {
         tokio::select! {
             _ = shutdown.requested() => return Ok(()),
-            _ = tokio::time::sleep_until(until) => return Ok(()),
+            _ = sleep_until(alarm, until) => return Ok(()),
             _ = watching.name_hint() => return Ok(()),
             handed = sink.held_back() => handed?,
         }
@@ -699,6 +701,18 @@ impl Watching {
             Err(error) => watching.fall_back(&format!("cannot start inotify: {error}"), sink),
         }
         watching
+    }
+
+    /// The coalescing pause's timer: the kernel's when inotify is read
+    /// directly, tokio's otherwise. Not in this crate's tests: they pause
+    /// tokio's clock, which a kernel timer does not follow (the binaries'
+    /// tests run with it).
+    fn alarm(&self) -> Option<Alarm> {
+        #[cfg(all(target_os = "linux", not(test)))]
+        if let Backend::Direct(_) = &self.backend {
+            return Alarm::new().ok();
+        }
+        None
     }
 
     /// Watching with inotify read by the driver and its names thread (Linux).
@@ -944,7 +958,28 @@ fn is_not_found(error: &notify::Error) -> bool {
 }
 
 #[cfg(target_os = "linux")]
+mod alarm;
+#[cfg(target_os = "linux")]
 mod direct;
+
+/// The pause's timer where the kernel has one ([`alarm`]), none elsewhere.
+#[cfg(target_os = "linux")]
+type Alarm = alarm::Alarm;
+#[cfg(not(target_os = "linux"))]
+enum Alarm {}
+
+/// Sleeps until `deadline` on `alarm`, or on tokio's timer without one.
+async fn sleep_until(alarm: Option<&Alarm>, deadline: Instant) {
+    #[cfg(target_os = "linux")]
+    if let Some(alarm) = alarm
+        && alarm.sleep_until(deadline).await.is_ok()
+    {
+        return;
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = alarm;
+    tokio::time::sleep_until(deadline).await;
+}
 
 #[cfg(test)]
 mod tests {
