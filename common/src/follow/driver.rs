@@ -518,7 +518,7 @@ async fn drive<S: Sink>(
                     }
                     let changed = tokio::select! {
                         _ = shutdown.requested() => false,
-                        _ = sleep_until(alarm.as_ref(), polled + gap) => false,
+                        _ = tokio::time::sleep_until(polled + gap) => false,
                         _ = watching.hint() => true,
                     };
                     if !changed || watching.names_pending() {
