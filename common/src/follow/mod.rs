@@ -1232,9 +1232,7 @@ impl Follower {
     pub fn truncation_expected(&self) -> bool {
         let now = Instant::now();
         self.currents().any(|source| {
-            source
-                .shadow_since
-                .is_some_and(|since| now < since + COPY_TRUNCATE_WINDOW)
+            source.in_copy_window(now)
                 && (source.unidentified
                     || source.shadow_of.is_some_and(|original| {
                         self.currents()
@@ -1696,9 +1694,7 @@ impl Follower {
                     if !grew_apart || stream.intact()? {
                         copy.covered = !grew_apart
                             && copy_len.is_some_and(|len| len <= stream.line_start)
-                            && copy
-                                .shadow_since
-                                .is_none_or(|since| since.elapsed() >= COPY_TRUNCATE_WINDOW);
+                            && !copy.in_copy_window(Instant::now());
                         return Ok(grew_apart.then_some(0));
                     }
                 }

@@ -371,11 +371,15 @@ impl Source {
     /// event, and the full poll that event brings identifies it; meanwhile
     /// nothing waits on the clock for it.
     pub(super) fn awaits_first_bytes(&self) -> bool {
-        self.unidentified
-            && self.len_seen == 0
-            && self
-                .shadow_since
-                .is_none_or(|since| since.elapsed() >= super::COPY_TRUNCATE_WINDOW)
+        self.unidentified && self.len_seen == 0 && !self.in_copy_window(std::time::Instant::now())
+    }
+
+    /// Whether this file was found a copy (or an empty file that may be
+    /// one) less than [`super::COPY_TRUNCATE_WINDOW`] before `now`: a
+    /// truncation of its original may still follow.
+    pub(super) fn in_copy_window(&self, now: std::time::Instant) -> bool {
+        self.shadow_since
+            .is_some_and(|since| now < since + super::COPY_TRUNCATE_WINDOW)
     }
 
     /// Whether this is a gzip file, read decompressed.
@@ -399,16 +403,23 @@ impl Source {
     /// Up to `len` content bytes from `offset` (fewer at the end).
     pub(super) fn content(&mut self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
         let mut out = vec![0u8; len];
+        let filled = self.fill_at(&mut out, offset)?;
+        out.truncate(filled);
+        Ok(out)
+    }
+
+    /// Fills `buf` with the content bytes at `offset`, all of it unless the
+    /// end comes first: how many.
+    fn fill_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         let mut filled = 0;
-        while filled < len {
-            let n = self.read_content_at(&mut out[filled..], offset + filled as u64)?;
+        while filled < buf.len() {
+            let n = self.read_content_at(&mut buf[filled..], offset + filled as u64)?;
             if n == 0 {
                 break;
             }
             filled += n;
         }
-        out.truncate(filled);
-        Ok(out)
+        Ok(filled)
     }
 
     /// Reads more of the first bytes while they are fewer than the
@@ -487,16 +498,9 @@ impl Source {
     /// every poll compares a thousand heads.
     fn begins_with_head(&mut self) -> io::Result<bool> {
         let mut buf = [0u8; FINGERPRINT_BYTES as usize];
-        let mut compared = 0;
-        while compared < self.head.len() {
-            let want = (self.head.len() - compared).min(buf.len());
-            let n = self.read_content_at(&mut buf[..want], compared as u64)?;
-            if n == 0 || buf[..n] != self.head[compared..compared + n] {
-                return Ok(false);
-            }
-            compared += n;
-        }
-        Ok(true)
+        let first = &mut buf[..self.head.len()];
+        let filled = self.fill_at(first, 0)?;
+        Ok(first[..filled] == self.head[..])
     }
 
     /// Whether the file was written (or truncated) since the last call:
